@@ -1,0 +1,294 @@
+"""The base class of every skssl estimator: parameters, validation, device handling and THE training loop.
+
+A method (contrastive, masked, VAE) only says which torch module it trains (``_build_module``), what its loss on a
+batch is (``_batch_loss``) and, optionally, what happens after each optimiser step (``_after_step``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import sys
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from . import _data
+
+# Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
+# waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
+AUTO_STEP_BUDGET = 3000
+AUTO_MIN_EPOCHS = 10
+AUTO_MAX_EPOCHS = 500
+AUTO_PATIENCE_STEPS = 200
+# Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
+MAX_GRAD_NORM = 10.0
+
+
+def auto_hidden_dims(n_features):
+    """Two hidden layers, wider for wider inputs (256 under 1 000 genes, else 512)."""
+    width = 256 if n_features < 1000 else 512
+    return (width, width)
+
+
+def auto_batch_size(n_train):
+    """A quarter of the training rows, clipped to [32, 256] and to the number of rows."""
+    return int(min(n_train, np.clip(n_train // 4, 32, 256)))
+
+
+@contextlib.contextmanager
+def limited_torch_threads():
+    """Cap torch's intra-op threads at the OMP_NUM_THREADS that joblib/loky sets in its workers.
+
+    Without this, ``GridSearchCV(n_jobs=k)`` starts k processes that each use every core.
+    """
+    previous = torch.get_num_threads()
+    limit = os.environ.get("OMP_NUM_THREADS")
+    if limit and limit.isdigit() and 0 < int(limit) < previous:
+        torch.set_num_threads(int(limit))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of the self-supervised embedders; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dims": [StrOptions({"auto"}), tuple, list],
+        "dropout": [Interval(Real, 0.0, 1.0, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "max_epochs": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "n_iter_no_change": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "standardize": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ hooks for the methods
+    def _build_module(self, n_features, hidden_dims, statistics):
+        """Return the torch module to train; it must have ``embed(x) -> Tensor``."""
+        raise NotImplementedError
+
+    def _batch_loss(self, module, x, generator=None):
+        """Scalar loss of one batch ``x`` (raw features, float32, on the module's device)."""
+        raise NotImplementedError
+
+    def _after_step(self, module):
+        """Called after every optimiser step (BYOL updates its target network here)."""
+
+    def _check_fit_values(self, statistics):
+        """Method-specific checks of the fit data (e.g. non-negative counts)."""
+
+    # ------------------------------------------------------------------ fitting
+    def _resolved_hidden_dims(self, n_features):
+        if isinstance(self.hidden_dims, str):
+            return auto_hidden_dims(n_features)
+        dims = tuple(self.hidden_dims)
+        if not all(_data.is_integer(d) and d >= 1 for d in dims):
+            raise ValueError(f"hidden_dims must be 'auto' or a sequence of positive integers, got {self.hidden_dims!r}.")
+        return dims
+
+    def _split(self, n_samples, rng):
+        """Indices of the training and validation rows (validation is empty when it would hold < 2 rows)."""
+        order = rng.permutation(n_samples)
+        n_val = int(round(self.validation_fraction * n_samples)) if self.early_stopping else 0
+        if n_val < 2 or n_samples - n_val < 2:
+            n_val = 0
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the representation from ``X`` without labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Expression matrix, samples in rows. Sparse and memory-mapped input is read one batch at a time.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = _data.validate_X(self, X, reset=True)
+        if X.shape[0] < 2:
+            raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
+        self._fit_module(X)
+        return self
+
+    def _fit_module(self, X):
+        device = _data.resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        statistics = _data.column_statistics(X)
+        self._check_fit_values(statistics)
+        n_samples, n_features = X.shape
+        train_idx, val_idx = self._split(n_samples, rng)
+        n_train = len(train_idx)
+        batch_size = auto_batch_size(n_train) if self.batch_size == "auto" else min(self.batch_size, n_train)
+        steps_per_epoch = max(1, n_train // batch_size + (n_train % batch_size >= 2))
+        if self.max_epochs == "auto":
+            max_epochs = int(np.clip(math.ceil(AUTO_STEP_BUDGET / steps_per_epoch), AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS))
+        else:
+            max_epochs = self.max_epochs
+        if self.n_iter_no_change == "auto":
+            patience = max(10, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
+        else:
+            patience = self.n_iter_no_change
+        hidden_dims = self._resolved_hidden_dims(n_features)
+
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with limited_torch_threads(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(torch_seed)
+            module = self._build_module(n_features, hidden_dims, statistics).to(device)
+            optimizer = torch.optim.AdamW(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            history = {"train_loss": [], "validation_loss": []}
+            best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+            start_time = time.perf_counter()
+            for epoch in range(max_epochs):
+                order = train_idx[rng.permutation(n_train)]
+                train_loss = self._train_epoch(module, optimizer, X, order, batch_size, device)
+                history["train_loss"].append(train_loss)
+                monitored = train_loss
+                if len(val_idx):
+                    monitored = self._evaluate(module, X, val_idx, batch_size, device, torch_seed)
+                    history["validation_loss"].append(monitored)
+                if self.verbose:
+                    val_text = f", validation loss {monitored:.5g}" if len(val_idx) else ""
+                    print(
+                        f"[{type(self).__name__}] epoch {epoch + 1}/{max_epochs}: train loss {train_loss:.5g}"
+                        f"{val_text} ({time.perf_counter() - start_time:.1f} s)",
+                        file=sys.stderr,
+                    )
+                if monitored < best_loss - self.tol * abs(best_loss if math.isfinite(best_loss) else 0.0):
+                    best_loss, best_epoch, stale = monitored, epoch, 0
+                    if self.early_stopping and len(val_idx):
+                        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    stale += 1
+                    if self.early_stopping and stale >= patience:
+                        break
+            if best_state is not None:
+                # The weights of the best validation epoch, not of the last one.
+                module.load_state_dict(best_state)
+        module.eval()
+        self.module_ = module
+        self.history_ = history
+        self.n_iter_ = epoch + 1
+        self.best_epoch_ = best_epoch + 1
+        self.batch_size_ = batch_size
+        self.hidden_dims_ = hidden_dims
+        self.n_components_ = self.n_components
+        self.device_ = device
+        return self
+
+    def _train_epoch(self, module, optimizer, X, order, batch_size, device):
+        module.train()
+        total = torch.zeros((), device=device)
+        seen = 0
+        for rows, block in _data.iter_batches(X, batch_size, indices=order):
+            if len(block) < 2:  # a 1-row remainder has no "other sample" to corrupt with nor any negative
+                continue
+            x = _data.to_device(block, device)
+            loss = self._batch_loss(module, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            self._after_step(module)
+            total += loss.detach() * len(block)
+            seen += len(block)
+        mean_loss = (total / max(seen, 1)).item()  # one device sync per epoch, not per step
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(
+                f"{type(self).__name__} training diverged (the loss became {mean_loss}). "
+                f"Lower learning_rate (currently {self.learning_rate}), or check the input scale "
+                "(e.g. log-transform raw counts, or keep standardize=True)."
+            )
+        return mean_loss
+
+    @torch.no_grad()
+    def _evaluate(self, module, X, rows, batch_size, device, seed):
+        """Mean loss on ``rows`` under a fixed corruption seed, so epochs are compared on the same corruptions."""
+        module.eval()
+        generator = torch.Generator(device=device).manual_seed(seed)
+        total, seen = 0.0, 0
+        for _, block in _data.iter_batches(X, max(batch_size, 2), indices=rows):
+            if len(block) < 2:
+                continue
+            x = _data.to_device(block, device)
+            total += self._batch_loss(module, x, generator=generator).item() * len(block)
+            seen += len(block)
+        return total / max(seen, 1)
+
+    # ------------------------------------------------------------------ inference
+    def _module_device(self):
+        return next(self.module_.parameters()).device
+
+    @torch.inference_mode()
+    def _map_batches(self, X, fn, n_out, batch_size=None):
+        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""
+        device = self._module_device()
+        batch_size = batch_size or max(self.batch_size_, 1024)
+        out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
+        self.module_.eval()
+        for rows, block in _data.iter_batches(X, batch_size, check_finite=_data.is_out_of_core(X)):
+            out[rows] = fn(_data.to_device(block, device)).float().cpu().numpy()
+        return out
+
+    def transform(self, X):
+        """Embed ``X`` with the trained encoder.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Same features, in the same order, as the data given to ``fit``.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components), dtype float32
+            The embedding.
+        """
+        check_is_fitted(self)
+        X = _data.validate_X(self, X, reset=False)
+        return self._map_batches(X, self.module_.embed, self.n_components_)
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        state = super().__getstate__()
+        module = state.get("module_")
+        if module is not None and any(p.device.type != "cpu" for p in module.parameters()):
+            # Pickles must load on CPU-only machines: store a CPU copy, leave the live module where it is.
+            state["module_"] = copy.deepcopy(module).to("cpu")
+            state["device_"] = torch.device("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags

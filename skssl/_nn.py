@@ -1,0 +1,92 @@
+"""Small torch building blocks shared by every method.
+
+The estimators (``contrastive.py``, ``masked.py``, ``vae.py``) hold the user API; the modules here hold the math.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_mlp(in_features, hidden_dims, out_features, *, dropout=0.0, norm=True):
+    """Linear -> LayerNorm -> ReLU -> Dropout blocks, then a plain Linear output layer.
+
+    LayerNorm rather than BatchNorm: it behaves the same in training and inference and with batches of any size,
+    so ``transform`` on one row equals ``transform`` on that row inside a larger batch.
+    """
+    layers = []
+    width = in_features
+    for hidden in hidden_dims:
+        layers.append(nn.Linear(width, hidden))
+        if norm:
+            layers.append(nn.LayerNorm(hidden))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """The representation network: standardised expression -> ``n_components`` embedding.
+
+    Every method's module owns one ``Encoder`` as ``.encoder``; the semi-supervised estimators reuse it.
+    """
+
+    def __init__(self, n_features, hidden_dims, n_components, dropout=0.0):
+        super().__init__()
+        self.n_features = n_features
+        self.n_components = n_components
+        self.net = make_mlp(n_features, hidden_dims, n_components, dropout=dropout)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def count_parameters(module):
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def ema_update(target, online, decay):
+    """In-place exponential moving average ``target <- decay * target + (1 - decay) * online``."""
+    target_params = list(target.parameters())
+    online_params = list(online.parameters())
+    torch._foreach_mul_(target_params, decay)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - decay)
+
+
+class Standardize(nn.Module):
+    """Per-feature ``(x - mean) / scale`` with statistics from the fit data, kept as buffers so they travel with
+    the module (device moves, pickles). Features with zero variance get scale 1."""
+
+    def __init__(self, mean, std, enabled=True):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        if not enabled:
+            mean, std = torch.zeros_like(mean), torch.ones_like(std)
+        std = torch.where(std > 1e-8 * (1.0 + mean.abs()), std, torch.ones_like(std))
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", std)
+
+    def forward(self, x):
+        return (x - self.mean) / self.scale
+
+    def inverse(self, x):
+        return x * self.scale + self.mean
+
+
+class LogNormalize(nn.Module):
+    """Counts -> ``log1p(counts / library size * 10 000)``: what an encoder of raw counts sees (as in scVI)."""
+
+    def __init__(self, target_sum=1e4):
+        super().__init__()
+        self.target_sum = target_sum
+
+    def forward(self, x):
+        library = x.sum(dim=1, keepdim=True).clamp_min(1.0)
+        return torch.log1p(x / library * self.target_sum)

@@ -1,0 +1,207 @@
+"""ContrastiveEmbedder: SCARF (random feature corruption + NT-Xent) or BYOL (bootstrap with an EMA target)."""
+
+from __future__ import annotations
+
+import copy
+from numbers import Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from ._base import BaseSSLEstimator
+from ._corruption import scarf_corrupt
+from ._losses import byol_loss, nt_xent
+from ._nn import Standardize, ema_update, make_mlp
+
+
+class _ContrastiveModule(nn.Module):
+    def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize, byol):
+        super().__init__()
+        width = hidden_dims[-1] if hidden_dims else 256
+        self.preprocess = Standardize(mean, std, enabled=standardize)
+        self.encoder = make_mlp(n_features, hidden_dims, n_components, dropout=dropout)
+        self.projector = make_mlp(n_components, (width,), 128)
+        self.byol = byol
+        if byol:
+            self.predictor = make_mlp(128, (width,), 128)
+            # The target network is a slow copy of the online one and never gets gradients.
+            self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+            self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+
+    def embed(self, x):
+        return self.encoder(self.preprocess(x))
+
+    def online(self, x_std):
+        return self.projector(self.encoder(x_std))
+
+    def target(self, x_std):
+        return self.target_projector(self.target_encoder(x_std))
+
+
+class ContrastiveEmbedder(BaseSSLEstimator):
+    """Contrastive self-supervised embedding of expression profiles (SCARF, or BYOL as an option).
+
+    For each sample, a fraction ``corruption_rate`` of its genes, chosen at random, is replaced by the same genes of
+    other random samples (draws from each gene's empirical marginal). With ``objective="scarf"`` (Bahri et al.,
+    2022) the encoder learns to match the embedding of a profile with that of its corrupted version against all
+    other profiles of the batch (NT-Xent loss). With ``objective="byol"`` (Grill et al., 2020) two corrupted views
+    are matched through an online predictor and a slowly updated (EMA) target network, without negatives.
+
+    ``transform`` returns the encoder output (the projection head is only used for training).
+
+    Parameters
+    ----------
+    n_components : int, default=32
+        Dimension of the embedding.
+    objective : {"scarf", "byol"}, default="scarf"
+        Contrastive (NT-Xent) or bootstrap (BYOL) objective.
+    corruption_rate : float in [0, 1), default=0.6
+        Fraction of features of each sample replaced by marginal draws (exactly ``round(rate * n_features)``).
+    temperature : float > 0, default=1.0
+        NT-Xent temperature (``objective="scarf"``).
+    ema_decay : float in [0, 1), default=0.99
+        Decay of the exponential moving average that updates the BYOL target network.
+    hidden_dims : "auto" or tuple of int, default="auto"
+        Widths of the encoder's hidden layers; "auto" uses two layers of 256 (under 1 000 features) or 512.
+    dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer.
+    batch_size : "auto" or int, default="auto"
+        Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
+    max_epochs : "auto" or int, default="auto"
+        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 10 and 500 epochs).
+    learning_rate : float, default=1e-3
+        AdamW learning rate. Lower it if training diverges.
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their loss stops improving and keep the weights of
+        the best epoch. Ignored when the held-out part would have fewer than 2 rows.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of rows held out for early stopping.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as an improvement.
+    standardize : bool, default=True
+        Centre and scale each feature with statistics of the ``fit`` data (recommended for log-expression).
+    device : str, default="auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, batch order, weights and corruptions: same seed, same embedding on CPU.
+    verbose : int, default=0
+        Print the losses of every epoch to stderr.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network (``module_.encoder`` is the encoder).
+    history_ : dict
+        ``"train_loss"`` and ``"validation_loss"`` per epoch.
+    n_iter_ : int
+        Number of epochs run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    batch_size_ : int
+        Batch size used.
+    hidden_dims_ : tuple of int
+        Hidden layer widths used.
+    n_components_ : int
+        Dimension of the embedding.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when X has string column names).
+
+    See Also
+    --------
+    MaskedAutoencoder : Masked-feature reconstruction (VIME).
+    VAEEmbedder : Variational autoencoder (Gaussian or negative-binomial likelihood).
+
+    Examples
+    --------
+    >>> from skssl import ContrastiveEmbedder
+    >>> from skssl.datasets import make_expression
+    >>> X, y = make_expression(n_samples=100, n_genes=50, random_state=0)
+    >>> embedder = ContrastiveEmbedder(n_components=8, max_epochs=3, random_state=0)
+    >>> embedder.fit_transform(X).shape
+    (100, 8)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseSSLEstimator._parameter_constraints,
+        "objective": [StrOptions({"scarf", "byol"})],
+        "corruption_rate": [Interval(Real, 0.0, 1.0, closed="left")],
+        "temperature": [Interval(Real, 0.0, None, closed="neither")],
+        "ema_decay": [Interval(Real, 0.0, 1.0, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        objective="scarf",
+        corruption_rate=0.6,
+        temperature=1.0,
+        ema_decay=0.99,
+        hidden_dims="auto",
+        dropout=0.1,
+        batch_size="auto",
+        max_epochs="auto",
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change="auto",
+        tol=1e-4,
+        standardize=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.objective = objective
+        self.corruption_rate = corruption_rate
+        self.temperature = temperature
+        self.ema_decay = ema_decay
+        self.hidden_dims = hidden_dims
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.standardize = standardize
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_features, hidden_dims, statistics):
+        return _ContrastiveModule(
+            n_features,
+            hidden_dims,
+            self.n_components,
+            self.dropout,
+            statistics["mean"],
+            statistics["std"],
+            self.standardize,
+            byol=self.objective == "byol",
+        )
+
+    def _batch_loss(self, module, x, generator=None):
+        x = module.preprocess(x)
+        if self.objective == "scarf":
+            corrupted, _ = scarf_corrupt(x, self.corruption_rate, generator)
+            return nt_xent(module.online(x), module.online(corrupted), self.temperature)
+        view1, _ = scarf_corrupt(x, self.corruption_rate, generator)
+        view2, _ = scarf_corrupt(x, self.corruption_rate, generator)
+        p1, p2 = module.predictor(module.online(view1)), module.predictor(module.online(view2))
+        return 0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1)))
+
+    def _after_step(self, module):
+        if self.objective == "byol":
+            ema_update(module.target_encoder, module.encoder, self.ema_decay)
+            ema_update(module.target_projector, module.projector, self.ema_decay)

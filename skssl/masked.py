@@ -1,0 +1,176 @@
+"""MaskedAutoencoder: VIME self-supervised learning (mask estimation + feature reconstruction)."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+from sklearn.utils._param_validation import Interval
+from torch import nn
+
+from ._base import BaseSSLEstimator
+from ._corruption import vime_mask
+from ._losses import vime_loss
+from ._nn import Standardize, make_mlp
+
+
+class _MaskedModule(nn.Module):
+    def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize):
+        super().__init__()
+        width = hidden_dims[-1] if hidden_dims else 256
+        self.preprocess = Standardize(mean, std, enabled=standardize)
+        self.encoder = make_mlp(n_features, hidden_dims, n_components, dropout=dropout)
+        self.mask_head = make_mlp(n_components, (width,), n_features)
+        self.feature_head = make_mlp(n_components, (width,), n_features)
+
+    def embed(self, x):
+        return self.encoder(self.preprocess(x))
+
+
+class MaskedAutoencoder(BaseSSLEstimator):
+    """Masked-feature self-supervised embedding (VIME, Yoon et al., 2020).
+
+    Each entry of a profile is masked with probability ``mask_rate`` and replaced by the same gene of another
+    random sample, so a masked value looks plausible. From the corrupted profile the encoder's embedding must
+    predict which entries were masked (binary cross-entropy) and reconstruct the original profile (mean squared
+    error): ``loss = BCE + alpha * MSE``. Useful for noisy or sparse signals, where recovering a gene from its
+    co-expressed partners is exactly the structure worth learning.
+
+    Parameters
+    ----------
+    n_components : int, default=32
+        Dimension of the embedding.
+    mask_rate : float in [0, 1), default=0.3
+        Probability that an entry is masked.
+    alpha : float >= 0, default=2.0
+        Weight of the reconstruction term.
+    hidden_dims : "auto" or tuple of int, default="auto"
+        Widths of the encoder's hidden layers; "auto" uses two layers of 256 (under 1 000 features) or 512.
+    dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer.
+    batch_size : "auto" or int, default="auto"
+        Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
+    max_epochs : "auto" or int, default="auto"
+        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 10 and 500 epochs).
+    learning_rate : float, default=1e-3
+        AdamW learning rate. Lower it if training diverges.
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their loss stops improving and keep the weights of
+        the best epoch. Ignored when the held-out part would have fewer than 2 rows.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of rows held out for early stopping.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as an improvement.
+    standardize : bool, default=True
+        Centre and scale each feature with statistics of the ``fit`` data (recommended for log-expression).
+    device : str, default="auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, batch order, weights and masks: same seed, same embedding on CPU.
+    verbose : int, default=0
+        Print the losses of every epoch to stderr.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network (``module_.encoder`` is the encoder).
+    history_ : dict
+        ``"train_loss"`` and ``"validation_loss"`` per epoch.
+    n_iter_ : int
+        Number of epochs run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    batch_size_ : int
+        Batch size used.
+    hidden_dims_ : tuple of int
+        Hidden layer widths used.
+    n_components_ : int
+        Dimension of the embedding.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when X has string column names).
+
+    See Also
+    --------
+    ContrastiveEmbedder : Contrastive learning with feature corruption (SCARF / BYOL).
+    VAEEmbedder : Variational autoencoder (Gaussian or negative-binomial likelihood).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skssl import MaskedAutoencoder
+    >>> from skssl.datasets import make_expression
+    >>> X, y = make_expression(n_samples=100, n_genes=50, random_state=0)
+    >>> model = make_pipeline(MaskedAutoencoder(n_components=8, max_epochs=3, random_state=0),
+    ...                       LogisticRegression())
+    >>> model.fit(X, y).predict(X[:5]).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseSSLEstimator._parameter_constraints,
+        "mask_rate": [Interval(Real, 0.0, 1.0, closed="left")],
+        "alpha": [Interval(Real, 0.0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        mask_rate=0.3,
+        alpha=2.0,
+        hidden_dims="auto",
+        dropout=0.1,
+        batch_size="auto",
+        max_epochs="auto",
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change="auto",
+        tol=1e-4,
+        standardize=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.mask_rate = mask_rate
+        self.alpha = alpha
+        self.hidden_dims = hidden_dims
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.standardize = standardize
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_features, hidden_dims, statistics):
+        return _MaskedModule(
+            n_features,
+            hidden_dims,
+            self.n_components,
+            self.dropout,
+            statistics["mean"],
+            statistics["std"],
+            self.standardize,
+        )
+
+    def _batch_loss(self, module, x, generator=None):
+        x = module.preprocess(x)
+        corrupted, mask = vime_mask(x, self.mask_rate, generator)
+        z = module.encoder(corrupted)
+        return vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha)
