@@ -61,8 +61,12 @@ def limited_torch_threads():
             torch.set_num_threads(previous)
 
 
-class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery of the self-supervised embedders; not for direct use."""
+class BaseTorchEstimator(BaseEstimator):
+    """Parameters, validation, device handling and THE training loop of every skssl estimator; not for direct use.
+
+    Subclasses provide ``_build_module`` and ``_batch_loss``; supervised subclasses pass ``targets`` to
+    ``_fit_module`` and receive each batch's rows of it in ``_batch_loss``.
+    """
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -87,9 +91,15 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Return the torch module to train; it must have ``embed(x) -> Tensor``."""
         raise NotImplementedError
 
-    def _batch_loss(self, module, x, generator=None):
-        """Scalar loss of one batch ``x`` (raw features, float32, on the module's device)."""
+    def _batch_loss(self, module, x, targets=None, generator=None):
+        """Scalar loss of one batch ``x`` (raw features, float32, on the module's device).
+
+        ``targets`` holds the batch's rows of the ``targets`` given to ``_fit_module`` (None when none were).
+        """
         raise NotImplementedError
+
+    def _make_optimizer(self, module):
+        return torch.optim.AdamW(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def _after_step(self, module):
         """Called after every optimiser step (BYOL updates its target network here)."""
@@ -114,34 +124,15 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             n_val = 0
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the representation from ``X`` without labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
-            Expression matrix, samples in rows. Sparse and memory-mapped input is read one batch at a time.
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        X = _data.validate_X(self, X, reset=True)
-        if X.shape[0] < 2:
-            raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
-        self._fit_module(X)
-        return self
-
-    def _fit_module(self, X):
+    def _fit_module(self, X, targets=None, statistics=None):
+        """Train a new module on ``X`` (and ``targets``, a numpy array with one row per sample, if given)."""
         device = _data.resolve_device(self.device)
         rng = check_random_state(self.random_state)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
-        statistics = _data.column_statistics(X)
+        if statistics is None:
+            statistics = _data.column_statistics(X)
         self._check_fit_values(statistics)
+        targets = None if targets is None else torch.as_tensor(targets).to(device)
         n_samples, n_features = X.shape
         train_idx, val_idx = self._split(n_samples, rng)
         n_train = len(train_idx)
@@ -161,17 +152,17 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         with limited_torch_threads(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(torch_seed)
             module = self._build_module(n_features, hidden_dims, statistics).to(device)
-            optimizer = torch.optim.AdamW(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            optimizer = self._make_optimizer(module)
             history = {"train_loss": [], "validation_loss": []}
             best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
             start_time = time.perf_counter()
             for epoch in range(max_epochs):
                 order = train_idx[rng.permutation(n_train)]
-                train_loss = self._train_epoch(module, optimizer, X, order, batch_size, device)
+                train_loss = self._train_epoch(module, optimizer, X, targets, order, batch_size, device)
                 history["train_loss"].append(train_loss)
                 monitored = train_loss
                 if len(val_idx):
-                    monitored = self._evaluate(module, X, val_idx, batch_size, device, torch_seed)
+                    monitored = self._evaluate(module, X, targets, val_idx, batch_size, device, torch_seed)
                     history["validation_loss"].append(monitored)
                 if self.verbose:
                     val_text = f", validation loss {monitored:.5g}" if len(val_idx) else ""
@@ -198,11 +189,10 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.best_epoch_ = best_epoch + 1
         self.batch_size_ = batch_size
         self.hidden_dims_ = hidden_dims
-        self.n_components_ = self.n_components
         self.device_ = device
         return self
 
-    def _train_epoch(self, module, optimizer, X, order, batch_size, device):
+    def _train_epoch(self, module, optimizer, X, targets, order, batch_size, device):
         module.train()
         total = torch.zeros((), device=device)
         seen = 0
@@ -210,7 +200,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             if len(block) < 2:  # a 1-row remainder has no "other sample" to corrupt with nor any negative
                 continue
             x = _data.to_device(block, device)
-            loss = self._batch_loss(module, x)
+            loss = self._batch_loss(module, x, _rows_of(targets, rows, device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
@@ -228,16 +218,17 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return mean_loss
 
     @torch.no_grad()
-    def _evaluate(self, module, X, rows, batch_size, device, seed):
+    def _evaluate(self, module, X, targets, rows, batch_size, device, seed):
         """Mean loss on ``rows`` under a fixed corruption seed, so epochs are compared on the same corruptions."""
         module.eval()
         generator = torch.Generator(device=device).manual_seed(seed)
         total, seen = 0.0, 0
-        for _, block in _data.iter_batches(X, max(batch_size, 2), indices=rows):
+        for batch_rows, block in _data.iter_batches(X, max(batch_size, 2), indices=rows):
             if len(block) < 2:
                 continue
             x = _data.to_device(block, device)
-            total += self._batch_loss(module, x, generator=generator).item() * len(block)
+            loss = self._batch_loss(module, x, _rows_of(targets, batch_rows, device), generator=generator)
+            total += loss.item() * len(block)
             seen += len(block)
         return total / max(seen, 1)
 
@@ -255,6 +246,55 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         for rows, block in _data.iter_batches(X, batch_size, check_finite=_data.is_out_of_core(X)):
             out[rows] = fn(_data.to_device(block, device)).float().cpu().numpy()
         return out
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        state = super().__getstate__()
+        module = state.get("module_")
+        if module is not None and any(p.device.type != "cpu" for p in module.parameters()):
+            # Pickles must load on CPU-only machines: store a CPU copy, leave the live module where it is.
+            state["module_"] = copy.deepcopy(module).to("cpu")
+            state["device_"] = torch.device("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _rows_of(targets, rows, device):
+    if targets is None:
+        return None
+    index = torch.as_tensor(rows, device=device) if not isinstance(rows, slice) else rows
+    return targets[index]
+
+
+class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorchEstimator):
+    """Shared machinery of the self-supervised embedders (transformers); not for direct use."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the representation from ``X`` without labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Expression matrix, samples in rows. Sparse and memory-mapped input is read one batch at a time.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = _data.validate_X(self, X, reset=True)
+        if X.shape[0] < 2:
+            raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
+        self._fit_module(X)
+        self.n_components_ = self.n_components
+        return self
 
     def transform(self, X):
         """Embed ``X`` with the trained encoder.
@@ -277,18 +317,8 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _n_features_out(self):
         return self.n_components_
 
-    # ------------------------------------------------------------------ persistence
-    def __getstate__(self):
-        state = super().__getstate__()
-        module = state.get("module_")
-        if module is not None and any(p.device.type != "cpu" for p in module.parameters()):
-            # Pickles must load on CPU-only machines: store a CPU copy, leave the live module where it is.
-            state["module_"] = copy.deepcopy(module).to("cpu")
-            state["device_"] = torch.device("cpu")
-        return state
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+

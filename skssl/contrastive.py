@@ -191,7 +191,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
             byol=self.objective == "byol",
         )
 
-    def _batch_loss(self, module, x, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None):
         x = module.preprocess(x)
         if self.objective == "scarf":
             corrupted, _ = scarf_corrupt(x, self.corruption_rate, generator)

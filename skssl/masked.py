@@ -169,7 +169,7 @@ class MaskedAutoencoder(BaseSSLEstimator):
             self.standardize,
         )
 
-    def _batch_loss(self, module, x, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None):
         x = module.preprocess(x)
         corrupted, mask = vime_mask(x, self.mask_rate, generator)
         z = module.encoder(corrupted)

@@ -236,7 +236,7 @@ class VAEEmbedder(BaseSSLEstimator):
             self.standardize,
         )
 
-    def _batch_loss(self, module, x, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None):
         # Per-feature scale keeps the loss (and so the gradient clipping) comparable across gene counts.
         return -module.elbo(x, self.beta, generator).mean() / x.shape[1]
 

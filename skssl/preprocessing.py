@@ -1,0 +1,542 @@
+"""Preprocessing transformers for gene-expression matrices.
+
+All transformers follow the scikit-learn API and expect data laid out as
+``(n_samples, n_genes)``.
+"""
+
+# License: BSD-3-Clause
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.feature_selection import SelectorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.sparsefuncs import mean_variance_axis
+from sklearn.utils.validation import (
+    FLOAT_DTYPES,
+    _check_feature_names_in,
+    _get_feature_names,
+    check_array,
+    check_is_fitted,
+    check_non_negative,
+    validate_data,
+)
+
+__all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
+
+
+def _log_cpm(X, *, pseudocount=1.0, base=2.0, scale=1e6, dtype=None):
+    """``log_base(X / rowsum(X) * scale + pseudocount)`` for a dense array.
+
+    Shared by :class:`LogCPM` and :func:`skssl.datasets.make_expression` so
+    that both give bit-identical results. The arithmetic is done in float64
+    (library sizes reach 1e7 and float32 sums lose counts) and cast to
+    ``dtype`` (default: ``X.dtype`` if floating, else float64) at the end.
+    """
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    X64 = np.asarray(X, dtype=np.float64)
+    totals = X64.sum(axis=1, keepdims=True)
+    # Empty libraries give an all-zero CPM row instead of 0/0 = NaN.
+    factor = np.divide(
+        scale, totals, out=np.zeros_like(totals), where=totals > 0
+    )
+    out = X64 * factor
+    out += pseudocount
+    np.log(out, out=out)
+    out /= np.log(base)
+    return out.astype(dtype, copy=False)
+
+
+class LogCPM(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Library-size normalisation followed by a log transform.
+
+    Each sample (row) of a count matrix is divided by its total count
+    (library size), multiplied by ``scale`` (counts per million by default)
+    and transformed as ``log_base(cpm + pseudocount)``. This is the usual
+    "log2(CPM + 1)" representation of bulk RNA-seq counts.
+
+    The transformer is stateless: :meth:`fit` only validates the input and
+    records its number of features.
+
+    Parameters
+    ----------
+    pseudocount : float, default=1.0
+        Added before taking the logarithm; must be positive. With
+        ``pseudocount=1`` zero counts map to zero, so sparse input stays
+        sparse.
+
+    base : float, default=2.0
+        Base of the logarithm (use ``numpy.e`` for natural log).
+
+    scale : float, default=1e6
+        Target library size (``1e6`` gives counts per million).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    HighlyVariableGenes : Select the most variable genes after normalisation.
+
+    Notes
+    -----
+    Samples whose total count is zero get a row of ``log_base(pseudocount)``
+    (zeros with the default pseudocount) without any division warning.
+    Sparse input is returned as CSR when ``pseudocount == 1`` and densified
+    otherwise, because ``log(0 + pseudocount)`` is then non-zero.
+    Float32 input gives float32 output; everything else gives float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skssl.preprocessing import LogCPM
+    >>> counts = np.array([[0, 1, 3], [10, 0, 10], [0, 0, 0]])
+    >>> LogCPM(scale=4).fit_transform(counts)
+    array([[0.        , 1.        , 2.        ],
+           [1.5849625 , 0.        , 1.5849625 ],
+           [0.        , 0.        , 0.        ]])
+    """
+
+    _parameter_constraints: dict = {
+        "pseudocount": [Interval(Real, 0, None, closed="neither")],
+        "base": [Interval(Real, 1, None, closed="neither")],
+        "scale": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, pseudocount=1.0, base=2.0, scale=1e6):
+        self.pseudocount = pseudocount
+        self.base = base
+        self.scale = scale
+
+    def _validate(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=("csr", "csc", "coo"),
+            dtype=FLOAT_DTYPES,
+            reset=reset,
+        )
+        check_non_negative(X, f"{self.__class__.__name__} (counts)")
+        return X
+
+    def fit(self, X, y=None):
+        """Validate `X` and record the number of features.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative counts.
+
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Fitted transformer.
+        """
+        self._validate_params()
+        self._validate(X, reset=True)
+        return self
+
+    def transform(self, X):
+        """Normalise each sample to `scale` and take the logarithm.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative counts.
+
+        Returns
+        -------
+        X_new : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Log-normalised values; CSR if `X` is sparse and
+            ``pseudocount == 1``.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        if not sp.issparse(X):
+            return _log_cpm(
+                X, pseudocount=self.pseudocount, base=self.base, scale=self.scale
+            )
+        if self.pseudocount != 1:
+            return _log_cpm(
+                X.toarray(),
+                pseudocount=self.pseudocount,
+                base=self.base,
+                scale=self.scale,
+            )
+        X = X.tocsr(copy=True)
+        X.sum_duplicates()
+        totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        factor = np.divide(
+            self.scale, totals, out=np.zeros_like(totals), where=totals > 0
+        )
+        # Scale the stored values row by row: indptr gives each row's slice.
+        row_factor = np.repeat(factor, np.diff(X.indptr))
+        data = np.log1p(X.data.astype(np.float64) * row_factor) / np.log(self.base)
+        X.data = data.astype(X.dtype, copy=False)
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class HighlyVariableGenes(SelectorMixin, BaseEstimator):
+    """Keep the genes with the largest variance (or dispersion).
+
+    A simple unsupervised filter applied after log-normalisation to drop
+    genes that carry little variation across samples.
+
+    Parameters
+    ----------
+    n_top_genes : int, default=2000
+        Number of genes to keep. If it is at least the number of features,
+        all genes are kept.
+
+    flavor : {"variance", "dispersion"}, default="variance"
+        Score used to rank the genes:
+
+        - ``"variance"``: the variance of each gene.
+        - ``"dispersion"``: variance divided by mean (index of dispersion),
+          computed on the input scale; requires non-negative input. Genes
+          with zero mean get a score of 0.
+
+        Ties are broken in favour of the gene that comes first.
+
+    Attributes
+    ----------
+    means_ : ndarray of shape (n_features_in_,)
+        Mean of each gene.
+
+    variances_ : ndarray of shape (n_features_in_,)
+        Variance of each gene.
+
+    scores_ : ndarray of shape (n_features_in_,)
+        Ranking score of each gene (equal to `variances_` for
+        ``flavor="variance"``).
+
+    support_ : ndarray of shape (n_features_in_,), dtype=bool
+        Mask of the selected genes.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.feature_selection.VarianceThreshold : Drop features below a
+        variance threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skssl.preprocessing import HighlyVariableGenes
+    >>> X = np.array([[0.0, 1.0, 5.0], [0.0, 3.0, 5.0], [0.1, 5.0, 5.0]])
+    >>> hvg = HighlyVariableGenes(n_top_genes=2).fit(X)
+    >>> hvg.get_support()
+    array([ True,  True, False])
+    >>> hvg.transform(X).shape
+    (3, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "n_top_genes": [Interval(Integral, 1, None, closed="left")],
+        "flavor": [StrOptions({"variance", "dispersion"})],
+    }
+
+    def __init__(self, n_top_genes=2000, flavor="variance"):
+        self.n_top_genes = n_top_genes
+        self.flavor = flavor
+
+    def fit(self, X, y=None):
+        """Score the genes and select the `n_top_genes` highest.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Expression matrix.
+
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Fitted selector.
+        """
+        self._validate_params()
+        X = validate_data(
+            self, X, accept_sparse=("csr", "csc"), dtype=FLOAT_DTYPES, reset=True
+        )
+        if sp.issparse(X):
+            means, variances = mean_variance_axis(X, axis=0)
+        else:
+            means, variances = X.mean(axis=0), X.var(axis=0)
+        self.means_ = np.asarray(means, dtype=np.float64)
+        self.variances_ = np.asarray(variances, dtype=np.float64)
+        if self.flavor == "variance":
+            self.scores_ = self.variances_.copy()
+        else:
+            check_non_negative(X, f"{self.__class__.__name__}(flavor='dispersion')")
+            self.scores_ = np.divide(
+                self.variances_,
+                self.means_,
+                out=np.zeros_like(self.variances_),
+                where=self.means_ > 0,
+            )
+        n_keep = min(self.n_top_genes, self.n_features_in_)
+        # Stable sort on the negated score keeps the earlier gene on ties.
+        order = np.argsort(-self.scores_, kind="stable")
+        self.support_ = np.zeros(self.n_features_in_, dtype=bool)
+        self.support_[order[:n_keep]] = True
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self)
+        return self.support_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = self.flavor == "dispersion"
+        return tags
+
+
+class GeneAligner(TransformerMixin, BaseEstimator):
+    """Reorder, subset and pad columns so that they match a fixed gene list.
+
+    Models fitted on one gene panel can be applied to data measured on
+    another: ``GeneAligner`` remembers a target gene order at :meth:`fit`
+    and, at :meth:`transform`, maps any DataFrame onto it by column name,
+    dropping genes that are not in the target and filling target genes that
+    are absent with `fill_value`. Put it first in a pipeline.
+
+    Parameters
+    ----------
+    genes : array-like of str, default=None
+        Target gene order. If None, the column names of the data passed to
+        :meth:`fit` are used (or ``x0, x1, ...`` for arrays without names).
+
+    fill_value : float or "mean", default=0.0
+        Value given to target genes that are absent from the data.
+        ``"mean"`` uses the mean of that gene in the data passed to
+        :meth:`fit` (0 for genes that were absent there too).
+
+    warn_threshold : float, default=0.1
+        Emit a :class:`UserWarning` when more than this fraction of the
+        target genes is absent from the data being aligned.
+
+    Attributes
+    ----------
+    genes_ : ndarray of shape (n_genes_,), dtype=object
+        Target gene order; the output columns of :meth:`transform`.
+
+    fill_values_ : ndarray of shape (n_genes_,)
+        Value used for each target gene when it is absent.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    Notes
+    -----
+    DataFrames are aligned by column name, whatever their width or column
+    order. Arrays carry no names: they must already be in target order,
+    i.e. have ``len(genes_)`` columns, and pass through unchanged.
+    NaN values are passed through.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skssl.preprocessing import GeneAligner
+    >>> train = pd.DataFrame({"A": [1.0, 3.0], "B": [2.0, 4.0], "C": [5.0, 7.0]})
+    >>> aligner = GeneAligner(fill_value="mean").fit(train)
+    >>> new = pd.DataFrame({"C": [0.5], "A": [0.1], "D": [9.0]})
+    >>> aligner.transform(new)
+    array([[0.1, 3. , 0.5]])
+    >>> aligner.get_feature_names_out()
+    array(['A', 'B', 'C'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "genes": ["array-like", None],
+        "fill_value": [Real, StrOptions({"mean"})],
+        "warn_threshold": [Interval(Real, 0, 1, closed="both")],
+    }
+
+    def __init__(self, genes=None, fill_value=0.0, warn_threshold=0.1):
+        self.genes = genes
+        self.fill_value = fill_value
+        self.warn_threshold = warn_threshold
+
+    @staticmethod
+    def _as_gene_array(genes, what):
+        genes = np.asarray(genes, dtype=object).ravel()
+        if genes.size == 0:
+            raise ValueError(f"{what} is empty.")
+        if not all(isinstance(g, str) for g in genes):
+            raise TypeError(f"{what} must contain only strings.")
+        unique, counts = np.unique(genes.astype(str), return_counts=True)
+        if (counts > 1).any():
+            dup = unique[counts > 1][:5].tolist()
+            raise ValueError(f"{what} contains duplicated genes, e.g. {dup}.")
+        return genes
+
+    def _align(self, X, names, *, warn=True):
+        """Map the columns of `X` (named `names`) onto ``genes_``."""
+        position = {name: j for j, name in enumerate(names)}
+        src = np.array([position.get(g, -1) for g in self.genes_], dtype=np.intp)
+        present = src >= 0
+        n_missing = int((~present).sum())
+        if n_missing == len(self.genes_):
+            raise ValueError(
+                f"None of the {len(self.genes_)} target genes of "
+                f"{self.__class__.__name__} is among the {len(names)} columns "
+                f"of X (first target genes: {list(self.genes_[:3])}, first "
+                f"columns of X: {list(names[:3])})."
+            )
+        if warn and n_missing > self.warn_threshold * len(self.genes_):
+            warnings.warn(
+                f"{n_missing} of {len(self.genes_)} target genes "
+                f"({n_missing / len(self.genes_):.0%}) are missing from X and "
+                f"are filled with {self.fill_value!r}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        out = np.empty((X.shape[0], len(self.genes_)), dtype=X.dtype)
+        out[:, present] = X[:, src[present]]
+        out[:, ~present] = self.fill_values_[~present]
+        return out
+
+    def _frame_names(self, X):
+        names = _get_feature_names(X)
+        if names is not None:
+            self._as_gene_array(names, "The columns of X")
+        return names
+
+    def fit(self, X, y=None):
+        """Record the target gene order and the fill values.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Reference data. Without column names it must have
+            ``len(genes)`` columns in the order of `genes`.
+
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Fitted transformer.
+        """
+        self._validate_params()
+        names = self._frame_names(X)
+        X = validate_data(
+            self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True
+        )
+        if self.genes is None:
+            self.genes_ = _check_feature_names_in(self)
+        else:
+            self.genes_ = self._as_gene_array(self.genes, "genes")
+        if names is None:
+            if X.shape[1] != len(self.genes_):
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {self.__class__.__name__} "
+                    f"is expecting {len(self.genes_)} features as input (X has no "
+                    "column names, so its columns are taken to be `genes`)."
+                )
+            names = self.genes_
+        if self.fill_value == "mean":
+            # Computed on the aligned reference so each target gene gets its own
+            # mean; genes absent from the reference fall back to 0.
+            self.fill_values_ = np.zeros(len(self.genes_))
+            aligned = self._align(X, names, warn=True)
+            present = np.isin(self.genes_, np.asarray(names, dtype=object))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes
+                means = np.nanmean(aligned[:, present], axis=0)
+            self.fill_values_[present] = np.nan_to_num(means, nan=0.0)
+        else:
+            self.fill_values_ = np.full(len(self.genes_), float(self.fill_value))
+            self._align(X, names, warn=True)  # validates the overlap
+        return self
+
+    def transform(self, X):
+        """Return `X` with columns in ``genes_`` order.
+
+        Parameters
+        ----------
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
+            Data to align. DataFrames are matched by column name; arrays
+            must have ``len(genes_)`` columns.
+
+        Returns
+        -------
+        X_aligned : ndarray of shape (n_samples, len(genes_))
+            Aligned data.
+        """
+        check_is_fitted(self)
+        # Feature names are checked here, not by `validate_data(reset=False)`,
+        # whose whole point is to reject columns that differ from fit.
+        names = self._frame_names(X)
+        X = check_array(
+            X,
+            dtype=FLOAT_DTYPES,
+            ensure_all_finite="allow-nan",
+            estimator=self,
+        )
+        if names is not None:
+            return self._align(X, names)
+        if X.shape[1] != len(self.genes_):
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {self.__class__.__name__} is "
+                f"expecting {len(self.genes_)} features as input. Pass a "
+                "DataFrame with gene names as columns to align by name."
+            )
+        return X
+
+    def get_feature_names_out(self, input_features=None):
+        """Get output feature names: the target genes.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against the names seen in :meth:`fit`.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``genes_``.
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features)
+        return np.asarray(self.genes_, dtype=object).copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
