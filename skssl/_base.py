@@ -124,18 +124,26 @@ class BaseTorchEstimator(BaseEstimator):
             n_val = 0
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    def _fit_module(self, X, targets=None, statistics=None):
-        """Train a new module on ``X`` (and ``targets``, a numpy array with one row per sample, if given)."""
-        device = _data.resolve_device(self.device)
-        rng = check_random_state(self.random_state)
-        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
-        if statistics is None:
-            statistics = _data.column_statistics(X)
+    def _new_module(self, n_features, statistics, device, seed):
+        """Build the method's module with seeded initial weights, without disturbing torch's global RNG."""
         self._check_fit_values(statistics)
-        targets = None if targets is None else torch.as_tensor(targets).to(device)
-        n_samples, n_features = X.shape
-        train_idx, val_idx = self._split(n_samples, rng)
-        n_train = len(train_idx)
+        hidden_dims = self._resolved_hidden_dims(n_features)
+        with torch.random.fork_rng(devices=_cuda_indices(device)):
+            torch.manual_seed(seed)
+            module = self._build_module(n_features, hidden_dims, statistics).to(device)
+        return module, hidden_dims
+
+    def _untrained_module(self, X):
+        """The module ``fit`` would start from on ``X`` (same architecture, statistics and seeded weights).
+
+        Used by the supervised estimators for their from-scratch baseline.
+        """
+        device = _data.resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return self._new_module(X.shape[1], _data.column_statistics(X), device, seed)[0]
+
+    def _schedule(self, n_train):
+        """Batch size, epochs and early-stopping patience for ``n_train`` training rows (resolving "auto")."""
         batch_size = auto_batch_size(n_train) if self.batch_size == "auto" else min(self.batch_size, n_train)
         steps_per_epoch = max(1, n_train // batch_size + (n_train % batch_size >= 2))
         if self.max_epochs == "auto":
@@ -146,12 +154,29 @@ class BaseTorchEstimator(BaseEstimator):
             patience = max(10, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
         else:
             patience = self.n_iter_no_change
-        hidden_dims = self._resolved_hidden_dims(n_features)
+        return batch_size, max_epochs, patience
 
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with limited_torch_threads(), torch.random.fork_rng(devices=devices):
+    def _fit_module(self, X, targets=None, statistics=None, module=None):
+        """Train on ``X`` (and ``targets``, one row per sample, if given) and set the fitted attributes.
+
+        Trains ``module`` when given, else a new module built by ``_build_module``.
+        """
+        device = _data.resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        if module is None:
+            if statistics is None:
+                statistics = _data.column_statistics(X)
+            module, hidden_dims = self._new_module(X.shape[1], statistics, device, torch_seed)
+        else:
+            module, hidden_dims = module.to(device), None
+        targets = None if targets is None else torch.as_tensor(targets).to(device)
+        train_idx, val_idx = self._split(X.shape[0], rng)
+        n_train = len(train_idx)
+        batch_size, max_epochs, patience = self._schedule(n_train)
+
+        with limited_torch_threads(), torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(torch_seed)
-            module = self._build_module(n_features, hidden_dims, statistics).to(device)
             optimizer = self._make_optimizer(module)
             history = {"train_loss": [], "validation_loss": []}
             best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
@@ -165,12 +190,7 @@ class BaseTorchEstimator(BaseEstimator):
                     monitored = self._evaluate(module, X, targets, val_idx, batch_size, device, torch_seed)
                     history["validation_loss"].append(monitored)
                 if self.verbose:
-                    val_text = f", validation loss {monitored:.5g}" if len(val_idx) else ""
-                    print(
-                        f"[{type(self).__name__}] epoch {epoch + 1}/{max_epochs}: train loss {train_loss:.5g}"
-                        f"{val_text} ({time.perf_counter() - start_time:.1f} s)",
-                        file=sys.stderr,
-                    )
+                    self._report(epoch, max_epochs, train_loss, monitored if len(val_idx) else None, start_time)
                 if monitored < best_loss - self.tol * abs(best_loss if math.isfinite(best_loss) else 0.0):
                     best_loss, best_epoch, stale = monitored, epoch, 0
                     if self.early_stopping and len(val_idx):
@@ -191,6 +211,14 @@ class BaseTorchEstimator(BaseEstimator):
         self.hidden_dims_ = hidden_dims
         self.device_ = device
         return self
+
+    def _report(self, epoch, max_epochs, train_loss, validation_loss, start_time):
+        val_text = "" if validation_loss is None else f", validation loss {validation_loss:.5g}"
+        print(
+            f"[{type(self).__name__}] epoch {epoch + 1}/{max_epochs}: train loss {train_loss:.5g}{val_text} "
+            f"({time.perf_counter() - start_time:.1f} s)",
+            file=sys.stderr,
+        )
 
     def _train_epoch(self, module, optimizer, X, targets, order, batch_size, device):
         module.train()
@@ -261,6 +289,10 @@ class BaseTorchEstimator(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _cuda_indices(device):
+    return [device.index or 0] if device.type == "cuda" else []
 
 
 def _rows_of(targets, rows, device):

@@ -21,9 +21,9 @@ _OFF_SHIFT = -4.0  # their log-abundance offset
 _LIBRARY_SD = 0.35  # log-normal spread of library sizes
 _DISPERSION_SD = 0.5  # gene-to-gene log spread of the NB dispersion
 _BATCH_SD = 0.3  # per-batch gene-wise log-fold shift
-_LOADING_MEAN = 0.25  # mean absolute loading of a gene on its program
+_LOADING_MEAN = 0.12  # mean absolute loading of a gene on its program
 _POSITIVE_LOADINGS = 0.8  # fraction of program genes that go up with it
-_CLASS_SEPARATION = 1.6  # class-mean distance (x signal_strength), unit-noise scale
+_CLASS_SEPARATION = 3.0  # class-mean distance (x signal_strength), unit-noise scale
 # Above this Poisson mean the Poisson part is drawn from its normal limit:
 # exact Poisson sampling dominates the run time otherwise, and at these
 # means it adds a tiny fraction of the gamma (biological) variance.
