@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from numbers import Integral, Real
 
 import numpy as np
@@ -281,12 +283,20 @@ class VAEEmbedder(BaseSSLEstimator):
             Higher means more typical of the training data; low scores flag outliers.
         """
         X = self._validate_for_inference(X)
-        generator = torch.Generator(device=self._module_device()).manual_seed(0)
-        noise = torch.randn((SCORE_DRAWS, self.n_components_), device=self._module_device(), generator=generator)
-        scores = self._map_batches(X, lambda x: self.module_.elbo(x, self.beta, noise=noise).unsqueeze(1), 1)
-        scores = scores.ravel().astype(np.float64)
+        device = self._module_device()
+        generator = torch.Generator(device=device).manual_seed(0)
+        noise = torch.randn((SCORE_DRAWS, self.n_components_), device=device, generator=generator)
+        # In float64: sums over thousands of genes would otherwise differ in the last float32 digits between a
+        # row scored alone and the same row scored in a batch.
+        module = copy.deepcopy(self.module_).double()
+        scores = np.empty(_data.n_rows(X))
+        with torch.inference_mode():
+            module.eval()
+            for rows, block in _data.iter_batches(X, max(self.batch_size_, 1024), check_finite=_data.is_out_of_core(X)):
+                x = _data.to_device(block, device).double()
+                scores[rows] = module.elbo(x, self.beta, noise=noise.double()).cpu().numpy()
         if self.likelihood == "gaussian":
-            scores -= float(torch.log(self.module_.preprocess.scale).sum())
+            scores -= float(torch.log(module.preprocess.scale).sum())
         return scores
 
     def score(self, X, y=None):
