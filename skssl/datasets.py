@@ -28,6 +28,8 @@ _CLASS_SEPARATION = 3.0  # class-mean distance (x signal_strength), unit-noise s
 # exact Poisson sampling dominates the run time otherwise, and at these
 # means it adds a tiny fraction of the gamma (biological) variance.
 _NORMAL_POISSON_MIN = 30.0
+# Cells simulated per row block (bounds the temporaries' memory).
+_BLOCK_CELLS = 2_000_000
 
 
 def _check_int(value, name, minimum):
@@ -301,10 +303,10 @@ def make_expression(
         if output == "log_cpm":
             X[rows] = _log_cpm(counts[rows], dtype=np.float32)
 
-    # Row blocks of ~2M cells bound the temporaries. Each block has its own
-    # child seed, so the output does not depend on the number of threads;
-    # numpy releases the GIL while sampling, so threads give a real speed-up.
-    block = max(1, 2_000_000 // n_genes)
+    # Each row block has its own child seed, so the output does not depend on
+    # the number of threads; numpy releases the GIL while sampling, so
+    # threads give a real speed-up.
+    block = max(1, _BLOCK_CELLS // n_genes)
     starts = range(0, n_samples, block)
     block_seeds = np.random.SeedSequence(seed).spawn(len(starts))
     tasks = [

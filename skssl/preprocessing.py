@@ -102,9 +102,9 @@ class LogCPM(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     >>> from skssl.preprocessing import LogCPM
     >>> counts = np.array([[0, 1, 3], [10, 0, 10], [0, 0, 0]])
     >>> LogCPM(scale=4).fit_transform(counts)
-    array([[0.        , 1.        , 2.        ],
-           [1.5849625 , 0.        , 1.5849625 ],
-           [0.        , 0.        , 0.        ]])
+    array([[0.       , 1.       , 2.       ],
+           [1.5849625, 0.       , 1.5849625],
+           [0.       , 0.       , 0.       ]])
     """
 
     _parameter_constraints: dict = {
@@ -333,7 +333,9 @@ class GeneAligner(TransformerMixin, BaseEstimator):
     ----------
     genes : array-like of str, default=None
         Target gene order. If None, the column names of the data passed to
-        :meth:`fit` are used (or ``x0, x1, ...`` for arrays without names).
+        :meth:`fit` are used. If that data has no column names either, the
+        transformer works by position: :meth:`transform` then only checks
+        the number of columns (and `genes_` is ``x0, x1, ...``).
 
     fill_value : float or "mean", default=0.0
         Value given to target genes that are absent from the data.
@@ -371,7 +373,7 @@ class GeneAligner(TransformerMixin, BaseEstimator):
     >>> import pandas as pd
     >>> from skssl.preprocessing import GeneAligner
     >>> train = pd.DataFrame({"A": [1.0, 3.0], "B": [2.0, 4.0], "C": [5.0, 7.0]})
-    >>> aligner = GeneAligner(fill_value="mean").fit(train)
+    >>> aligner = GeneAligner(fill_value="mean", warn_threshold=0.5).fit(train)
     >>> new = pd.DataFrame({"C": [0.5], "A": [0.1], "D": [9.0]})
     >>> aligner.transform(new)
     array([[0.1, 3. , 0.5]])
@@ -461,6 +463,8 @@ class GeneAligner(TransformerMixin, BaseEstimator):
             self.genes_ = _check_feature_names_in(self)
         else:
             self.genes_ = self._as_gene_array(self.genes, "genes")
+        # Without any gene names there is nothing to align by.
+        self._by_name = self.genes is not None or names is not None
         if names is None:
             if X.shape[1] != len(self.genes_):
                 raise ValueError(
@@ -508,7 +512,7 @@ class GeneAligner(TransformerMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
             estimator=self,
         )
-        if names is not None:
+        if names is not None and self._by_name:
             return self._align(X, names)
         if X.shape[1] != len(self.genes_):
             raise ValueError(
