@@ -101,17 +101,23 @@ class ExpressionData:
                 f"X has shape {self.X.shape} but there are {len(self.samples)} "
                 f"samples and {len(self.genes)} genes."
             )
-        for what, table, n in (
-            ("metadata", self.metadata, len(self.samples)),
-            ("gene_metadata", self.gene_metadata, len(self.genes)),
-        ):
-            for key, values in list(table.items()):
-                values = np.asarray(values)
-                if values.shape != (n,):
-                    raise ValueError(
-                        f"{what}[{key!r}] has shape {values.shape}, expected ({n},)."
-                    )
-                table[key] = values
+        self.metadata = self._columns(self.metadata, len(self.samples), "metadata")
+        self.gene_metadata = self._columns(
+            self.gene_metadata, len(self.genes), "gene_metadata"
+        )
+
+    @staticmethod
+    def _columns(table, n, what):
+        # A new dict, so the caller's one is not modified.
+        out = {}
+        for key, values in table.items():
+            values = np.asarray(values)
+            if values.shape != (n,):
+                raise ValueError(
+                    f"{what}[{key!r}] has shape {values.shape}, expected ({n},)."
+                )
+            out[str(key)] = values
+        return out
 
     @property
     def n_samples(self):
@@ -173,9 +179,7 @@ def _import_pandas(what):
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - depends on environment
-        raise ImportError(
-            f"{what} requires pandas: pip install skssl[io]"
-        ) from exc
+        raise ImportError(f"{what} requires pandas: pip install skssl[io]") from exc
     return pd
 
 
@@ -333,9 +337,7 @@ def _parse_matrix(path, rows, header, *, row_what, col_what, n_lead=1):
         ids.append(row_id)
         annotations.append(row[1:n_lead])
         values.append(
-            _parse_values(row[n_lead:], path, lineno, header, n_lead).astype(
-                np.float32
-            )
+            _parse_values(row[n_lead:], path, lineno, header, n_lead).astype(np.float32)
         )
         linenos.append(lineno)
     if not ids:
@@ -426,13 +428,13 @@ def _join_metadata(samples, table_ids, columns, path):
         )
     metadata = {}
     for name, values in columns.items():
-        metadata[name] = _convert_column(
-            [values[i] if i >= 0 else None for i in index]
-        )
+        metadata[name] = _convert_column([values[i] if i >= 0 else None for i in index])
     return metadata
 
 
-def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_column=None):
+def read_table(
+    path, orient="samples", sep=None, sample_table=None, sample_id_column=None
+):
     """Read a delimited expression matrix (CSV/TSV, optionally gzipped).
 
     The first line is a header and the first column holds identifiers.
@@ -499,7 +501,9 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
         raise ValueError(f"orient must be 'samples' or 'genes', got {orient!r}.")
     path = Path(path)
     sep = _infer_sep(path, sep, _peek_first_line(path))
-    row_what, col_what = ("sample", "gene") if orient == "samples" else ("gene", "sample")
+    row_what, col_what = (
+        ("sample", "gene") if orient == "samples" else ("gene", "sample")
+    )
     rows = _read_delimited(path, sep)
     try:
         header_line, header = next(rows)
@@ -599,7 +603,9 @@ def write_table(data, path, orient="samples", sep=None, sample_table=None):
             writer.writerow([row_id, *_format_values(values)])
     if sample_table is not None:
         table_path = Path(sample_table)
-        table_sep = "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
+        table_sep = (
+            "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
+        )
         keys = list(data.metadata)
         with _open_text(table_path, "w") as f:
             writer = csv.writer(f, delimiter=table_sep, lineterminator="\n")
@@ -906,7 +912,7 @@ def read_geo_series_matrix(path):
                 raise ValueError(f"{_where(path, lineno)}: a second table begins.")
             state = "table"
         elif key.startswith("!Series_"):
-            name, value = key[len("!Series_"):], "\t".join(row[1:]).strip()
+            name, value = key[len("!Series_") :], "\t".join(row[1:]).strip()
             if name in series:
                 # Repeated lines (e.g. the summary) are paragraphs of one field.
                 previous = series[name]
@@ -916,7 +922,7 @@ def read_geo_series_matrix(path):
             else:
                 series[name] = value
         elif key.startswith("!Sample_"):
-            sample_lines.append((lineno, key[len("!Sample_"):], row[1:]))
+            sample_lines.append((lineno, key[len("!Sample_") :], row[1:]))
     if state == "head":
         raise ValueError(
             f"{path}: no '!series_matrix_table_begin' line; not a GEO series "

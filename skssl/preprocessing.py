@@ -32,23 +32,24 @@ def _log_cpm(X, *, pseudocount=1.0, base=2.0, scale=1e6, dtype=None):
     """``log_base(X / rowsum(X) * scale + pseudocount)`` for a dense array.
 
     Shared by :class:`LogCPM` and :func:`skssl.datasets.make_expression` so
-    that both give bit-identical results. The arithmetic is done in float64
-    (library sizes reach 1e7 and float32 sums lose counts) and cast to
-    ``dtype`` (default: ``X.dtype`` if floating, else float64) at the end.
+    that both give bit-identical results. Row sums are accumulated in
+    float64 (float32 sums of ~1e7 counts lose precision); the element-wise
+    work is done in `dtype` (default: ``X.dtype`` if floating, else float64).
     """
     if dtype is None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    X64 = np.asarray(X, dtype=np.float64)
-    totals = X64.sum(axis=1, keepdims=True)
+    dtype = np.dtype(dtype)
+    totals = np.asarray(X).sum(axis=1, dtype=np.float64)
     # Empty libraries give an all-zero CPM row instead of 0/0 = NaN.
-    factor = np.divide(
-        scale, totals, out=np.zeros_like(totals), where=totals > 0
-    )
-    out = X64 * factor
-    out += pseudocount
-    np.log(out, out=out)
-    out /= np.log(base)
-    return out.astype(dtype, copy=False)
+    factor = np.divide(scale, totals, out=np.zeros_like(totals), where=totals > 0)
+    out = np.multiply(X, factor.astype(dtype)[:, None], dtype=dtype)
+    out += dtype.type(pseudocount)
+    if base == 2:
+        np.log2(out, out=out)  # exact for powers of two, unlike log(x) / log(2)
+    else:
+        np.log(out, out=out)
+        out /= dtype.type(np.log(base))
+    return out
 
 
 class LogCPM(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):

@@ -115,9 +115,7 @@ def test_info_contents():
 
 def test_programs_carry_the_class():
     X, y, info = make_expression(n_samples=600, random_state=0, return_info=True)
-    mean_activity = np.array(
-        [info.activities[y == c].mean(axis=0) for c in range(3)]
-    )
+    mean_activity = np.array([info.activities[y == c].mean(axis=0) for c in range(3)])
     spread = mean_activity.std(axis=0)
     informative = np.zeros(info.activities.shape[1], dtype=bool)
     informative[info.class_programs] = True
@@ -153,8 +151,8 @@ def test_class_signal_recoverable_but_weak_per_gene():
     # from the same few labels.
     signs = np.sign(info.loadings)
     pooled = Xs @ signs.T / np.abs(signs).sum(axis=1)
-    pooled_score = LogisticRegression().fit(pooled[few], y[few]).score(
-        pooled[test], y[test]
+    pooled_score = (
+        LogisticRegression().fit(pooled[few], y[few]).score(pooled[test], y[test])
     )
     assert pooled_score > few_score + 0.05
 
@@ -194,3 +192,16 @@ def test_single_batch_has_no_batch_effect():
 def test_invalid_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_expression(**kwargs)
+
+
+@pytest.mark.parametrize("mean", [0.5, 5.0, 25.0, 40.0, 2000.0])
+def test_negative_binomial_moments(mean):
+    # Both branches (exact Poisson below the threshold, normal limit above)
+    # must give the NB mean and variance mu + phi * mu**2.
+    rng = np.random.default_rng(0)
+    phi = np.array([0.05, 0.5], dtype=np.float32)
+    mu = np.full((100_000, 2), mean, dtype=np.float32)
+    draws = datasets._negative_binomial(rng, mu, (1 / phi).astype(np.float32))
+    assert_allclose(draws.mean(axis=0), mean, rtol=0.03)
+    assert_allclose(draws.var(axis=0), mean + phi * mean**2, rtol=0.05)
+    assert draws.min() >= 0

@@ -158,8 +158,14 @@ def test_table_sample_table_join(tmp_path):
         ("sample_id,A,B\ns1,1,2\ns2,3\n", r"line 3: expected 3 fields .* ragged"),
         ("sample_id,A,B\ns1,1,2,4,5\n", r"line 2: expected 3 fields"),
         ("sample_id,A,A\ns1,1,2\n", r"duplicated gene id 'A' \(line 1, column 2"),
-        ("gene,A,B\ns1,1,2\ns1,3,4\n", r"duplicated sample id 's1' \(line 2 and line 3"),
-        ("sample_id,A,B\ns1,1,2\ns2,3,high\n", r"line 3, column 3 \('B'\): non-numeric"),
+        (
+            "gene,A,B\ns1,1,2\ns1,3,4\n",
+            r"duplicated sample id 's1' \(line 2 and line 3",
+        ),
+        (
+            "sample_id,A,B\ns1,1,2\ns2,3,high\n",
+            r"line 3, column 3 \('B'\): non-numeric",
+        ),
         ("s1,1.5,2.25\ns2,3.5,4.75\n", "line 1: the first line looks like data"),
         ("", "empty"),
         ("\n\n", "empty"),
@@ -203,7 +209,9 @@ def test_gct_round_trip(tmp_path, data, name):
     back = read_gct(tmp_path / name)
     assert_same(back, data)
     assert back.attrs["gct_version"] == "1.2"
-    assert_array_equal(back.gene_metadata["Description"], data.gene_metadata["Description"])
+    assert_array_equal(
+        back.gene_metadata["Description"], data.gene_metadata["Description"]
+    )
 
 
 def test_gct_13_round_trip_with_annotations(tmp_path, data):
@@ -242,8 +250,14 @@ def test_gct_reads_handwritten_file(tmp_path):
         ("1.2\n1\t1\nName\tDescription\ts\nA\td\t1\n", "line 1: not a GCT file"),
         ("#1.2\n1\nName\tDescription\ts\nA\td\t1\n", "line 2: expected 2 non-negative"),
         ("#1.2\n1\t2\nName\tDescription\ts\nA\td\t1\n", "dimensions line says 2"),
-        ("#1.2\n2\t1\nName\tDescription\ts\nA\td\t1\n", "says 2 genes but the file has 1"),
-        ("#1.2\n2\t1\nName\tDescription\ts\nA\td\t1\nA\td\t2\n", "duplicated gene id 'A'"),
+        (
+            "#1.2\n2\t1\nName\tDescription\ts\nA\td\t1\n",
+            "says 2 genes but the file has 1",
+        ),
+        (
+            "#1.2\n2\t1\nName\tDescription\ts\nA\td\t1\nA\td\t2\n",
+            "duplicated gene id 'A'",
+        ),
         ("#1.2\n1\t1\nName\tDescription\ts\nA\td\tabc\n", r"line 4, column 3 \('s'\)"),
         ("#1.2\n1\t2\nName\tDescription\ts\tt\nA\td\t1\n", "line 4: expected 4 fields"),
     ],
@@ -282,7 +296,7 @@ def _geo_text(values=None):
         '!Sample_characteristics_ch1\t"age: 61"\t"age: 54"\t""',
         '!Sample_characteristics_ch1\t"Sex: F"\t"Sex: M"\t"treatment: none"',
         '!Sample_data_processing\t"RMA"\t"RMA"\t"RMA"',
-        '!series_matrix_table_begin',
+        "!series_matrix_table_begin",
         '"ID_REF"\t"GSM100"\t"GSM101"\t"GSM102"',
         *["\t".join(row) for row in values],
         "!series_matrix_table_end",
@@ -323,8 +337,14 @@ def test_geo_series_matrix(tmp_path, compress):
         (lambda t: t.replace("!series_matrix_table_begin\n", ""), "not a GEO series"),
         (lambda t: t.replace('"ID_REF"', '"ID"'), "must start with 'ID_REF'"),
         (lambda t: t.replace('\t"GSM102"\n', "\n", 1), "has 2 values but the table"),
-        (lambda t: t.replace('"GSM102"\n"1007', '"GSM103"\n"1007'), "does not list the same"),
-        (lambda t: t.replace("\t8.2", "\tabc"), r"line \d+, column 4 \('GSM102'\): non-numeric"),
+        (
+            lambda t: t.replace('"GSM102"\n"1007', '"GSM103"\n"1007'),
+            "does not list the same",
+        ),
+        (
+            lambda t: t.replace("\t8.2", "\tabc"),
+            r"line \d+, column 4 \('GSM102'\): non-numeric",
+        ),
         (lambda t: t.replace('"121_at"', '"117_at"'), "duplicated gene id '117_at'"),
         (lambda t: t.replace("\t8.1\t8.2", "\t8.1"), "ragged"),
     ],
@@ -361,7 +381,9 @@ def archs4_file(tmp_path):
         )
         str_dt = h5py.string_dtype()
         f.create_dataset(
-            "meta/samples/geo_accession", data=np.array(accessions, dtype=object), dtype=str_dt
+            "meta/samples/geo_accession",
+            data=np.array(accessions, dtype=object),
+            dtype=str_dt,
         )
         f.create_dataset(
             "meta/samples/series_id",
@@ -374,7 +396,9 @@ def archs4_file(tmp_path):
 
 def test_archs4_subset(archs4_file):
     path, counts, symbols, accessions = archs4_file
-    data = read_archs4(path, samples=["GSM1020", "GSM1003", "GSM1011"], genes=["G5", "G40", "G1"])
+    data = read_archs4(
+        path, samples=["GSM1020", "GSM1003", "GSM1011"], genes=["G5", "G40", "G1"]
+    )
     assert data.shape == (3, 3)
     assert data.X.dtype == np.float32
     assert_array_equal(data.samples, ["GSM1020", "GSM1003", "GSM1011"])
@@ -382,7 +406,9 @@ def test_archs4_subset(archs4_file):
     assert_array_equal(data.X, counts[np.ix_([5, 40, 1], [20, 3, 11])].T)
     assert_array_equal(data.metadata["series_id"], ["GSE2", "GSE0", "GSE1"])
     assert_array_equal(data.metadata["readsaligned"], [2000, 300, 1100])
-    assert_array_equal(data.gene_metadata["ensembl_gene_id"], ["ENSG00005", "ENSG00040", "ENSG00001"])
+    assert_array_equal(
+        data.gene_metadata["ensembl_gene_id"], ["ENSG00005", "ENSG00040", "ENSG00001"]
+    )
     assert "geo_accession" not in data.metadata
 
 
@@ -418,7 +444,9 @@ def test_archs4_reads_only_the_requested_block(archs4_file, monkeypatch):
 
 def test_archs4_errors(archs4_file, tmp_path):
     path = archs4_file[0]
-    with pytest.raises(ValueError, match=r"1 requested sample\(s\) not in the file, e.g. \['GSM1'\]"):
+    with pytest.raises(
+        ValueError, match=r"1 requested sample\(s\) not in the file, e.g. \['GSM1'\]"
+    ):
         read_archs4(path, samples=["GSM1000", "GSM1"])
     with pytest.raises(ValueError, match="gene"):
         read_archs4(path, genes=["NOPE"])

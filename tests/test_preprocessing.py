@@ -52,6 +52,8 @@ _DATAFRAME_CHECKS = [
 ]
 
 
+# The set_output checks deliberately mix arrays and DataFrames.
+@pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names")
 @pytest.mark.parametrize(
     "estimator",
     [LogCPM(), HighlyVariableGenes(n_top_genes=1), GeneAligner()],
@@ -78,9 +80,7 @@ def test_log_cpm_values():
     expected = np.log2(counts / counts.sum(1, keepdims=True) * 1e6 + 1)
     assert_allclose(out, expected, rtol=1e-12)
     out = LogCPM(pseudocount=0.5, base=10, scale=100).fit_transform(counts)
-    assert_allclose(
-        out, np.log10(counts / counts.sum(1, keepdims=True) * 100 + 0.5)
-    )
+    assert_allclose(out, np.log10(counts / counts.sum(1, keepdims=True) * 100 + 0.5))
 
 
 def test_log_cpm_zero_library_gives_zero_row_without_warning():
@@ -275,3 +275,37 @@ def test_aligner_in_pipeline_with_other_gene_panel(reference):
     panel = reference.iloc[:, ::-1].assign(EXTRA=1.0)
     assert_array_equal(hvg.transform(panel), hvg.transform(reference))
     assert len(hvg.get_feature_names_out()) == 3
+
+
+def test_aligner_without_names_is_positional():
+    X = np.arange(12.0).reshape(3, 4)
+    aligner = GeneAligner().fit(X)
+    assert_array_equal(aligner.genes_, ["x0", "x1", "x2", "x3"])
+    assert_array_equal(aligner.transform(X[::-1]), X[::-1])
+    # Nothing to align a DataFrame by: its width must match.
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    assert_array_equal(aligner.transform(frame), X)
+    with pytest.raises(
+        ValueError, match="X has 3 features, but GeneAligner is expecting 4"
+    ):
+        aligner.transform(X[:, :3])
+
+
+def test_aligner_passes_nan_and_ignores_it_for_means(reference):
+    reference.iloc[0, 1] = np.nan
+    aligner = GeneAligner(fill_value="mean", warn_threshold=1).fit(reference)
+    assert_allclose(aligner.fill_values_[1], reference["G1"].iloc[1:].mean())
+    out = aligner.transform(reference)
+    assert np.isnan(out[0, 1])
+    out = aligner.transform(reference.drop(columns="G1"))
+    assert_allclose(out[:, 1], reference["G1"].iloc[1:].mean())
+
+
+def test_log_cpm_pandas_output():
+    counts = pd.DataFrame(
+        {"g1": [1, 0], "g2": [3, 5]}, index=["s1", "s2"], dtype=np.float64
+    )
+    out = LogCPM(scale=4).set_output(transform="pandas").fit_transform(counts)
+    assert list(out.columns) == ["g1", "g2"]
+    assert list(out.index) == ["s1", "s2"]
+    assert_allclose(out.to_numpy(), [[1.0, 2.0], [0.0, np.log2(5)]])
