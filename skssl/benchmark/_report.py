@@ -1,0 +1,356 @@
+"""Tables, CSV files, the plot and the markdown report of a benchmark run (pandas and matplotlib optional)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from ._protocol import METHOD_DESCRIPTIONS, METRICS, RESULT_COLUMNS
+
+PLOT_FILE = "macro_f1.png"
+RESULTS_FILE = "results.csv"
+SUMMARY_FILE = "summary.csv"
+REPORT_FILE = "report.md"
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "f1_macro": "macro-F1",
+    "roc_auc": "ROC-AUC",
+}
+
+SUMMARY_COLUMNS = (
+    "method",
+    "fraction",
+    "n_labeled",
+    "n_runs",
+    *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "sd")),
+    "fit_seconds_mean",
+    "pretrain_seconds_mean",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _import_pandas():
+    """pandas, imported lazily (an optional dependency: the ``[io]`` extra)."""
+    import pandas
+
+    return pandas
+
+
+def have_pandas():
+    try:
+        _import_pandas()
+    except ImportError:
+        return False
+    return True
+
+
+def as_table(rows, columns, as_frame):
+    """``rows`` (list of dicts) as a pandas DataFrame or as the list itself.
+
+    ``as_frame``: "auto" (DataFrame when pandas is installed), True (DataFrame, error without pandas) or False.
+    """
+    if as_frame == "auto":
+        as_frame = have_pandas()
+    if not as_frame:
+        return [dict(r) for r in rows]
+    try:
+        pd = _import_pandas()
+    except ImportError as exc:
+        raise ImportError(
+            "as_frame=True needs pandas, which is not installed: pip install 'skssl[io]' (or pandas), or pass "
+            "as_frame=False to get a list of dicts."
+        ) from exc
+    return pd.DataFrame(list(rows), columns=list(columns))
+
+
+def to_records(table):
+    """A results / summary table (DataFrame or list of dicts) as a list of dicts with plain Python values."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):
+        rows = table.to_dict(orient="records")
+    else:
+        rows = [dict(r) for r in table]
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows]
+
+
+def _isnan(value):
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _mean_sd(values):
+    values = [float(v) for v in values if v is not None and not _isnan(float(v))]
+    if not values:
+        return math.nan, math.nan
+    mean = float(np.mean(values))
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return mean, sd
+
+
+def summarize_records(records):
+    """Mean and sample standard deviation (ddof=1; NaN for a single seed) over seeds, per method and fraction."""
+    groups = {}
+    for r in records:
+        groups.setdefault((r["method"], float(r["fraction"])), []).append(r)
+    method_order = list(dict.fromkeys(r["method"] for r in records))
+    out = []
+    for (method, fraction), runs in sorted(groups.items(), key=lambda kv: (method_order.index(kv[0][0]), kv[0][1])):
+        row = {
+            "method": method,
+            "fraction": fraction,
+            "n_labeled": float(np.mean([r["n_labeled"] for r in runs])),
+            "n_runs": len(runs),
+        }
+        for metric in METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_sd"] = _mean_sd(r[metric] for r in runs)
+        row["fit_seconds_mean"] = _mean_sd(r["fit_seconds"] for r in runs)[0]
+        row["pretrain_seconds_mean"] = _mean_sd(r["pretrain_seconds"] for r in runs)[0]
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _cell(value):
+    if value is None or _isnan(value):
+        return ""
+    if isinstance(value, float):
+        return format(value, ".6g")
+    return str(value)
+
+
+def write_csv(rows, path, columns):
+    """Write ``rows`` (dicts) to ``path`` with the csv module; NaN and None become empty cells."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_cell(r.get(c)) for c in columns])
+
+
+def plot_macro_f1(summary, path, title=None):
+    """Macro-F1 (mean ± sd over seeds) against the labeled fraction, one line per method.
+
+    Returns the path written, or None (with a note on stderr) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            "note: matplotlib is not installed, so the plot is skipped; pip install 'skssl[plot]' to get "
+            f"{os.path.basename(path)}.",
+            file=sys.stderr,
+        )
+        return None
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    fractions = sorted({r["fraction"] for r in summary})
+    markers = "osD^v<>ph*X"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, method in enumerate(methods):
+        rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["fraction"])
+        x = [r["fraction"] for r in rows]
+        mean = [r["f1_macro_mean"] for r in rows]
+        sd = [0.0 if _isnan(r["f1_macro_sd"]) else r["f1_macro_sd"] for r in rows]
+        style = "--" if method.endswith("_finetune") else ":" if method in ("logreg", "pca_logreg") else "-"
+        if method == "mlp_scratch":
+            style = "-."
+        ax.errorbar(
+            x, mean, yerr=sd, label=method, marker=markers[i % len(markers)], linestyle=style, capsize=3, ms=5
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(fractions)
+    ax.set_xticklabels([f"{f:g}" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("labeled fraction of the train split (log scale)")
+    ax.set_ylabel("macro-F1 on the test split (mean ± sd over seeds)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _pm(mean, sd, digits=3):
+    if _isnan(mean):
+        return "n/a"
+    if _isnan(sd):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_info(device="auto"):
+    """Platform, processor, CPU count, torch version / threads / device of this process."""
+    import torch
+
+    from .._data import resolve_device
+
+    processor = platform.processor() or platform.machine()
+    try:  # the model name is more telling than "x86_64"
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    processor = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        resolved = str(resolve_device(device))
+    except ValueError:
+        resolved = str(device)
+    if resolved.startswith("cuda"):
+        resolved += f" ({torch.cuda.get_device_name(torch.device(resolved))})"
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "platform": platform.platform(),
+        "processor": processor,
+        "cpu_count": affinity,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": resolved,
+    }
+
+
+def write_report(records, summary, path, info):
+    """Write the markdown report: what was measured, on what, how long, the plot and the tables."""
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    fractions = sorted({r["fraction"] for r in summary})
+    machine = info.get("machine", {})
+    lines = [f"# Label-efficiency benchmark: {info.get('dataset', 'data')}", ""]
+    if info.get("command"):
+        lines += ["Command:", "", "```", info["command"], "```", ""]
+    lines += ["## Setup", ""]
+    lines.append(f"- **Data**: {info.get('data_description', '')}")
+    if info.get("label_description"):
+        lines.append(f"- **Labels**: {info['label_description']}")
+    if info.get("preprocessing"):
+        lines.append(f"- **Preprocessing**: {info['preprocessing']}")
+    n_train = sorted({r["n_train"] for r in records})
+    n_test = sorted({r["n_test"] for r in records})
+    n_features = sorted({r["n_features"] for r in records})
+    lines.append(
+        f"- **Splits**: stratified test split of {info.get('test_size', 0.25):g} "
+        f"({'/'.join(map(str, n_test))} test, {'/'.join(map(str, n_train))} train samples), "
+        f"{'/'.join(map(str, n_features))} features used"
+    )
+    lines.append(f"- **Labeled fractions** of the train split: {', '.join(f'{f:g}' for f in fractions)}")
+    lines.append(f"- **Seeds**: {', '.join(str(s) for s in info.get('seeds', []))} ({len(records)} runs)")
+    lines.append(
+        f"- **Machine**: {machine.get('platform', '?')}; processor {machine.get('processor', '?')}; "
+        f"{machine.get('cpu_count', '?')} CPU(s) available; Python {machine.get('python', '?')}, "
+        f"torch {machine.get('torch', '?')} with {machine.get('torch_threads', '?')} thread(s)"
+    )
+    lines.append(f"- **Torch device**: {machine.get('device', '?')}")
+    if "wall_seconds" in info:
+        lines.append(
+            f"- **Wall time**: {info['wall_seconds']:.1f} s (loading the data, all runs, the CSV files and the plot)"
+        )
+    lines += [""]
+    lines += [
+        "Protocol: for each seed a stratified test split is drawn first and nothing is fitted on it. The "
+        "unsupervised and self-supervised parts (PCA, the embedders) are fitted once per seed on the whole train "
+        "split with its labels hidden, and reused for every labeled fraction; the supervised parts (logistic "
+        "regressions, heads, fine-tuning, the from-scratch MLP) are fitted on the labeled subset only "
+        "(stratified, nested across fractions, at least one sample per class). Standardisation is fitted inside "
+        "each pipeline on its own training data. Metrics are computed on the test split; mean ± sd "
+        "(sample sd) over seeds.",
+        "",
+    ]
+    if info.get("plot"):
+        lines += [f"![macro-F1 vs labeled fraction]({info['plot']})", ""]
+    else:
+        lines += ["(Plot skipped: matplotlib is not installed; `pip install 'skssl[plot]'`.)", ""]
+
+    n_lab = {f: [r["n_labeled"] for r in summary if r["fraction"] == f] for f in fractions}
+    header = ["method"] + [f"{f:g} (n≈{np.mean(n_lab[f]):.0f})" for f in fractions]
+    rows = []
+    for method in methods:
+        cells = [f"`{method}`"]
+        for f in fractions:
+            match = [r for r in summary if r["method"] == method and r["fraction"] == f]
+            cells.append(_pm(match[0]["f1_macro_mean"], match[0]["f1_macro_sd"]) if match else "")
+        rows.append(cells)
+    lines += ["## Macro-F1 by labeled fraction (mean ± sd over seeds)", "", _md_table(header, rows), ""]
+
+    header = ["method", "fraction", "n labeled", *(METRIC_LABELS[m] for m in METRICS), "fit s", "pre-train s"]
+    rows = []
+    for r in summary:
+        rows.append(
+            [
+                f"`{r['method']}`",
+                f"{r['fraction']:g}",
+                f"{r['n_labeled']:.0f}",
+                *(_pm(r[f"{m}_mean"], r[f"{m}_sd"]) for m in METRICS),
+                f"{r['fit_seconds_mean']:.2f}",
+                "" if _isnan(r["pretrain_seconds_mean"]) else f"{r['pretrain_seconds_mean']:.1f}",
+            ]
+        )
+    lines += ["## All metrics", "", _md_table(header, rows), ""]
+    lines += [
+        "ROC-AUC is one-vs-rest, macro-averaged for more than 2 classes. `fit s` is the supervised fit time of one "
+        "run; `pre-train s` the time of the shared unsupervised fit of its seed (done once, reused for every "
+        "fraction).",
+        "",
+        "## Methods",
+        "",
+    ]
+    lines += [f"- `{m}`: {METHOD_DESCRIPTIONS.get(m, '')}" for m in methods]
+    if info.get("embedder_params") is not None:
+        lines += [
+            "",
+            f"Embedder parameters (every embedder, and the encoder of `mlp_scratch`): `{info['embedder_params']}`. "
+            f"SSLClassifier parameters (`mlp_scratch`, `*_finetune`): `{info.get('classifier_params')}`. "
+            "Logistic regressions: scikit-learn defaults (L2, C=1) on standardised inputs.",
+        ]
+    lines += [
+        "",
+        "Files: `results.csv` (one row per run), `summary.csv` (mean and sd per method and fraction)"
+        + (f", `{info['plot']}`" if info.get("plot") else "")
+        + ".",
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def write_outputs(records, out, info):
+    """Write results.csv, summary.csv, the plot and report.md into ``out``; return their paths."""
+    os.makedirs(out, exist_ok=True)
+    summary = summarize_records(records)
+    paths = {"results": os.path.join(out, RESULTS_FILE), "summary": os.path.join(out, SUMMARY_FILE)}
+    write_csv(records, paths["results"], RESULT_COLUMNS)
+    write_csv(summary, paths["summary"], SUMMARY_COLUMNS)
+    plot = plot_macro_f1(summary, os.path.join(out, PLOT_FILE), title=info.get("dataset"))
+    if plot:
+        paths["plot"] = plot
+    info = {**info, "plot": PLOT_FILE if plot else None}
+    if "start_time" in info:
+        info["wall_seconds"] = time.perf_counter() - info["start_time"]
+    paths["report"] = write_report(records, summary, os.path.join(out, REPORT_FILE), info)
+    return paths
