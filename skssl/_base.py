@@ -277,7 +277,8 @@ class BaseTorchEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: BaseEstimator.__getstate__ may hand back the live __dict__ itself.
+        state = dict(super().__getstate__())
         module = state.get("module_")
         if module is not None and any(p.device.type != "cpu" for p in module.parameters()):
             # Pickles must load on CPU-only machines: store a CPU copy, leave the live module where it is.
