@@ -130,6 +130,8 @@ def iter_batches(X, batch_size, *, indices=None, check_finite=False):
 
 
 def to_device(block, device, non_blocking=False):
+    if not block.flags.writeable:  # slices of read-only memmaps: torch wants writable memory
+        block = block.copy()
     tensor = torch.from_numpy(block)
     if device.type == "cuda":
         tensor = tensor.pin_memory() if non_blocking else tensor

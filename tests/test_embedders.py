@@ -1,0 +1,362 @@
+"""Behaviour of the three self-supervised embedders beyond scikit-learn's API checks."""
+
+import pickle
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import Pipeline
+
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+
+from _synthetic import low_rank_classes
+
+FAST = dict(max_epochs=3, hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
+
+GAUSSIAN_EMBEDDERS = [
+    ContrastiveEmbedder(**FAST),
+    ContrastiveEmbedder(objective="byol", **FAST),
+    MaskedAutoencoder(**FAST),
+    VAEEmbedder(**FAST),
+]
+IDS = ["scarf", "byol", "vime", "vae"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return low_rank_classes(n_samples=120, n_features=30, seed=1)
+
+
+def counts_from(X, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.poisson(np.exp(1.0 + 0.3 * X)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- learning something
+
+
+def probe_accuracy(embedder, X_train, y_train, X_test, y_test):
+    clf = LogisticRegression(max_iter=2000).fit(embedder.transform(X_train), y_train)
+    return clf.score(embedder.transform(X_test), y_test)
+
+
+@pytest.mark.parametrize(
+    "embedder",
+    [
+        ContrastiveEmbedder(temperature=0.5),
+        # BYOL learns more slowly on small tabular data: milder corruption, more steps (see params below).
+        ContrastiveEmbedder(objective="byol", corruption_rate=0.3),
+        MaskedAutoencoder(),
+        VAEEmbedder(),
+        VAEEmbedder(likelihood="nb"),
+    ],
+    ids=IDS + ["vae-nb"],
+)
+def test_trained_encoder_beats_untrained_encoder(embedder):
+    X, y = low_rank_classes(n_samples=500, n_features=80, noise=4.0, seed=0)
+    if getattr(embedder, "likelihood", None) == "nb":
+        X = counts_from(X)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=0.5, random_state=0, stratify=y)
+    epochs = 60 if getattr(embedder, "objective", None) == "byol" else 40
+    params = dict(n_components=8, hidden_dims=(64,), max_epochs=epochs, device="cpu", random_state=0)
+    trained = clone(embedder).set_params(**params).fit(X_train)
+    # An untrained encoder of the same architecture: a learning rate too small to move any weight.
+    untrained = clone(embedder).set_params(**{**params, "max_epochs": 1, "learning_rate": 1e-12}).fit(X_train)
+    trained_acc = probe_accuracy(trained, X_train, y_train, X_test, y_test)
+    untrained_acc = probe_accuracy(untrained, X_train, y_train, X_test, y_test)
+    assert trained_acc > untrained_acc + 0.05, (trained_acc, untrained_acc)
+
+
+# ----------------------------------------------------------------------------- scikit-learn integration
+
+
+def test_pipeline_grid_search_in_parallel(data):
+    X, y = data
+    pipe = Pipeline([("ssl", MaskedAutoencoder(**FAST)), ("clf", LogisticRegression(max_iter=500))])
+    search = GridSearchCV(pipe, {"ssl__n_components": [2, 4]}, cv=2, n_jobs=2, error_score="raise")
+    search.fit(X, y)
+    assert search.best_params_["ssl__n_components"] in (2, 4)
+    assert search.predict(X).shape == (len(X),)
+
+
+def _threads_seen_during_fit(X):
+    seen = []
+
+    class Recorder(MaskedAutoencoder):
+        def _batch_loss(self, module, x, targets=None, generator=None):
+            seen.append(torch.get_num_threads())
+            return super()._batch_loss(module, x, targets, generator)
+
+    Recorder(**FAST).fit(X)
+    return max(seen)
+
+
+def test_torch_threads_do_not_oversubscribe_joblib_workers(data):
+    X, _ = data
+    n_jobs = 2
+    threads = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_threads_seen_during_fit)(X) for _ in range(n_jobs))
+    assert max(threads) <= max(1, joblib.cpu_count() // n_jobs)
+
+
+@pytest.mark.parametrize("embedder", GAUSSIAN_EMBEDDERS, ids=IDS)
+def test_same_seed_same_embedding_other_seed_other_embedding(embedder, data):
+    X, _ = data
+    a = clone(embedder).fit_transform(X)
+    b = clone(embedder).fit_transform(X)
+    c = clone(embedder).set_params(random_state=1).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fitting_does_not_touch_global_torch_rng(data):
+    X, _ = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MaskedAutoencoder(**FAST).fit(X)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("embedder", GAUSSIAN_EMBEDDERS, ids=IDS)
+def test_joblib_round_trip(embedder, data, tmp_path):
+    X, _ = data
+    fitted = clone(embedder).fit(X)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+    assert all(p.device.type == "cpu" for p in loaded.module_.parameters())
+
+
+def test_pickle_of_a_gpu_module_holds_cpu_tensors(data, monkeypatch):
+    """What makes 'fit on CUDA, load on a CPU-only machine' work: __getstate__ stores a CPU copy."""
+    X, _ = data
+    fitted = MaskedAutoencoder(**FAST).fit(X)
+    moved = []
+
+    class FakeCudaParameter:
+        device = torch.device("cuda:0")
+
+    original_parameters = type(fitted.module_).parameters
+
+    def parameters(self, recurse=True):
+        if not moved:
+            moved.append(True)
+            yield FakeCudaParameter()
+            return
+        yield from original_parameters(self, recurse)
+
+    monkeypatch.setattr(type(fitted.module_), "parameters", parameters)
+    state = fitted.__getstate__()
+    assert state["module_"] is not fitted.module_  # a copy was made for pickling
+    assert state["device_"] == torch.device("cpu")
+    # ... and the live estimator was left alone.
+    assert fitted.__dict__["module_"] is not state["module_"]
+    assert fitted.device_ == torch.device("cpu") and "_sklearn_version" not in fitted.__dict__
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_cuda_transform_on_cpu(data):
+    X, _ = data
+    fitted = MaskedAutoencoder(**{**FAST, "device": "cuda"}).fit(X)
+    loaded = pickle.loads(pickle.dumps(fitted))
+    assert loaded._module_device().type == "cpu"
+    np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when there is no GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_gpu_is_a_clear_error(device, data):
+    X, _ = data
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        MaskedAutoencoder(**{**FAST, "device": device}).fit(X)
+
+
+def test_invalid_device_string(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="device"):
+        MaskedAutoencoder(**{**FAST, "device": "tpu"}).fit(X)
+
+
+# ----------------------------------------------------------------------------- input handling
+
+
+@pytest.mark.parametrize("embedder", GAUSSIAN_EMBEDDERS, ids=IDS)
+def test_sparse_and_memmap_inputs_give_the_dense_embedding(embedder, data, tmp_path):
+    X, _ = data
+    X = np.where(np.abs(X) > 1.5, X, 0.0).astype(np.float32)
+    dense = clone(embedder).fit(X)
+    expected = dense.transform(X)
+    from_sparse = clone(embedder).fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(from_sparse.transform(sp.csr_matrix(X)), expected, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+    from_memmap = clone(embedder).fit(mm)
+    np.testing.assert_allclose(from_memmap.transform(mm), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dense.transform(mm), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dataframe_names_and_pandas_output(data):
+    pd = pytest.importorskip("pandas")
+    X, _ = data
+    frame = pd.DataFrame(X, columns=[f"GENE{i}" for i in range(X.shape[1])])
+    embedder = ContrastiveEmbedder(**FAST).set_output(transform="pandas").fit(frame)
+    out = embedder.transform(frame)
+    assert list(embedder.feature_names_in_) == list(frame.columns)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == [f"contrastiveembedder{i}" for i in range(4)]
+    np.testing.assert_array_equal(out.index, frame.index)
+    with pytest.raises(ValueError, match="feature names"):
+        embedder.transform(frame[frame.columns[::-1]])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("embedder", GAUSSIAN_EMBEDDERS[:1] + GAUSSIAN_EMBEDDERS[2:], ids=["scarf", "vime", "vae"])
+def test_non_finite_input_is_rejected(embedder, data, bad):
+    X, _ = data
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        clone(embedder).fit(X)
+    fitted = clone(embedder).fit(np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0))
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        fitted.transform(X)
+
+
+def test_non_finite_memmap_is_rejected(data, tmp_path):
+    X, _ = data
+    X = X.copy()
+    X[5, 1] = np.nan
+    mm = np.memmap(tmp_path / "bad.dat", dtype=np.float32, mode="w+", shape=X.shape)
+    mm[:] = X
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MaskedAutoencoder(**FAST).fit(mm)
+
+
+def test_bad_shapes(data):
+    X, _ = data
+    fitted = MaskedAutoencoder(**FAST).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        fitted.transform(X[:, :-1])
+    with pytest.raises(ValueError, match="sample"):
+        MaskedAutoencoder(**FAST).fit(X[:1])
+    with pytest.raises(ValueError):
+        MaskedAutoencoder(**FAST).fit(X[:0])
+    with pytest.raises(ValueError):
+        MaskedAutoencoder(**FAST).fit(X[0])
+
+
+def test_negative_counts_rejected_by_nb_vae(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="Negative values.*likelihood='gaussian'"):
+        VAEEmbedder(likelihood="nb", **FAST).fit(X)
+    counts = counts_from(X)
+    fitted = VAEEmbedder(likelihood="nb", **FAST).fit(counts)
+    with pytest.raises(ValueError, match="Negative values"):
+        fitted.transform(-counts)
+    with pytest.raises(ValueError, match="Negative values"):
+        fitted.transform(sp.csr_matrix(-counts))
+
+
+def test_invalid_parameters_are_reported(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="corruption_rate"):
+        ContrastiveEmbedder(corruption_rate=1.5).fit(X)
+    with pytest.raises(ValueError, match="objective"):
+        ContrastiveEmbedder(objective="simclr").fit(X)
+    with pytest.raises(ValueError, match="hidden_dims"):
+        MaskedAutoencoder(hidden_dims=(16, 0), max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="likelihood"):
+        VAEEmbedder(likelihood="poisson").fit(X)
+
+
+# ----------------------------------------------------------------------------- training loop
+
+
+def test_divergence_stops_with_an_error_naming_learning_rate(data):
+    X, _ = data
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        VAEEmbedder(**{**FAST, "max_epochs": 20}, learning_rate=1e12, weight_decay=0.0).fit(X * 1e3)
+
+
+def test_history_early_stopping_and_best_weights(data):
+    X, _ = data
+    embedder = MaskedAutoencoder(**{**FAST, "max_epochs": 300}, n_iter_no_change=3).fit(X)
+    assert embedder.n_iter_ < 300
+    assert len(embedder.history_["train_loss"]) == embedder.n_iter_
+    assert len(embedder.history_["validation_loss"]) == embedder.n_iter_
+    best = int(np.argmin(embedder.history_["validation_loss"]))
+    assert embedder.best_epoch_ == best + 1
+    assert embedder.n_iter_ >= embedder.best_epoch_ + 3
+
+
+def test_no_validation_split_when_early_stopping_is_off(data):
+    X, _ = data
+    embedder = MaskedAutoencoder(**{**FAST, "max_epochs": 4}, early_stopping=False).fit(X)
+    assert embedder.n_iter_ == 4 and embedder.history_["validation_loss"] == []
+
+
+def test_auto_sizes_scale_with_data():
+    X_small, _ = low_rank_classes(n_samples=50, n_features=20)
+    small = MaskedAutoencoder(max_epochs=1, random_state=0).fit(X_small)
+    assert small.batch_size_ == 32 and small.hidden_dims_ == (256, 256)
+    X_wide = np.random.default_rng(0).normal(size=(40, 1200)).astype(np.float32)
+    wide = MaskedAutoencoder(max_epochs=1, random_state=0).fit(X_wide)
+    assert wide.hidden_dims_ == (512, 512)
+
+
+def test_verbose_reports_epochs_on_stderr(data, capsys):
+    X, _ = data
+    MaskedAutoencoder(**FAST, verbose=1).fit(X)
+    err = capsys.readouterr().err
+    assert "epoch 1/3" in err and "validation loss" in err
+
+
+# ----------------------------------------------------------------------------- VAE specifics
+
+
+def test_vae_scores_flag_outliers_and_decode(data):
+    X, _ = data
+    vae = VAEEmbedder(**{**FAST, "max_epochs": 30}).fit(X)
+    outliers = X + np.random.default_rng(0).normal(scale=10.0, size=X.shape).astype(np.float32)
+    assert vae.score(X) > vae.score(outliers) + 10
+    np.testing.assert_allclose(vae.score(X), vae.score_samples(X).mean())
+    np.testing.assert_array_equal(vae.score_samples(X), vae.score_samples(X))
+    decoded = vae.inverse_transform(vae.transform(X))
+    assert decoded.shape == X.shape
+    # Decoding the embedding recovers the data better than the mean profile does.
+    assert np.mean((decoded - X) ** 2) < np.mean((X.mean(axis=0) - X) ** 2)
+    with pytest.raises(ValueError, match="latent dimensions"):
+        vae.inverse_transform(np.zeros((2, 3)))
+
+
+def test_vae_score_is_in_data_units(data):
+    """Scaling the data by c shifts the Gaussian ELBO by -n_features * log c (the change-of-variables term)."""
+    X, _ = data
+    a = VAEEmbedder(**FAST).fit(X).score(X)
+    b = VAEEmbedder(**FAST).fit(X * 10).score(X * 10)
+    assert b == pytest.approx(a - X.shape[1] * np.log(10), rel=1e-3)
+
+
+def test_vae_samples(data):
+    X, _ = data
+    vae = VAEEmbedder(**FAST).fit(X)
+    draws = vae.sample(500, random_state=0)
+    assert draws.shape == (500, X.shape[1]) and np.isfinite(draws).all()
+    np.testing.assert_array_equal(draws, vae.sample(500, random_state=0))
+    counts = counts_from(X)
+    nb = VAEEmbedder(likelihood="nb", **{**FAST, "max_epochs": 20}).fit(counts)
+    simulated = nb.sample(500, random_state=0)
+    assert (simulated >= 0).all() and np.array_equal(simulated, np.round(simulated))
+    # Library sizes of simulated profiles resemble the real ones.
+    ratio = np.median(simulated.sum(axis=1)) / np.median(counts.sum(axis=1))
+    assert 0.5 < ratio < 2.0
+    assert nb.inverse_transform(nb.transform(counts)).sum(axis=1) == pytest.approx(nb.library_size_, rel=1e-3)
