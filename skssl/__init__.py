@@ -1,14 +1,32 @@
-"""skssl: self-supervised representation learning for gene-expression data, as scikit-learn estimators."""
+"""skssl: self-supervised representation learning for gene-expression data, as scikit-learn estimators.
+
+Embedders (transformers): :class:`ContrastiveEmbedder` (SCARF / BYOL), :class:`MaskedAutoencoder` (VIME),
+:class:`VAEEmbedder` (Gaussian / negative binomial). Preprocessing: :class:`LogCPM`, :class:`HighlyVariableGenes`,
+:class:`GeneAligner`. Data: :func:`make_expression` and the readers of :mod:`skssl.io`. The label-efficiency
+benchmark lives in :mod:`skssl.benchmark`.
+"""
 
 from .contrastive import ContrastiveEmbedder
+from .datasets import make_expression
+from .io import ExpressionData, read_archs4, read_gct, read_geo_series_matrix, read_table
 from .masked import MaskedAutoencoder
+from .preprocessing import GeneAligner, HighlyVariableGenes, LogCPM
 from .vae import VAEEmbedder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ContrastiveEmbedder",
+    "ExpressionData",
+    "GeneAligner",
+    "HighlyVariableGenes",
+    "LogCPM",
     "MaskedAutoencoder",
     "VAEEmbedder",
+    "make_expression",
+    "read_archs4",
+    "read_gct",
+    "read_geo_series_matrix",
+    "read_table",
     "__version__",
 ]
