@@ -26,7 +26,7 @@ from . import _data
 # Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
 # waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
 AUTO_STEP_BUDGET = 3000
-AUTO_MIN_EPOCHS = 10
+AUTO_MIN_EPOCHS = 3
 AUTO_MAX_EPOCHS = 500
 AUTO_PATIENCE_STEPS = 200
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
@@ -82,6 +82,7 @@ class BaseTorchEstimator(BaseEstimator):
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "standardize": ["boolean"],
         "device": [str, torch.device],
+        "precision": [StrOptions({"float32", "bf16"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -174,6 +175,7 @@ class BaseTorchEstimator(BaseEstimator):
         train_idx, val_idx = self._split(X.shape[0], rng)
         n_train = len(train_idx)
         batch_size, max_epochs, patience = self._schedule(n_train)
+        reader = _data.BatchReader(X, device)
 
         with limited_torch_threads(), torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(torch_seed)
@@ -183,11 +185,11 @@ class BaseTorchEstimator(BaseEstimator):
             start_time = time.perf_counter()
             for epoch in range(max_epochs):
                 order = train_idx[rng.permutation(n_train)]
-                train_loss = self._train_epoch(module, optimizer, X, targets, order, batch_size, device)
+                train_loss = self._train_epoch(module, optimizer, reader, targets, order, batch_size, device)
                 history["train_loss"].append(train_loss)
                 monitored = train_loss
                 if len(val_idx):
-                    monitored = self._evaluate(module, X, targets, val_idx, batch_size, device, torch_seed)
+                    monitored = self._evaluate(module, reader, targets, val_idx, batch_size, device, torch_seed)
                     history["validation_loss"].append(monitored)
                 if self.verbose:
                     self._report(epoch, max_epochs, train_loss, monitored if len(val_idx) else None, start_time)
@@ -203,6 +205,9 @@ class BaseTorchEstimator(BaseEstimator):
                 # The weights of the best validation epoch, not of the last one.
                 module.load_state_dict(best_state)
         module.eval()
+        # A later partial_fit starts a fresh optimiser on this module (keeping Adam's moments would double the
+        # memory and pickle size of every fitted estimator).
+        self.__dict__.pop("_optimizer", None)
         self.module_ = module
         self.history_ = history
         self.n_iter_ = epoch + 1
@@ -220,22 +225,22 @@ class BaseTorchEstimator(BaseEstimator):
             file=sys.stderr,
         )
 
-    def _train_epoch(self, module, optimizer, X, targets, order, batch_size, device):
+    def _train_epoch(self, module, optimizer, reader, targets, order, batch_size, device):
         module.train()
         total = torch.zeros((), device=device)
         seen = 0
-        for rows, block in _data.iter_batches(X, batch_size, indices=order):
-            if len(block) < 2:  # a 1-row remainder has no "other sample" to corrupt with nor any negative
+        for rows, x in reader.batches(batch_size, order):
+            if len(x) < 2:  # a 1-row remainder has no "other sample" to corrupt with nor any negative
                 continue
-            x = _data.to_device(block, device)
-            loss = self._batch_loss(module, x, _rows_of(targets, rows, device))
+            with self._autocast(device):
+                loss = self._batch_loss(module, x, _rows_of(targets, rows, device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
             optimizer.step()
             self._after_step(module)
-            total += loss.detach() * len(block)
-            seen += len(block)
+            total += loss.detach().float() * len(x)
+            seen += len(x)
         mean_loss = (total / max(seen, 1)).item()  # one device sync per epoch, not per step
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
@@ -246,19 +251,25 @@ class BaseTorchEstimator(BaseEstimator):
         return mean_loss
 
     @torch.no_grad()
-    def _evaluate(self, module, X, targets, rows, batch_size, device, seed):
+    def _evaluate(self, module, reader, targets, rows, batch_size, device, seed):
         """Mean loss on ``rows`` under a fixed corruption seed, so epochs are compared on the same corruptions."""
         module.eval()
         generator = torch.Generator(device=device).manual_seed(seed)
-        total, seen = 0.0, 0
-        for batch_rows, block in _data.iter_batches(X, max(batch_size, 2), indices=rows):
-            if len(block) < 2:
+        total = torch.zeros((), device=device)
+        seen = 0
+        for batch_rows, x in reader.batches(max(batch_size, 2), rows):
+            if len(x) < 2:
                 continue
-            x = _data.to_device(block, device)
-            loss = self._batch_loss(module, x, _rows_of(targets, batch_rows, device), generator=generator)
-            total += loss.item() * len(block)
-            seen += len(block)
-        return total / max(seen, 1)
+            with self._autocast(device):
+                loss = self._batch_loss(module, x, _rows_of(targets, batch_rows, device), generator=generator)
+            total += loss.float() * len(x)
+            seen += len(x)
+        return (total / max(seen, 1)).item()
+
+    def _autocast(self, device):
+        """bf16 autocast when ``precision="bf16"`` (matmuls in bfloat16, reductions and the loss in float32)."""
+        enabled = getattr(self, "precision", "float32") == "bf16"
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ------------------------------------------------------------------ inference
     def _module_device(self):
@@ -327,6 +338,59 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
         self._fit_module(X)
         self.n_components_ = self.n_components
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One pass over a chunk of samples, continuing training from the current state.
+
+        For cohorts too large to pass to ``fit`` at once (or arriving in pieces): each call runs one epoch of
+        optimisation steps over ``X`` with the optimiser state kept between calls. The first call builds the
+        network and takes the standardisation statistics from its chunk, so make the first chunk representative
+        (a random sample of the cohort). No validation split and no early stopping: the caller decides how many
+        passes to make.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            A chunk of samples (at least 2).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        first_call = not hasattr(self, "module_")
+        X = _data.validate_X(self, X, reset=first_call)
+        if X.shape[0] < 2:
+            raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
+        if first_call:
+            device = _data.resolve_device(self.device)
+            self._partial_rng = check_random_state(self.random_state)
+            seed = int(self._partial_rng.randint(np.iinfo(np.int32).max))
+            module, self.hidden_dims_ = self._new_module(X.shape[1], _data.column_statistics(X), device, seed)
+            self._optimizer = self._make_optimizer(module)
+            self.module_, self.device_, self.n_components_ = module, device, self.n_components
+            self.batch_size_ = self._schedule(X.shape[0])[0]
+            self.history_ = {"train_loss": [], "validation_loss": []}
+            self.n_iter_ = self.best_epoch_ = 0
+        device = self._module_device()
+        if not hasattr(self, "_optimizer"):  # continuing after ``fit``: its optimiser state was not kept
+            self._optimizer = self._make_optimizer(self.module_)
+            self._partial_rng = check_random_state(self.random_state)
+        rng = self._partial_rng
+        with limited_torch_threads(), torch.random.fork_rng(devices=_cuda_indices(device)):
+            torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            loss = self._train_epoch(
+                self.module_, self._optimizer, _data.BatchReader(X, device), None,
+                rng.permutation(X.shape[0]), min(self.batch_size_, X.shape[0]), device,
+            )
+        self.module_.eval()
+        self.history_["train_loss"].append(loss)
+        self.n_iter_ += 1
+        self.best_epoch_ = self.n_iter_
         return self
 
     def transform(self, X):

@@ -9,6 +9,7 @@ Three kinds of input reach the training loop, and none of them is ever densified
 
 from __future__ import annotations
 
+import mmap
 import numbers
 
 import numpy as np
@@ -116,27 +117,85 @@ def column_statistics(X, *, chunk_rows=CHUNK_ROWS):
 
 def iter_batches(X, batch_size, *, indices=None, check_finite=False):
     """Yield ``(rows, dense float32 block)`` over ``indices`` (default: all rows, in order) in batches."""
+    pager = PageReleaser(X)
     if indices is None:
         for start in range(0, n_rows(X), batch_size):
             stop = min(start + batch_size, n_rows(X))
             block = read_rows(X, slice(start, stop))
             if check_finite:
                 check_finite_block(block, X)
+            pager.tick(block.nbytes)
             yield slice(start, stop), block
         return
     for start in range(0, len(indices), batch_size):
+        # Sorted rows: sequential reads for memmaps and the increasing indices h5py requires.
         rows = np.sort(indices[start : start + batch_size])
-        yield rows, read_rows(X, rows)
+        block = read_rows(X, rows)
+        pager.tick(block.nbytes)
+        yield rows, block
+
+
+class PageReleaser:
+    """Keeps the resident memory of a pass over an ``np.memmap`` bounded.
+
+    Pages of a memory-mapped file that a process has read count towards its resident set until the kernel needs
+    them back; a pass over an 8 GB file would look like 8 GB of RSS. Every ``every_bytes`` read, tell the kernel
+    the pages can go (they stay in the page cache, so re-reading is cheap).
+    """
+
+    def __init__(self, X, every_bytes=256 * 2**20):
+        self._mmap = getattr(X, "_mmap", None) if isinstance(X, np.memmap) else None
+        self._every = every_bytes
+        self._read = 0
+
+    def tick(self, n_bytes):
+        if self._mmap is None or not hasattr(self._mmap, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        self._read += n_bytes
+        if self._read >= self._every:
+            self._read = 0
+            self._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+class BatchReader:
+    """Hands the training loop batches of rows as float32 tensors on ``device``.
+
+    On CUDA, an in-memory dense matrix that fits comfortably in free GPU memory is copied to the GPU once and
+    batches are gathered there; otherwise each batch is read on the CPU (densified if sparse, paged in if on
+    disk) and copied through pinned memory without blocking.
+    """
+
+    def __init__(self, X, device, max_gpu_fraction=0.5):
+        self.X = X
+        self.device = device
+        self.resident = None
+        if device.type == "cuda" and isinstance(X, np.ndarray) and not is_out_of_core(X):
+            free, _ = torch.cuda.mem_get_info(device)
+            if X.nbytes < max_gpu_fraction * free:
+                self.resident = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+
+    def batches(self, batch_size, indices):
+        """Yield ``(rows, tensor)`` over ``indices`` in batches (rows sorted within a batch)."""
+        if self.resident is not None:
+            index = torch.as_tensor(indices, device=self.device)
+            for start in range(0, len(indices), batch_size):
+                rows = torch.sort(index[start : start + batch_size]).values
+                yield rows, self.resident.index_select(0, rows)
+            return
+        for rows, block in iter_batches(self.X, batch_size, indices=indices):
+            yield rows, to_device(block, self.device, non_blocking=self.device.type == "cuda")
 
 
 def to_device(block, device, non_blocking=False):
+    """A numpy block as a tensor on ``device`` (through pinned memory when ``non_blocking``)."""
     if not block.flags.writeable:  # slices of read-only memmaps: torch wants writable memory
         block = block.copy()
     tensor = torch.from_numpy(block)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory() if non_blocking else tensor
-        return tensor.to(device, non_blocking=non_blocking)
-    return tensor
+    if device.type != "cuda":
+        return tensor
+    if non_blocking:
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=non_blocking)
 
 
 def resolve_device(device):

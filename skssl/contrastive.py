@@ -68,7 +68,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     batch_size : "auto" or int, default="auto"
         Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
     max_epochs : "auto" or int, default="auto"
-        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 10 and 500 epochs).
+        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
     learning_rate : float, default=1e-3
         AdamW learning rate. Lower it if training diverges.
     weight_decay : float, default=1e-5
@@ -87,6 +87,9 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         Centre and scale each feature with statistics of the ``fit`` data (recommended for log-expression).
     device : str, default="auto"
         "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+    precision : {"float32", "bf16"}, default="float32"
+        "bf16" runs the forward and backward passes under bfloat16 autocast (fast on recent GPUs; losses and
+        optimiser state stay in float32).
     random_state : int, RandomState instance or None, default=None
         Seeds the split, batch order, weights and corruptions: same seed, same embedding on CPU.
     verbose : int, default=0
@@ -156,6 +159,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         tol=1e-4,
         standardize=True,
         device="auto",
+        precision="float32",
         random_state=None,
         verbose=0,
     ):
@@ -176,6 +180,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         self.tol = tol
         self.standardize = standardize
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 

@@ -1,0 +1,96 @@
+"""The training loop's data paths: partial_fit, the vectorised corruption against a per-row reference, schedules."""
+
+import numpy as np
+import pytest
+import torch
+from _synthetic import low_rank_classes
+from scipy import stats
+
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl._base import auto_batch_size
+from skssl._corruption import scarf_corrupt, vime_mask
+
+FAST = dict(hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
+
+
+def reference_scarf_corrupt(x, rate, rng):
+    """The per-row loop of the reference implementation (one permutation per sample), in numpy."""
+    n, f = x.shape
+    out = x.copy()
+    k = int(round(rate * f))
+    for i in range(n):
+        cols = rng.permutation(f)[:k]
+        donors = rng.choice(np.delete(np.arange(n), i), size=k)
+        out[i, cols] = x[donors, cols]
+    return out
+
+
+def test_vectorised_scarf_matches_per_row_reference_statistically():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 1.0, size=(64, 40)).astype(np.float64)
+    ours = np.concatenate(
+        [scarf_corrupt(torch.from_numpy(x), 0.6, torch.Generator().manual_seed(s))[0].numpy() for s in range(30)]
+    )
+    reference = np.concatenate([reference_scarf_corrupt(x, 0.6, rng) for _ in range(30)])
+    # Same distribution of corrupted values per feature (two-sample KS on a few features) ...
+    for j in range(0, 40, 8):
+        assert stats.ks_2samp(ours[:, j], reference[:, j]).pvalue > 1e-3
+    # ... and the same fraction of entries changed.
+    changed_ours = (ours != np.tile(x, (30, 1))).mean()
+    changed_reference = (reference != np.tile(x, (30, 1))).mean()
+    assert changed_ours == pytest.approx(changed_reference, abs=0.02)
+
+
+def test_vime_mask_matches_bernoulli_reference():
+    x = torch.zeros(300, 50)
+    _, mask = vime_mask(x, 0.3, torch.Generator().manual_seed(0))
+    per_row = mask.sum(dim=1).numpy()
+    # Binomial(50, 0.3) counts per row: mean 15, variance 10.5.
+    assert per_row.mean() == pytest.approx(15, abs=0.6)
+    assert per_row.var() == pytest.approx(10.5, rel=0.25)
+
+
+@pytest.mark.parametrize("cls", [ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder])
+def test_partial_fit_over_chunks_is_close_to_fit_on_the_whole(cls):
+    X, _ = low_rank_classes(n_samples=400, n_features=40, seed=3)
+    batch = 50
+    whole = cls(**FAST, batch_size=batch, max_epochs=4, early_stopping=False).fit(X)
+    chunked = cls(**FAST, batch_size=batch)
+    for _ in range(4):  # same number of steps: 4 passes of 4 chunks of 2 batches
+        for chunk in np.array_split(np.arange(len(X)), 4):
+            chunked.partial_fit(X[chunk])
+    assert chunked.n_iter_ == 16
+    final_whole = whole.history_["train_loss"][-1]
+    final_chunked = np.mean(chunked.history_["train_loss"][-4:])
+    first_chunked = np.mean(chunked.history_["train_loss"][:4])
+    assert final_chunked < first_chunked  # it learns
+    assert final_chunked == pytest.approx(final_whole, rel=0.15)
+
+
+def test_partial_fit_checks_features_and_continues_after_fit():
+    X, _ = low_rank_classes(n_samples=100, n_features=20, seed=4)
+    model = MaskedAutoencoder(**FAST, max_epochs=2).fit(X)
+    before = [p.detach().clone() for p in model.module_.parameters()]
+    model.partial_fit(X)
+    assert model.n_iter_ == 3
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.module_.parameters()))
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:, :5])
+
+
+def test_auto_schedule_thinks_in_steps():
+    X, _ = low_rank_classes(n_samples=60, n_features=10, seed=5)
+    small = MaskedAutoencoder(**FAST, early_stopping=False).set_params(max_epochs="auto")
+    batch_size, epochs, patience = small._schedule(54)
+    assert batch_size == 32 and epochs == 500  # 2 steps per epoch: many epochs
+    batch_size, epochs, patience = small._schedule(1_000_000)
+    assert batch_size == 256 and epochs == 3  # 3 900 steps per epoch: a few epochs
+    assert auto_batch_size(10) == 10
+
+
+def test_bf16_precision_trains(tmp_path):
+    X, _ = low_rank_classes(n_samples=100, n_features=20, seed=6)
+    model = ContrastiveEmbedder(**FAST, max_epochs=2, precision="bf16").fit(X)
+    assert np.isfinite(model.transform(X)).all()
+    with pytest.raises(ValueError, match="precision"):
+        ContrastiveEmbedder(precision="fp8").fit(X)
