@@ -39,6 +39,15 @@ COLUMNS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The networks here are tiny: one thread is fastest, and immune to a busy machine's oversubscription.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return make_expression(n_samples=72, n_genes=30, random_state=0)

@@ -8,6 +8,8 @@ Python API: :func:`label_efficiency` (one row per run) and :func:`summarize` (me
 from __future__ import annotations
 
 from ._protocol import (
+    CLASSIFIER_STEP_BUDGET,
+    EMBEDDER_STEP_BUDGET,
     DEFAULT_CLASSIFIER_PARAMS,
     DEFAULT_EMBEDDER_PARAMS,
     DEFAULT_METHODS,
@@ -25,6 +27,8 @@ from ._protocol import (
 from ._report import SUMMARY_COLUMNS, as_table, summarize_records, to_records, write_outputs
 
 __all__ = [
+    "CLASSIFIER_STEP_BUDGET",
+    "EMBEDDER_STEP_BUDGET",
     "DEFAULT_CLASSIFIER_PARAMS",
     "DEFAULT_EMBEDDER_PARAMS",
     "DEFAULT_FRACTIONS",
@@ -93,12 +97,15 @@ def label_efficiency(
         Keep only the ``top_genes`` most variable genes
         (:class:`~skssl.preprocessing.HighlyVariableGenes`, fitted on the train split of each seed).
     embedder_params : dict or None, default=None
-        Parameters of every embedder, merged over :data:`DEFAULT_EMBEDDER_PARAMS` (e.g. ``{"max_epochs": 2}`` for
-        a quick test, ``{"max_epochs": "auto"}`` for the estimators' own schedule). ``n_components``,
-        ``hidden_dims`` and ``dropout`` also set the encoder of ``mlp_scratch``.
+        Parameters of every embedder, merged over :data:`DEFAULT_EMBEDDER_PARAMS` (two hidden layers of 256, a
+        32-dimensional embedding). ``n_components``, ``hidden_dims`` and ``dropout`` also set the encoder of
+        ``mlp_scratch``. Without ``max_epochs``, each embedder gets the epochs that make about
+        :data:`EMBEDDER_STEP_BUDGET` (400) optimisation steps; ``{"max_epochs": 2}`` makes a quick test,
+        ``{"max_epochs": "auto"}`` uses the estimators' own (longer) schedule.
     classifier_params : dict or None, default=None
         Parameters of every :class:`~skssl.supervised.SSLClassifier` (``mlp_scratch``, ``*_finetune``), merged
-        over :data:`DEFAULT_CLASSIFIER_PARAMS`.
+        over :data:`DEFAULT_CLASSIFIER_PARAMS`. Without ``max_epochs``, each fit gets about
+        :data:`CLASSIFIER_STEP_BUDGET` (300) optimisation steps, whatever the number of labeled samples.
     device : str, default="auto"
         Torch device of the embedders and classifiers ("auto", "cpu", "cuda", "cuda:N").
     dataset : str, default="data"

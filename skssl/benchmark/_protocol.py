@@ -74,13 +74,21 @@ DEFAULT_METHODS = (
 )
 
 #: Parameters of every self-supervised embedder (and of the from-scratch MLP's encoder) unless overridden by
-#: ``embedder_params``. Explicit epoch budgets keep the default run within its time budget; pass
-#: ``{"max_epochs": "auto"}`` to use the estimators' own schedule instead.
-DEFAULT_EMBEDDER_PARAMS = {"n_components": 32, "hidden_dims": (256, 256), "max_epochs": 60}
+#: ``embedder_params``.
+DEFAULT_EMBEDDER_PARAMS = {"n_components": 32, "hidden_dims": (256, 256)}
 
 #: Parameters of every ``SSLClassifier`` (``mlp_scratch`` and the ``*_finetune`` methods) unless overridden by
 #: ``classifier_params``.
-DEFAULT_CLASSIFIER_PARAMS = {"max_epochs": 60}
+DEFAULT_CLASSIFIER_PARAMS = {}
+
+#: Unless ``max_epochs`` is given in ``embedder_params`` / ``classifier_params``, each fit gets the number of
+#: epochs that makes about this many optimisation steps (at least 10 and at most 500 epochs; early stopping still
+#: applies). A budget in steps, not epochs, gives a 24-sample labeled subset as many updates as the full train
+#: split, and keeps the default run within its time budget. ``max_epochs="auto"`` uses the estimators' own
+#: schedule (about 3 000 steps) instead.
+EMBEDDER_STEP_BUDGET = 400
+CLASSIFIER_STEP_BUDGET = 300
+MIN_EPOCHS, MAX_EPOCHS = 10, 500
 
 #: The metrics of every run (ROC-AUC is NaN where it is undefined).
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
@@ -102,6 +110,28 @@ RESULT_COLUMNS = (
 
 PCA_COMPONENTS = 32
 LOGREG_MAX_ITER = 2000
+
+
+def epochs_for_steps(n_rows, steps, params):
+    """Epochs giving about ``steps`` optimisation steps on ``n_rows`` rows under the estimators' batching rules."""
+    from .._base import auto_batch_size
+
+    n_val = 0
+    if params.get("early_stopping", True):
+        n_val = int(round(params.get("validation_fraction", 0.1) * n_rows))
+        if n_val < 2 or n_rows - n_val < 2:
+            n_val = 0
+    n_train = n_rows - n_val
+    batch_size = params.get("batch_size", "auto")
+    batch_size = auto_batch_size(n_train) if batch_size == "auto" else min(int(batch_size), n_train)
+    steps_per_epoch = max(1, n_train // batch_size + (n_train % batch_size >= 2))
+    return int(np.clip(math.ceil(steps / steps_per_epoch), MIN_EPOCHS, MAX_EPOCHS))
+
+
+def _with_budget(params, n_rows, steps):
+    if "max_epochs" in params:
+        return params
+    return {**params, "max_epochs": epochs_for_steps(n_rows, steps, params)}
 
 
 def _make_embedder(name, params, seed, device):
@@ -423,7 +453,8 @@ def run_protocol(
                         model = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed))
                         model.fit(X_train)
                     else:
-                        model = _make_embedder(key, emb_params, seed, device).fit(X_train)
+                        params = _with_budget(emb_params, X_train.shape[0], EMBEDDER_STEP_BUDGET)
+                        model = _make_embedder(key, params, seed, device).fit(X_train)
                     embedding = model.transform(X_train)
                     pretrained[key] = (model, embedding, time.perf_counter() - start)
                 return pretrained[key]
@@ -456,7 +487,7 @@ def run_protocol(
                             pretrain=False,
                             random_state=seed,
                             device=device,
-                            **clf_params,
+                            **_with_budget(clf_params, len(lab), CLASSIFIER_STEP_BUDGET),
                         ).fit(X_lab, y_lab)
                         pred, proba = _predict(model, X_test)
                     else:  # <embedder>_finetune
@@ -471,7 +502,7 @@ def run_protocol(
                             finetune="full",
                             random_state=seed,
                             device=device,
-                            **clf_params,
+                            **_with_budget(clf_params, len(lab), CLASSIFIER_STEP_BUDGET),
                         ).fit(X_lab, y_lab)
                         pred, proba = _predict(model, X_test)
                     fit_seconds = time.perf_counter() - start

@@ -269,6 +269,11 @@ def write_report(records, summary, path, info):
     if "wall_seconds" in info:
         lines.append(
             f"- **Wall time**: {info['wall_seconds']:.1f} s (loading the data, all runs, the CSV files and the plot)"
+            + (
+                f"; CPU time {info['cpu_seconds']:.1f} s (this process, all threads)"
+                if "cpu_seconds" in info
+                else ""
+            )
         )
     lines += [""]
     lines += [
@@ -321,11 +326,21 @@ def write_report(records, summary, path, info):
     ]
     lines += [f"- `{m}`: {METHOD_DESCRIPTIONS.get(m, '')}" for m in methods]
     if info.get("embedder_params") is not None:
+        from ._protocol import CLASSIFIER_STEP_BUDGET, EMBEDDER_STEP_BUDGET
+
+        def budget(params, steps):
+            if "max_epochs" in params:
+                return f"max_epochs={params['max_epochs']!r}"
+            return f"max_epochs set per fit to about {steps} optimisation steps"
+
+        emb, clf = info["embedder_params"], info.get("classifier_params") or {}
         lines += [
             "",
-            f"Embedder parameters (every embedder, and the encoder of `mlp_scratch`): `{info['embedder_params']}`. "
-            f"SSLClassifier parameters (`mlp_scratch`, `*_finetune`): `{info.get('classifier_params')}`. "
-            "Logistic regressions: scikit-learn defaults (L2, C=1) on standardised inputs.",
+            f"Embedder parameters (every embedder, and the encoder of `mlp_scratch`): `{emb}`, "
+            f"{budget(emb, EMBEDDER_STEP_BUDGET)}; other parameters are the estimators' defaults. "
+            f"SSLClassifier (`mlp_scratch`, `*_finetune`): `{clf}`, {budget(clf, CLASSIFIER_STEP_BUDGET)}, "
+            "linear head, full fine-tuning. Logistic regressions: scikit-learn defaults (L2, C=1) on "
+            f"standardised inputs. PCA: up to 32 components.",
         ]
     lines += [
         "",
@@ -352,5 +367,7 @@ def write_outputs(records, out, info):
     info = {**info, "plot": PLOT_FILE if plot else None}
     if "start_time" in info:
         info["wall_seconds"] = time.perf_counter() - info["start_time"]
+    if "start_cpu" in info:
+        info["cpu_seconds"] = time.process_time() - info["start_cpu"]
     paths["report"] = write_report(records, summary, os.path.join(out, REPORT_FILE), info)
     return paths
