@@ -131,6 +131,9 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     (100, 8)
     """
 
+    # The corruption is a class attribute so that a variant (e.g. the per-row reference in benchmarks/) can swap it.
+    _corrupt = staticmethod(scarf_corrupt)
+
     _parameter_constraints: dict = {
         **BaseSSLEstimator._parameter_constraints,
         "objective": [StrOptions({"scarf", "byol"})],
@@ -199,10 +202,10 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     def _batch_loss(self, module, x, targets=None, generator=None):
         x = module.preprocess(x)
         if self.objective == "scarf":
-            corrupted, _ = scarf_corrupt(x, self.corruption_rate, generator)
+            corrupted, _ = self._corrupt(x, self.corruption_rate, generator)
             return nt_xent(module.online(x), module.online(corrupted), self.temperature)
-        view1, _ = scarf_corrupt(x, self.corruption_rate, generator)
-        view2, _ = scarf_corrupt(x, self.corruption_rate, generator)
+        view1, _ = self._corrupt(x, self.corruption_rate, generator)
+        view2, _ = self._corrupt(x, self.corruption_rate, generator)
         p1, p2 = module.predictor(module.online(view1)), module.predictor(module.online(view2))
         return 0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1)))
 

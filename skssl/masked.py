@@ -116,6 +116,9 @@ class MaskedAutoencoder(BaseSSLEstimator):
     (5,)
     """
 
+    # The corruption is a class attribute so that a variant (e.g. the per-row reference in benchmarks/) can swap it.
+    _corrupt = staticmethod(vime_mask)
+
     _parameter_constraints: dict = {
         **BaseSSLEstimator._parameter_constraints,
         "mask_rate": [Interval(Real, 0.0, 1.0, closed="left")],
@@ -176,6 +179,6 @@ class MaskedAutoencoder(BaseSSLEstimator):
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         x = module.preprocess(x)
-        corrupted, mask = vime_mask(x, self.mask_rate, generator)
+        corrupted, mask = self._corrupt(x, self.mask_rate, generator)
         z = module.encoder(corrupted)
         return vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha)

@@ -1,0 +1,93 @@
+"""Peak resident memory of ``fit`` + ``transform`` on a matrix that lives on disk (``np.memmap``).
+
+Creates (once) a float32 memmap of ``--rows`` x ``--genes`` (default 1 000 000 x 2 000 = 8 GB) under ``--dir``,
+then in a fresh child process fits an embedder on it and embeds it, and reports the child's peak RSS
+(``ru_maxrss``), wall time and the size of the file: the data never has to fit in memory.
+
+Usage: ``python benchmarks/memmap_memory.py [--rows 1000000] [--genes 2000] [--dir /tmp] [--epochs 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHUNK = 50_000
+
+
+def create(path, rows, genes, seed=0):
+    """Low-rank structure plus noise, written chunk by chunk (never whole in memory)."""
+    if path.exists() and path.stat().st_size == rows * genes * 4:
+        return
+    rng = np.random.default_rng(seed)
+    loadings = rng.normal(size=(8, genes)).astype(np.float32)
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(rows, genes))
+    for start in range(0, rows, CHUNK):
+        stop = min(start + CHUNK, rows)
+        factors = rng.normal(size=(stop - start, 8)).astype(np.float32)
+        mm[start:stop] = factors @ loadings + rng.standard_normal((stop - start, genes), dtype=np.float32)
+    mm.flush()
+    del mm
+
+
+def child(path, rows, genes, epochs, method):
+    import resource
+
+    import skssl
+
+    X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, genes))
+    estimator = getattr(skssl, method)(max_epochs=epochs, random_state=0, device="cpu")
+    start = time.perf_counter()
+    estimator.fit(X)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    Z = estimator.transform(X)
+    transform_s = time.perf_counter() - start
+    print(json.dumps({
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "fit_s": fit_s, "transform_s": transform_s, "embedding_shape": list(Z.shape),
+        "epochs": estimator.n_iter_, "batch_size": estimator.batch_size_, "finite": bool(np.isfinite(Z).all()),
+    }))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--genes", type=int, default=2_000)
+    parser.add_argument("--dir", default="/tmp")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--method", default="MaskedAutoencoder")
+    parser.add_argument("--keep", action="store_true", help="keep the memmap file afterwards")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    path = Path(args.dir) / f"skssl_memmap_{args.rows}x{args.genes}.f32"
+    if args.child:
+        child(path, args.rows, args.genes, args.epochs, args.method)
+        return
+    start = time.perf_counter()
+    create(path, args.rows, args.genes)
+    print(f"# machine: {platform.platform()}, {os.cpu_count()} CPUs; file {path} "
+          f"{path.stat().st_size / 1e9:.1f} GB (created/checked in {time.perf_counter() - start:.0f} s)")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--rows", str(args.rows), "--genes", str(args.genes), "--dir",
+         args.dir, "--epochs", str(args.epochs), "--method", args.method],
+        check=True, capture_output=True, text=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{args.method} fit ({result['epochs']} epoch(s), batch {result['batch_size']}) + transform on "
+          f"{args.rows} x {args.genes} memmap: peak RSS {result['peak_rss_mb']:.0f} MB, fit {result['fit_s']:.0f} s, "
+          f"transform {result['transform_s']:.0f} s, embedding {result['embedding_shape']}, finite {result['finite']}")
+    if not args.keep:
+        path.unlink()
+
+
+if __name__ == "__main__":
+    main()
