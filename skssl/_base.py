@@ -33,6 +33,71 @@ AUTO_PATIENCE_STEPS = 200
 MAX_GRAD_NORM = 10.0
 
 
+# Parameter and attribute descriptions shared by every embedder's docstring (filled in by ``fill_doc``).
+TRAINING_PARAMETERS_DOC = """\
+    hidden_dims : "auto" or tuple of int, default="auto"
+        Widths of the encoder's hidden layers; "auto" uses two layers of 256 (under 1 000 features) or 512.
+    dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer.
+    batch_size : "auto" or int, default="auto"
+        Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
+    max_epochs : "auto" or int, default="auto"
+        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
+    learning_rate : float, default=1e-3
+        AdamW learning rate. Lower it if training diverges.
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their loss stops improving and keep the weights of
+        the best epoch. Ignored when the held-out part would have fewer than 2 rows.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of rows held out for early stopping.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as an improvement.
+    standardize : bool, default=True
+        Centre and scale each feature with statistics of the ``fit`` data (recommended for log-expression).
+    device : str, default="auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+    precision : {"float32", "bf16"}, default="float32"
+        "bf16" runs the forward and backward passes under bfloat16 autocast (fast on recent GPUs; losses and
+        optimiser state stay in float32).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, batch order, initial weights and random draws: same seed, same embedding on CPU.
+    verbose : int, default=0
+        Print the losses of every epoch to stderr.
+"""
+
+FITTED_ATTRIBUTES_DOC = """\
+    history_ : dict
+        ``"train_loss"`` and ``"validation_loss"`` per epoch.
+    n_iter_ : int
+        Number of epochs run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    batch_size_ : int
+        Batch size used.
+    hidden_dims_ : tuple of int
+        Hidden layer widths used.
+    n_components_ : int
+        Dimension of the embedding.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when X has string column names).
+"""
+
+
+def fill_doc(cls):
+    """Class decorator: substitute the shared sections into ``%(training_parameters)s`` / ``%(fitted_attributes)s``."""
+    cls.__doc__ = cls.__doc__.replace("    %(training_parameters)s\n", TRAINING_PARAMETERS_DOC).replace(
+        "    %(fitted_attributes)s\n", FITTED_ATTRIBUTES_DOC
+    )
+    return cls
+
+
 def auto_hidden_dims(n_features):
     """Two hidden layers, wider for wider inputs (256 under 1 000 genes, else 512)."""
     width = 256 if n_features < 1000 else 512
@@ -108,6 +173,10 @@ class BaseTorchEstimator(BaseEstimator):
     def _check_fit_values(self, statistics):
         """Method-specific checks of the fit data (e.g. non-negative counts)."""
 
+    def _fit_statistics(self, X):
+        """The statistics handed to ``_build_module`` (default: :func:`_data.column_statistics` of ``X``)."""
+        return _data.column_statistics(X)
+
     # ------------------------------------------------------------------ fitting
     def _resolved_hidden_dims(self, n_features):
         if isinstance(self.hidden_dims, str):
@@ -141,7 +210,7 @@ class BaseTorchEstimator(BaseEstimator):
         """
         device = _data.resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        return self._new_module(X.shape[1], _data.column_statistics(X), device, seed)[0]
+        return self._new_module(X.shape[1], self._fit_statistics(X), device, seed)[0]
 
     def _schedule(self, n_train):
         """Batch size, epochs and early-stopping patience for ``n_train`` training rows (resolving "auto")."""
@@ -167,7 +236,7 @@ class BaseTorchEstimator(BaseEstimator):
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
         if module is None:
             if statistics is None:
-                statistics = _data.column_statistics(X)
+                statistics = self._fit_statistics(X)
             module, hidden_dims = self._new_module(X.shape[1], statistics, device, torch_seed)
         else:
             module, hidden_dims = module.to(device), None
@@ -276,13 +345,17 @@ class BaseTorchEstimator(BaseEstimator):
         return next(self.module_.parameters()).device
 
     @torch.inference_mode()
-    def _map_batches(self, X, fn, n_out, batch_size=None):
-        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""
+    def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
+        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array.
+
+        ``allow_nan`` lets NaN in out-of-core input through to ``fn`` (missing views); infinities are rejected.
+        """
         device = self._module_device()
         batch_size = batch_size or max(self.batch_size_, 1024)
         out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
         self.module_.eval()
-        for rows, block in _data.iter_batches(X, batch_size, check_finite=_data.is_out_of_core(X)):
+        check_finite = _data.is_out_of_core(X)
+        for rows, block in _data.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
             out[rows] = fn(_data.to_device(block, device)).float().cpu().numpy()
         return out
 
@@ -317,6 +390,10 @@ def _rows_of(targets, rows, device):
 class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorchEstimator):
     """Shared machinery of the self-supervised embedders (transformers); not for direct use."""
 
+    def _validate_input(self, X, *, reset):
+        """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
+        return _data.validate_X(self, X, reset=reset)
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the representation from ``X`` without labels.
@@ -333,7 +410,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         self : object
             The fitted estimator.
         """
-        X = _data.validate_X(self, X, reset=True)
+        X = self._validate_input(X, reset=True)
         if X.shape[0] < 2:
             raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
         self._fit_module(X)
@@ -363,14 +440,14 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             The updated estimator.
         """
         first_call = not hasattr(self, "module_")
-        X = _data.validate_X(self, X, reset=first_call)
+        X = self._validate_input(X, reset=first_call)
         if X.shape[0] < 2:
             raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
         if first_call:
             device = _data.resolve_device(self.device)
             self._partial_rng = check_random_state(self.random_state)
             seed = int(self._partial_rng.randint(np.iinfo(np.int32).max))
-            module, self.hidden_dims_ = self._new_module(X.shape[1], _data.column_statistics(X), device, seed)
+            module, self.hidden_dims_ = self._new_module(X.shape[1], self._fit_statistics(X), device, seed)
             self._optimizer = self._make_optimizer(module)
             self.module_, self.device_, self.n_components_ = module, device, self.n_components
             self.batch_size_ = self._schedule(X.shape[0])[0]
@@ -407,7 +484,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             The embedding.
         """
         check_is_fitted(self)
-        X = _data.validate_X(self, X, reset=False)
+        X = self._validate_input(X, reset=False)
         return self._map_batches(X, self.module_.embed, self.n_components_)
 
     @property

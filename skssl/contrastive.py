@@ -8,7 +8,7 @@ from numbers import Real
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._base import BaseSSLEstimator
+from ._base import BaseSSLEstimator, fill_doc
 from ._corruption import scarf_corrupt
 from ._losses import byol_loss, nt_xent
 from ._nn import Standardize, ema_update, make_mlp
@@ -38,6 +38,7 @@ class _ContrastiveModule(nn.Module):
         return self.target_projector(self.target_encoder(x_std))
 
 
+@fill_doc
 class ContrastiveEmbedder(BaseSSLEstimator):
     """Contrastive self-supervised embedding of expression profiles (SCARF, or BYOL as an option).
 
@@ -61,60 +62,13 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         NT-Xent temperature (``objective="scarf"``).
     ema_decay : float in [0, 1), default=0.99
         Decay of the exponential moving average that updates the BYOL target network.
-    hidden_dims : "auto" or tuple of int, default="auto"
-        Widths of the encoder's hidden layers; "auto" uses two layers of 256 (under 1 000 features) or 512.
-    dropout : float in [0, 1), default=0.1
-        Dropout after each hidden layer.
-    batch_size : "auto" or int, default="auto"
-        Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
-    max_epochs : "auto" or int, default="auto"
-        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
-    learning_rate : float, default=1e-3
-        AdamW learning rate. Lower it if training diverges.
-    weight_decay : float, default=1e-5
-        AdamW weight decay.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop when their loss stops improving and keep the weights of
-        the best epoch. Ignored when the held-out part would have fewer than 2 rows.
-    validation_fraction : float in (0, 1), default=0.1
-        Fraction of rows held out for early stopping.
-    n_iter_no_change : "auto" or int, default="auto"
-        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
-        epochs.
-    tol : float, default=1e-4
-        Relative improvement of the validation loss that counts as an improvement.
-    standardize : bool, default=True
-        Centre and scale each feature with statistics of the ``fit`` data (recommended for log-expression).
-    device : str, default="auto"
-        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
-    precision : {"float32", "bf16"}, default="float32"
-        "bf16" runs the forward and backward passes under bfloat16 autocast (fast on recent GPUs; losses and
-        optimiser state stay in float32).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the split, batch order, weights and corruptions: same seed, same embedding on CPU.
-    verbose : int, default=0
-        Print the losses of every epoch to stderr.
+    %(training_parameters)s
 
     Attributes
     ----------
     module_ : torch.nn.Module
         The trained network (``module_.encoder`` is the encoder).
-    history_ : dict
-        ``"train_loss"`` and ``"validation_loss"`` per epoch.
-    n_iter_ : int
-        Number of epochs run.
-    best_epoch_ : int
-        Epoch whose weights were kept.
-    batch_size_ : int
-        Batch size used.
-    hidden_dims_ : tuple of int
-        Hidden layer widths used.
-    n_components_ : int
-        Dimension of the embedding.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during ``fit`` (only when X has string column names).
+    %(fitted_attributes)s
 
     See Also
     --------
