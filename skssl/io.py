@@ -1088,6 +1088,27 @@ def read_archs4(path, samples=None, genes=None, max_samples=None):
     ------
     ValueError
         If a requested sample or gene is not in the file.
+
+    Examples
+    --------
+    A tiny file with the ARCHS4 layout (3 genes x 4 samples):
+
+    >>> import os, tempfile
+    >>> import h5py
+    >>> import numpy as np
+    >>> from skssl.io import read_archs4
+    >>> path = os.path.join(tempfile.mkdtemp(), "archs4.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     _ = f.create_dataset("data/expression", data=np.arange(12).reshape(3, 4))
+    ...     _ = f.create_dataset("meta/genes/symbol", data=np.array(["TP53", "EGFR", "MYC"], dtype="S"))
+    ...     _ = f.create_dataset("meta/samples/geo_accession",
+    ...                          data=np.array(["GSM1", "GSM2", "GSM3", "GSM4"], dtype="S"))
+    >>> data = read_archs4(path, samples=["GSM4", "GSM1"], genes=["MYC", "TP53"])
+    >>> data.samples, data.genes
+    (array(['GSM4', 'GSM1'], dtype=object), array(['MYC', 'TP53'], dtype=object))
+    >>> data.X
+    array([[11.,  3.],
+           [ 8.,  0.]], dtype=float32)
     """
     h5py = _import_h5py("read_archs4")
     path = Path(path)
