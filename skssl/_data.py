@@ -29,11 +29,13 @@ def is_out_of_core(X):
     return module.startswith("h5py") and hasattr(X, "shape") and hasattr(X, "dtype")
 
 
-def validate_X(estimator, X, *, reset, dense_dtype=np.float32):
+def validate_X(estimator, X, *, reset, dense_dtype=np.float32, allow_nan=False):
     """Validate ``X`` the scikit-learn way and return an array-like the batch readers understand.
 
     Sets ``n_features_in_`` / ``feature_names_in_`` when ``reset``; checks them otherwise. Finiteness of
     out-of-core input is checked later, chunk by chunk, by :func:`column_statistics` or :func:`iter_batches`.
+    ``allow_nan=True`` lets NaN through (infinities are still rejected): multi-view estimators read a block of NaN
+    as a missing view.
     """
     if is_out_of_core(X):
         if len(X.shape) != 2:
@@ -55,7 +57,7 @@ def validate_X(estimator, X, *, reset, dense_dtype=np.float32):
         reset=reset,
         accept_sparse="csr",
         dtype=dense_dtype,
-        ensure_all_finite=True,
+        ensure_all_finite="allow-nan" if allow_nan else True,
     )
 
 
@@ -76,7 +78,11 @@ def read_rows(X, rows):
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def check_finite_block(block, X):
+def check_finite_block(block, X, allow_nan=False):
+    if allow_nan:
+        if np.isinf(block).any():
+            raise ValueError(f"Input contains infinity. Remove or impute infinite values (input of shape {X.shape}).")
+        return
     if not np.isfinite(block).all():
         raise ValueError(
             "Input contains NaN or infinity. Remove or impute non-finite values before fitting "
@@ -84,17 +90,22 @@ def check_finite_block(block, X):
         )
 
 
-def column_statistics(X, *, chunk_rows=CHUNK_ROWS):
+def column_statistics(X, *, chunk_rows=CHUNK_ROWS, allow_nan=False):
     """Per-feature mean and standard deviation, min value and per-row totals, in one streaming pass.
 
     Accumulates in float64 so that millions of rows do not lose precision. Raises ``ValueError`` on non-finite
-    values (out-of-core input has not been checked before).
+    values (out-of-core input has not been checked before). With ``allow_nan=True`` NaN entries are skipped (still
+    rejecting infinities): the mean and standard deviation of a feature are over its present values (0 and 0 for a
+    feature with none), ``min`` is over present values and ``row_sums`` sum each row's present values; the result
+    then also holds ``count``, the number of present values of each feature.
 
     Returns
     -------
     dict with ``mean``, ``std`` (float64 arrays of n_features), ``min`` (float) and ``row_sums`` (float64 array of
-    n_samples).
+    n_samples); and ``count`` (int64 array of n_features) when ``allow_nan``.
     """
+    if allow_nan:
+        return _nan_column_statistics(X, chunk_rows)
     n_samples, n_features = X.shape
     total = np.zeros(n_features)
     total_sq = np.zeros(n_features)
@@ -115,15 +126,51 @@ def column_statistics(X, *, chunk_rows=CHUNK_ROWS):
     return {"mean": mean_shifted + shift, "std": np.sqrt(var), "min": minimum, "row_sums": row_sums}
 
 
-def iter_batches(X, batch_size, *, indices=None, check_finite=False):
-    """Yield ``(rows, dense float32 block)`` over ``indices`` (default: all rows, in order) in batches."""
+def _nan_column_statistics(X, chunk_rows):
+    """:func:`column_statistics` over the present (non-NaN) values only."""
+    n_samples, n_features = X.shape
+    total = np.zeros(n_features)
+    total_sq = np.zeros(n_features)
+    count = np.zeros(n_features, dtype=np.int64)
+    row_sums = np.empty(n_samples)
+    minimum = np.inf
+    shift = None
+    for start in range(0, n_samples, chunk_rows):
+        block = read_rows(X, slice(start, min(start + chunk_rows, n_samples)))
+        check_finite_block(block, X, allow_nan=True)
+        present = ~np.isnan(block)
+        if shift is None:
+            # Shift by the first chunk's mean of each feature (0 where it has no value) for a stable variance.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shift = np.where(present, block, 0.0).sum(axis=0, dtype=np.float64) / present.sum(axis=0)
+            shift = np.nan_to_num(shift, nan=0.0)
+        centred = np.where(present, block - shift, 0.0)
+        row_sums[start : start + block.shape[0]] = np.where(present, block, 0.0).sum(axis=1, dtype=np.float64)
+        if present.any():
+            minimum = min(minimum, float(block[present].min()))
+        count += present.sum(axis=0)
+        total += centred.sum(axis=0, dtype=np.float64)
+        total_sq += np.square(centred, dtype=np.float64).sum(axis=0)
+    seen = np.maximum(count, 1)
+    mean_shifted = total / seen
+    var = np.maximum(total_sq / seen - mean_shifted**2, 0.0)
+    mean = np.where(count > 0, mean_shifted + shift, 0.0)
+    std = np.where(count > 0, np.sqrt(var), 0.0)
+    return {"mean": mean, "std": std, "min": minimum, "row_sums": row_sums, "count": count}
+
+
+def iter_batches(X, batch_size, *, indices=None, check_finite=False, allow_nan=False):
+    """Yield ``(rows, dense float32 block)`` over ``indices`` (default: all rows, in order) in batches.
+
+    ``check_finite`` rejects non-finite values (only infinities when ``allow_nan``).
+    """
     pager = PageReleaser(X)
     if indices is None:
         for start in range(0, n_rows(X), batch_size):
             stop = min(start + batch_size, n_rows(X))
             block = read_rows(X, slice(start, stop))
             if check_finite:
-                check_finite_block(block, X)
+                check_finite_block(block, X, allow_nan=allow_nan)
             pager.tick(block.nbytes)
             yield slice(start, stop), block
         return
