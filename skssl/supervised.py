@@ -1,0 +1,701 @@
+"""Phenotype predictors on top of the self-supervised embedders: pre-train, then fine-tune (or train from scratch).
+
+The protocol of the reference study, inside one scikit-learn estimator: an embedder learns a representation from
+all samples without labels, then its encoder and a small prediction head are trained on the labeled samples only.
+``pretrain=False`` gives the honest baseline: the same encoder and head, trained from random weights on the labeled
+samples alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from numbers import Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import softmax
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from torch import nn
+
+from . import _data
+from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices
+from ._nn import make_mlp
+from .masked import MaskedAutoencoder
+
+__all__ = ["SSLClassifier", "SSLRegressor"]
+
+_SHARED_KEYS = (
+    "dropout",
+    "batch_size",
+    "max_epochs",
+    "learning_rate",
+    "weight_decay",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+    "tol",
+    "device",
+    "random_state",
+    "verbose",
+)
+
+
+class _FineTuneModule(nn.Module):
+    """An embedder's embedding path (``body``, raw features -> embedding) followed by a prediction ``head``."""
+
+    def __init__(self, body, head, frozen):
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.frozen = frozen
+
+    def embed(self, x):
+        return self.body.embed(x)
+
+    def forward(self, x):
+        return self.head(self.body.embed(x))
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.frozen:
+            # A frozen encoder is a fixed feature map: no dropout noise in its output while the head trains.
+            self.body.eval()
+        return self
+
+
+def _embedding_path(module, n_features):
+    """A copy of ``module`` reduced to what its ``embed`` uses, and the embedding dimension.
+
+    The embedders' modules also hold decoders, projection heads or BYOL target networks; they are dropped here
+    (found by which parameters get a gradient through ``embed``) so that the fine-tuned model stays small.
+    Parameters left that ``embed`` does not use are frozen.
+    """
+    body = copy.deepcopy(module).requires_grad_(True).eval()
+    device = next(body.parameters()).device
+    # Positive values: valid input for every preprocessing (standardisation, log-normalisation of counts).
+    generator = torch.Generator().manual_seed(0)
+    probe = (torch.rand((2, n_features), generator=generator) + 0.5).to(device)
+    with torch.enable_grad():
+        reference = body.embed(probe)
+        params = list(body.parameters())
+        grads = torch.autograd.grad(reference.sum(), params, allow_unused=True)
+    used = {id(p) for p, g in zip(params, grads) if g is not None}
+    removed = {}
+    for name, child in list(body.named_children()):
+        child_params = list(child.parameters())
+        if child_params and not any(id(p) in used for p in child_params):
+            removed[name] = child
+            delattr(body, name)
+    try:
+        with torch.no_grad():
+            intact = torch.equal(body.embed(probe), reference.detach())
+    except (AttributeError, RuntimeError):
+        intact = False
+    if not intact:  # ``embed`` needs something the probe did not reveal: keep the whole module
+        for name, child in removed.items():
+            setattr(body, name, child)
+    for p in body.parameters():
+        p.requires_grad_(id(p) in used)
+    return body, reference.shape[1]
+
+
+class _BaseFineTune(BaseTorchEstimator):
+    """Shared fitting of SSLClassifier and SSLRegressor; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "embedder": [BaseSSLEstimator, None],
+        "pretrain": ["boolean"],
+        "prefit": ["boolean"],
+        "finetune": [StrOptions({"full", "head"})],
+        "encoder_lr_ratio": [Interval(Real, 0.0, None, closed="neither")],
+        "head_hidden_dims": [tuple, list],
+        **{key: BaseTorchEstimator._parameter_constraints[key] for key in _SHARED_KEYS},
+    }
+
+    # ------------------------------------------------------------------ target handling, per task
+    def _labeled_mask(self, y):
+        raise NotImplementedError
+
+    def _encode_targets(self, y_labeled):
+        """Validate the labeled targets, set the target attributes; return (encoded targets, strata or None)."""
+        raise NotImplementedError
+
+    def _n_outputs(self):
+        raise NotImplementedError
+
+    def _full_targets(self, n_samples, rows, encoded):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def _resolved_embedder(self):
+        return MaskedAutoencoder() if self.embedder is None else self.embedder
+
+    def _configured_embedder(self, seed):
+        """A clone of the embedder that follows this estimator's seed, device and verbosity where it has none."""
+        embedder = clone(self._resolved_embedder())
+        params = embedder.get_params(deep=False)
+        overrides = {}
+        if "random_state" in params and params["random_state"] is None:
+            overrides["random_state"] = seed
+        if "device" in params and isinstance(params["device"], str) and params["device"] == "auto":
+            overrides["device"] = self.device
+        if "verbose" in params and not params["verbose"] and self.verbose:
+            overrides["verbose"] = self.verbose
+        return embedder.set_params(**overrides)
+
+    def _fit(self, X, y):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        X = _data.validate_X(self, X, reset=True)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        labeled = self._labeled_mask(y)
+        rows = np.flatnonzero(labeled)
+        if len(rows) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 labeled samples, got {len(rows)} sample(s) with a label "
+                f"among {len(y)}."
+            )
+        encoded, strata = self._encode_targets(y[rows])
+        if self.prefit and not self.pretrain:
+            raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
+
+        rng = check_random_state(self.random_state)
+        embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        if self.prefit:
+            embedder = self._resolved_embedder()
+            try:
+                check_is_fitted(embedder)
+            except NotFittedError as exc:
+                raise NotFittedError(
+                    f"prefit=True but the embedder {type(embedder).__name__} is not fitted. Fit it first, or use "
+                    "prefit=False to let fit pre-train a copy of it on X."
+                ) from exc
+            if embedder.n_features_in_ != X.shape[1]:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but the prefit embedder was fitted on {embedder.n_features_in_}."
+                )
+            self.embedder_ = copy.deepcopy(embedder)
+            source = self.embedder_.module_
+        elif self.pretrain:
+            # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
+            self.embedder_ = self._configured_embedder(embedder_seed).fit(X)
+            source = self.embedder_.module_
+        else:
+            # From-scratch baseline: the module the embedder would start from, on the labeled rows only.
+            self.embedder_ = None
+            source = self._configured_embedder(embedder_seed)._untrained_module(X[rows])
+
+        body, n_components = _embedding_path(source, X.shape[1])
+        frozen = self.finetune == "head"
+        if frozen:
+            body.requires_grad_(False)
+        device = _data.resolve_device(self.device)
+        with torch.random.fork_rng(devices=_cuda_indices(device)):
+            torch.manual_seed(head_seed)
+            head = make_mlp(n_components, tuple(self.head_hidden_dims), self._n_outputs(), dropout=self.dropout)
+        module = _FineTuneModule(body, head, frozen)
+
+        # The training loop sees all rows of X, but ``_split`` only ever hands it the labeled ones.
+        self._fit_rows, self._fit_strata = rows, strata
+        try:
+            self._fit_module(X, targets=self._full_targets(X.shape[0], rows, encoded), module=module)
+        finally:
+            del self._fit_rows, self._fit_strata
+            self.__dict__.pop("_loss_weight", None)
+        self.n_components_ = n_components
+        return self
+
+    def _split(self, n_samples, rng):
+        """Training and validation rows among the labeled rows, stratified by class for classification.
+
+        No validation rows when fewer than 2 would be held out or fewer than 2 would be left to train on.
+        """
+        rows = self._fit_rows
+        strata = self._fit_strata if self._fit_strata is not None else np.zeros(len(rows), dtype=np.int64)
+        n_val = int(round(self.validation_fraction * len(rows))) if self.early_stopping else 0
+        is_val = np.zeros(len(rows), dtype=bool)
+        if n_val >= 2 and len(rows) - n_val >= 2:
+            groups, counts = np.unique(strata, return_counts=True)
+            # Largest-remainder allocation of the validation rows over the classes, leaving each class one
+            # training row at least.
+            quotas = n_val * counts / counts.sum()
+            take = np.minimum(np.floor(quotas).astype(int), counts - 1)
+            for g in np.argsort(-(quotas - np.floor(quotas)), kind="stable"):
+                if take.sum() >= n_val:
+                    break
+                if take[g] < counts[g] - 1:
+                    take[g] += 1
+            for group, n_take in zip(groups, take):
+                members = np.flatnonzero(strata == group)
+                is_val[members[rng.permutation(len(members))[:n_take]]] = True
+            if is_val.sum() < 2:
+                is_val[:] = False
+        return rows[~is_val], rows[is_val]
+
+    def _make_optimizer(self, module):
+        groups = [{"params": list(module.head.parameters()), "lr": self.learning_rate}]
+        encoder_params = [p for p in module.body.parameters() if p.requires_grad]
+        if encoder_params:
+            # A pre-trained encoder moves slowly so the few labels adjust, not overwrite, what it learned.
+            ratio = 1.0 if self.embedder_ is None else self.encoder_lr_ratio
+            groups.append({"params": encoder_params, "lr": self.learning_rate * ratio})
+        return torch.optim.AdamW(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _outputs(self, X):
+        """Network outputs (logits, or standardised predictions) in float64."""
+        check_is_fitted(self)
+        X = _data.validate_X(self, X, reset=False)
+        # In float64: float32 matrix products vary in the last digits with the batch's shape, and a sample's
+        # prediction must not depend on which other samples are predicted with it.
+        module = copy.deepcopy(self.module_).double().eval()
+        device = self._module_device()
+        out = np.empty((_data.n_rows(X), self._n_outputs()))
+        with torch.inference_mode():
+            for rows, block in _data.iter_batches(X, max(self.batch_size_, 1024), check_finite=_data.is_out_of_core(X)):
+                out[rows] = module(_data.to_device(block, device).double()).cpu().numpy()
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = get_tags(self._resolved_embedder()).input_tags.positive_only
+        return tags
+
+
+_COMMON_PARAMETERS = """pretrain : bool, default=True
+        Pre-train the embedder on all rows of ``X`` (labels hidden) before fine-tuning. ``False`` gives the
+        supervised baseline: the same encoder and head, from the random initial weights the embedder would start
+        from (standardised with statistics of the labeled rows), trained on the labeled rows only.
+    prefit : bool, default=False
+        Whether ``embedder`` is already fitted (as in ``SelectFromModel(prefit=True)``): it is then used as is, not
+        refitted, so one pre-training can serve many fine-tunings. A copy is stored as ``embedder_``.
+    finetune : {"full", "head"}, default="full"
+        ``"full"`` trains the encoder and the head; ``"head"`` freezes the encoder (weights unchanged, no
+        dropout) and trains the head only.
+    encoder_lr_ratio : float > 0, default=0.1
+        The pre-trained encoder learns at ``learning_rate * encoder_lr_ratio`` with ``finetune="full"``, so the
+        few labels adjust rather than overwrite it. The from-scratch baseline trains its encoder at
+        ``learning_rate``.
+    head_hidden_dims : tuple of int, default=()
+        Hidden layer widths of the head; ``()`` is a linear head on the embedding."""
+
+_TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer of the head (the encoder keeps the embedder's dropout).
+    batch_size : "auto" or int, default="auto"
+        Labeled rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
+    max_epochs : "auto" or int, default="auto"
+        Passes over the labeled rows; "auto" aims for about 3 000 optimisation steps (between 10 and 500 epochs).
+        The embedder's pre-training follows the embedder's own ``max_epochs``.
+    learning_rate : float, default=1e-3
+        AdamW learning rate of the head (and of the baseline's encoder).
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the labeled rows, stop when their loss stops improving and keep the
+        weights of the best epoch. Skipped when fewer than 2 rows would be held out.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of the labeled rows held out for early stopping.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as an improvement.
+    device : str, default="auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N". Also used for the embedder's
+        pre-training when the embedder's own ``device`` is "auto".
+    random_state : int, RandomState instance or None, default=None
+        Seeds the head's weights, the split and the batch order; when the embedder's own ``random_state`` is
+        None, it also seeds the pre-training, so one seed makes the whole fit reproducible on CPU.
+    verbose : int, default=0
+        Print the losses of every epoch to stderr (also for the pre-training when the embedder's ``verbose``
+        is 0)."""
+
+_COMMON_ATTRIBUTES = """embedder_ : estimator or None
+        The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the
+        baseline (``pretrain=False``). Fine-tuning changes a copy of its encoder, not ``embedder_`` itself.
+    module_ : torch.nn.Module
+        The trained network: ``module_.body`` (the encoder, raw features to embedding) and ``module_.head``.
+    n_components_ : int
+        Dimension of the embedding the head reads.
+    history_ : dict
+        ``"train_loss"`` and ``"validation_loss"`` of the supervised training, per epoch.
+    n_iter_ : int
+        Number of epochs of supervised training run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    batch_size_ : int
+        Batch size used for the supervised training.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when X has string column names)."""
+
+
+def _is_missing_label(value):
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return value != value or value == -1  # NaN, or scikit-learn's -1
+    return False
+
+
+class SSLClassifier(ClassifierMixin, _BaseFineTune):
+    __doc__ = f"""Semi-supervised phenotype classifier: self-supervised pre-training, then fine-tuning.
+
+    ``fit(X, y)`` follows scikit-learn's semi-supervised convention: rows whose label is ``-1`` are unlabeled
+    (as in :class:`~sklearn.semi_supervised.SelfTrainingClassifier`). All rows of ``X`` pre-train the embedder's
+    self-supervised objective (a clone of ``embedder``, stored as ``embedder_``); then a head on the embedding is
+    trained with (class-weighted) cross-entropy on the labeled rows, together with the encoder
+    (``finetune="full"``, at a smaller learning rate) or on a frozen encoder (``finetune="head"``). With a VAE the
+    posterior mean feeds the head.
+
+    With ``pretrain=False`` the same encoder and head are trained from random weights on the labeled rows only:
+    the supervised baseline that the pre-trained model should beat.
+
+    Unlabeled rows are marked by ``-1``, or by a missing value (``None`` or NaN). String labels cannot hold
+    ``-1`` in a string array: pass an object array (``np.array(["tumour", -1, "normal"], dtype=object)``) or a
+    pandas Series with missing values (e.g. ``labels.where(is_labeled)``).
+
+    Parameters
+    ----------
+    embedder : ContrastiveEmbedder, MaskedAutoencoder or VAEEmbedder, default=None
+        The self-supervised model whose encoder is fine-tuned; its parameters (``n_components``,
+        ``hidden_dims``, ...) set the encoder's architecture. None means ``MaskedAutoencoder()`` with its
+        defaults. Unless ``prefit=True``, it is cloned, not changed.
+    {_COMMON_PARAMETERS}
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy; "balanced" weighs them inversely to their frequency among
+        the labeled rows.
+    {_TRAINING_PARAMETERS}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (unlabeled markers excluded).
+    {_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    SSLRegressor : The same for continuous phenotypes.
+    sklearn.semi_supervised.SelfTrainingClassifier : Pseudo-labelling around any classifier.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skssl import MaskedAutoencoder
+    >>> from skssl.supervised import SSLClassifier
+    >>> from skssl.datasets import make_expression
+    >>> X, y = make_expression(n_samples=120, n_genes=50, random_state=0)
+    >>> y_semi = y.copy()
+    >>> y_semi[20:] = -1  # only the first 20 samples are labeled
+    >>> embedder = MaskedAutoencoder(n_components=8, hidden_dims=(32,), max_epochs=5)
+    >>> clf = SSLClassifier(embedder, max_epochs=20, random_state=0).fit(X, y_semi)
+    >>> clf.classes_
+    array([0, 1, 2])
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+
+    The from-scratch baseline: same network, no pre-training, labeled rows only.
+
+    >>> baseline = SSLClassifier(embedder, pretrain=False, max_epochs=20, random_state=0).fit(X, y_semi)
+    >>> baseline.embedder_ is None
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseFineTune._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        embedder=None,
+        *,
+        pretrain=True,
+        prefit=False,
+        finetune="full",
+        encoder_lr_ratio=0.1,
+        head_hidden_dims=(),
+        class_weight=None,
+        dropout=0.1,
+        batch_size="auto",
+        max_epochs="auto",
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change="auto",
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.embedder = embedder
+        self.pretrain = pretrain
+        self.prefit = prefit
+        self.finetune = finetune
+        self.encoder_lr_ratio = encoder_lr_ratio
+        self.head_hidden_dims = head_hidden_dims
+        self.class_weight = class_weight
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # The embedder's own parameters are validated by its fit, so nested validation stays on.
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the labeled rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Expression matrix, samples in rows; labeled and unlabeled samples together.
+        y : array-like of shape (n_samples,)
+            Class labels; ``-1`` (or None/NaN in an object array) marks an unlabeled sample. At least 2 labeled
+            samples of at least 2 classes are needed.
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        return self._fit(X, y)
+
+    def _labeled_mask(self, y):
+        if y.dtype.kind in "iu":
+            return y != -1
+        if y.dtype.kind == "f":
+            return ~(np.isnan(y) | (y == -1))
+        if y.dtype.kind == "O":
+            return ~np.fromiter((_is_missing_label(v) for v in y), dtype=bool, count=len(y))
+        return np.ones(len(y), dtype=bool)  # strings and booleans have no unlabeled marker
+
+    def _encode_targets(self, y_labeled):
+        if y_labeled.dtype.kind == "f" and not np.isfinite(y_labeled).all():
+            raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
+        check_classification_targets(y_labeled)
+        self.classes_, encoded = np.unique(y_labeled, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs labeled samples of at least 2 classes; got 1 class "
+                f"({self.classes_[0]!r})."
+            )
+        if self.class_weight is not None:
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y_labeled)
+            self._loss_weight = torch.as_tensor(weights, dtype=torch.float32, device=_data.resolve_device(self.device))
+        return encoded.astype(np.int64), encoded
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _full_targets(self, n_samples, rows, encoded):
+        # Unlabeled rows get an invalid class index: if one ever reached the loss, cross-entropy would fail.
+        targets = np.full(n_samples, -1, dtype=np.int64)
+        targets[rows] = encoded
+        return targets
+
+    def _batch_loss(self, module, x, targets=None, generator=None):
+        return F.cross_entropy(module(x), targets, weight=getattr(self, "_loss_weight", None))
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Same features, in the same order, as the data given to ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        return softmax(self._outputs(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        logits = self._outputs(X)
+        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        logits = self._outputs(X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+
+class SSLRegressor(RegressorMixin, _BaseFineTune):
+    __doc__ = f"""Semi-supervised phenotype regressor (age, drug response...): pre-training, then fine-tuning.
+
+    As :class:`SSLClassifier`, for a continuous target and the mean squared error: all rows of ``X`` pre-train
+    the embedder, the rows with a target train the head (and the encoder, with ``finetune="full"``). Unlabeled
+    rows are marked by a NaN target. Targets are standardised internally, so the loss is well scaled whatever
+    their unit; predictions are in the unit of ``y``.
+
+    Parameters
+    ----------
+    embedder : ContrastiveEmbedder, MaskedAutoencoder or VAEEmbedder, default=None
+        The self-supervised model whose encoder is fine-tuned; its parameters set the encoder's architecture.
+        None means ``MaskedAutoencoder()`` with its defaults. Unless ``prefit=True``, it is cloned, not changed.
+    {_COMMON_PARAMETERS}
+    {_TRAINING_PARAMETERS}
+
+    Attributes
+    ----------
+    {_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    SSLClassifier : The same for class labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skssl import ContrastiveEmbedder
+    >>> from skssl.supervised import SSLRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 30)).astype(np.float32)
+    >>> age = 50 + 10 * X[:, 0] + rng.normal(size=100)
+    >>> age[30:] = np.nan  # 30 samples with a known age
+    >>> embedder = ContrastiveEmbedder(n_components=8, hidden_dims=(32,), max_epochs=5)
+    >>> reg = SSLRegressor(embedder, max_epochs=20, random_state=0).fit(X, age)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        embedder=None,
+        *,
+        pretrain=True,
+        prefit=False,
+        finetune="full",
+        encoder_lr_ratio=0.1,
+        head_hidden_dims=(),
+        dropout=0.1,
+        batch_size="auto",
+        max_epochs="auto",
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change="auto",
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.embedder = embedder
+        self.pretrain = pretrain
+        self.prefit = prefit
+        self.finetune = finetune
+        self.encoder_lr_ratio = encoder_lr_ratio
+        self.head_hidden_dims = head_hidden_dims
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the rows with a target.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Expression matrix, samples in rows; labeled and unlabeled samples together.
+        y : array-like of shape (n_samples,)
+            Continuous target; NaN marks an unlabeled sample. At least 2 samples need a target.
+
+        Returns
+        -------
+        self : object
+            The fitted regressor.
+        """
+        return self._fit(X, y)
+
+    def _labeled_mask(self, y):
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{type(self).__name__} needs a numeric target y; got dtype {y.dtype}.") from exc
+        return ~np.isnan(y)
+
+    def _encode_targets(self, y_labeled):
+        y_labeled = np.asarray(y_labeled, dtype=np.float64)
+        if not np.isfinite(y_labeled).all():
+            raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
+        self._y_mean = float(y_labeled.mean())
+        scale = float(y_labeled.std())
+        self._y_scale = scale if scale > 0 else 1.0
+        return ((y_labeled - self._y_mean) / self._y_scale).astype(np.float32), None
+
+    def _n_outputs(self):
+        return 1
+
+    def _full_targets(self, n_samples, rows, encoded):
+        # Unlabeled rows keep NaN: if one ever reached the loss, training would fail as diverged.
+        targets = np.full(n_samples, np.nan, dtype=np.float32)
+        targets[rows] = encoded
+        return targets
+
+    def _batch_loss(self, module, x, targets=None, generator=None):
+        return F.mse_loss(module(x)[:, 0], targets)
+
+    def predict(self, X):
+        """Predicted target of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
+            Same features, in the same order, as the data given to ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            In the unit of ``y``.
+        """
+        return self._outputs(X)[:, 0] * self._y_scale + self._y_mean
