@@ -1,7 +1,8 @@
 """skssl: self-supervised representation learning for gene-expression data, as scikit-learn estimators.
 
 Embedders (transformers): :class:`ContrastiveEmbedder` (SCARF / BYOL), :class:`MaskedAutoencoder` (VIME),
-:class:`VAEEmbedder` (Gaussian / negative binomial). Preprocessing: :class:`LogCPM`, :class:`HighlyVariableGenes`,
+:class:`VAEEmbedder` (Gaussian / negative binomial; multi-omics ``views``). Predictors that pre-train then fine-tune:
+:class:`SSLClassifier`, :class:`SSLRegressor`. Preprocessing: :class:`LogCPM`, :class:`HighlyVariableGenes`,
 :class:`GeneAligner`. Data: :func:`make_expression` and the readers of :mod:`skssl.io`. The label-efficiency
 benchmark lives in :mod:`skssl.benchmark`.
 """
@@ -10,7 +11,9 @@ from .contrastive import ContrastiveEmbedder
 from .datasets import make_expression
 from .io import ExpressionData, read_archs4, read_gct, read_geo_series_matrix, read_table
 from .masked import MaskedAutoencoder
+from .multiview import assemble_views
 from .preprocessing import GeneAligner, HighlyVariableGenes, LogCPM
+from .supervised import SSLClassifier, SSLRegressor
 from .vae import VAEEmbedder
 
 __version__ = "0.1.0"
@@ -22,7 +25,10 @@ __all__ = [
     "HighlyVariableGenes",
     "LogCPM",
     "MaskedAutoencoder",
+    "SSLClassifier",
+    "SSLRegressor",
     "VAEEmbedder",
+    "assemble_views",
     "make_expression",
     "read_archs4",
     "read_gct",
