@@ -160,19 +160,14 @@ def plot_macro_f1(summary, path, title=None):
         return None
     methods = list(dict.fromkeys(r["method"] for r in summary))
     fractions = sorted({r["fraction"] for r in summary})
-    markers = "osD^v<>ph*X"
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for i, method in enumerate(methods):
+    for method in methods:
         rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["fraction"])
         x = [r["fraction"] for r in rows]
         mean = [r["f1_macro_mean"] for r in rows]
         sd = [0.0 if _isnan(r["f1_macro_sd"]) else r["f1_macro_sd"] for r in rows]
-        style = "--" if method.endswith("_finetune") else ":" if method in ("logreg", "pca_logreg") else "-"
-        if method == "mlp_scratch":
-            style = "-."
-        ax.errorbar(
-            x, mean, yerr=sd, label=method, marker=markers[i % len(markers)], linestyle=style, capsize=3, ms=5
-        )
+        color, marker, style = _style(method)
+        ax.errorbar(x, mean, yerr=sd, label=method, color=color, marker=marker, linestyle=style, capsize=3, ms=5)
     ax.set_xscale("log")
     ax.set_xticks(fractions)
     ax.set_xticklabels([f"{f:g}" for f in fractions])
@@ -187,6 +182,28 @@ def plot_macro_f1(summary, path, title=None):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# One colour per family (a baseline, or an embedder: its probe solid, its fine-tuning dashed).
+_COLORS = {
+    "logreg": "#7f7f7f",
+    "pca_logreg": "#000000",
+    "mlp_scratch": "#bcbd22",
+    "scarf": "#1f77b4",
+    "byol": "#9467bd",
+    "vime": "#d62728",
+    "vae": "#2ca02c",
+}
+
+
+def _style(method):
+    """Colour, marker and line style of a method in the plot."""
+    family, _, kind = method.rpartition("_")
+    if method in _COLORS:
+        return _COLORS[method], {"logreg": "o", "pca_logreg": "s"}.get(method, "D"), ":" if "logreg" in method else "-."
+    if family in _COLORS and kind in ("probe", "finetune"):
+        return _COLORS[family], "o" if kind == "probe" else "^", "-" if kind == "probe" else "--"
+    return None, "x", "-"
 
 
 def _pm(mean, sd, digits=3):
