@@ -38,13 +38,15 @@ def create(path, rows, genes, seed=0):
     del mm
 
 
-def child(path, rows, genes, epochs, method):
+def child(path, rows, genes, epochs, method, hidden):
     import resource
 
     import skssl
 
     X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, genes))
     estimator = getattr(skssl, method)(max_epochs=epochs, random_state=0, device="cpu")
+    if hidden:
+        estimator.set_params(hidden_dims=tuple(hidden))
     start = time.perf_counter()
     estimator.fit(X)
     fit_s = time.perf_counter() - start
@@ -65,12 +67,14 @@ def main(argv=None):
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--method", default="MaskedAutoencoder")
+    parser.add_argument("--hidden-dims", type=int, nargs="*", default=None,
+                        help="encoder widths (default: the estimator's auto sizing)")
     parser.add_argument("--keep", action="store_true", help="keep the memmap file afterwards")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     path = Path(args.dir) / f"skssl_memmap_{args.rows}x{args.genes}.f32"
     if args.child:
-        child(path, args.rows, args.genes, args.epochs, args.method)
+        child(path, args.rows, args.genes, args.epochs, args.method, args.hidden_dims)
         return
     start = time.perf_counter()
     create(path, args.rows, args.genes)
@@ -78,11 +82,14 @@ def main(argv=None):
           f"{path.stat().st_size / 1e9:.1f} GB (created/checked in {time.perf_counter() - start:.0f} s)")
     out = subprocess.run(
         [sys.executable, __file__, "--child", "--rows", str(args.rows), "--genes", str(args.genes), "--dir",
-         args.dir, "--epochs", str(args.epochs), "--method", args.method],
+         args.dir, "--epochs", str(args.epochs), "--method", args.method]
+        + (["--hidden-dims", *map(str, args.hidden_dims)] if args.hidden_dims else []),
         check=True, capture_output=True, text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{args.method} fit ({result['epochs']} epoch(s), batch {result['batch_size']}) + transform on "
+    hidden = args.hidden_dims or "auto"
+    print(f"{args.method} (hidden_dims={hidden}) fit ({result['epochs']} epoch(s), batch {result['batch_size']}) + "
+          f"transform on "
           f"{args.rows} x {args.genes} memmap: peak RSS {result['peak_rss_mb']:.0f} MB, fit {result['fit_s']:.0f} s, "
           f"transform {result['transform_s']:.0f} s, embedding {result['embedding_shape']}, finite {result['finite']}")
     if not args.keep:
