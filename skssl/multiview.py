@@ -3,9 +3,12 @@
 A *view* is a named group of columns of one matrix (the RNA-seq genes, the miRNAs, the mutation calls...). A
 sample that lacks an omic holds NaN in every column of that view: a *missing view*. Estimators that take a
 ``views`` parameter (:class:`skssl.VAEEmbedder`) encode each view with its own network and skip missing views in
-the encoder and in the loss.
+the encoder and in the loss. Only the VAE takes ``views``: the corruptions of :class:`skssl.ContrastiveEmbedder`
+and :class:`skssl.MaskedAutoencoder` draw replacement values from other samples, which a missing view does not
+have, so those embedders still reject NaN.
 
-:func:`assemble_views` builds such a matrix from one table per omic keyed by sample id.
+:func:`assemble_views` builds such a matrix from one table per omic keyed by sample id; :func:`resolve_views` and
+:func:`scan_views` are the checks an estimator runs on its ``views`` and on the data.
 """
 
 from __future__ import annotations
