@@ -27,7 +27,7 @@ from torch import nn
 
 from . import _data
 from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices
-from ._nn import make_mlp
+from ._nn import Standardize, make_mlp
 from .masked import MaskedAutoencoder
 
 __all__ = ["SSLClassifier", "SSLRegressor"]
@@ -49,11 +49,13 @@ _SHARED_KEYS = (
 
 
 class _FineTuneModule(nn.Module):
-    """An embedder's embedding path (``body``, raw features -> embedding) followed by a prediction ``head``."""
+    """An embedder's embedding path (``body``: raw features -> embedding), a fixed standardisation of the
+    embedding (``scale``) and a prediction ``head``."""
 
-    def __init__(self, body, head, frozen):
+    def __init__(self, body, scale, head, frozen):
         super().__init__()
         self.body = body
+        self.scale = scale
         self.head = head
         self.frozen = frozen
 
@@ -61,7 +63,7 @@ class _FineTuneModule(nn.Module):
         return self.body.embed(x)
 
     def forward(self, x):
-        return self.head(self.body.embed(x))
+        return self.head(self.scale(self.body.embed(x)))
 
     def train(self, mode=True):
         super().train(mode)
@@ -105,6 +107,17 @@ def _embedding_path(module, n_features):
     for p in body.parameters():
         p.requires_grad_(id(p) in used)
     return body, reference.shape[1]
+
+
+@torch.no_grad()
+def _embedding_statistics(body, X, rows):
+    """Per-component mean and standard deviation of the embeddings of ``X[rows]`` (in eval mode)."""
+    body.eval()
+    device = next(body.parameters()).device
+    embeddings = [body.embed(_data.to_device(block, device)).double().cpu() for _, block in
+                  _data.iter_batches(X, _data.CHUNK_ROWS, indices=rows)]
+    embeddings = torch.cat(embeddings)
+    return embeddings.mean(dim=0), embeddings.std(dim=0, correction=0)
 
 
 class _BaseFineTune(BaseTorchEstimator):
@@ -198,11 +211,14 @@ class _BaseFineTune(BaseTorchEstimator):
         frozen = self.finetune == "head"
         if frozen:
             body.requires_grad_(False)
+        # Embeddings come at any scale (a VAE mean is near unit, a contrastive one need not be): standardised,
+        # they give the head's learning rate the same meaning with every embedder.
+        scale = Standardize(*_embedding_statistics(body, X, rows))
         device = _data.resolve_device(self.device)
         with torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(head_seed)
             head = make_mlp(n_components, tuple(self.head_hidden_dims), self._n_outputs(), dropout=self.dropout)
-        module = _FineTuneModule(body, head, frozen)
+        module = _FineTuneModule(body, scale, head, frozen)
 
         # The training loop sees all rows of X, but ``_split`` only ever hands it the labeled ones.
         self._fit_rows, self._fit_strata = rows, strata
@@ -215,30 +231,34 @@ class _BaseFineTune(BaseTorchEstimator):
         return self
 
     def _split(self, n_samples, rng):
-        """Training and validation rows among the labeled rows, stratified by class for classification.
+        """Training and validation rows among the labeled rows; for classification, stratified by class.
 
-        No validation rows when fewer than 2 would be held out or fewer than 2 would be left to train on.
+        Validation is skipped when it would hold fewer than 2 rows or leave fewer than 2 to train on, and for
+        classification unless every class has a row on both sides (as a stratified split requires): with a
+        handful of labels, early stopping on a validation loss over one or two samples stops at random.
         """
         rows = self._fit_rows
-        strata = self._fit_strata if self._fit_strata is not None else np.zeros(len(rows), dtype=np.int64)
+        no_validation = rows, rows[:0]
         n_val = int(round(self.validation_fraction * len(rows))) if self.early_stopping else 0
+        if n_val < 2 or len(rows) - n_val < 2:
+            return no_validation
+        if self._fit_strata is None:
+            order = rng.permutation(len(rows))
+            return np.sort(rows[order[n_val:]]), np.sort(rows[order[:n_val]])
+        groups, counts = np.unique(self._fit_strata, return_counts=True)
+        if n_val < len(groups) or counts.min() < 2:
+            return no_validation
+        # One validation row per class, the rest by largest remainder, leaving each class a training row.
+        quotas = n_val * counts / counts.sum()
+        take = np.clip(np.floor(quotas).astype(int), 1, counts - 1)
+        for g in np.argsort(-(quotas - np.floor(quotas)), kind="stable"):
+            if take.sum() >= n_val:
+                break
+            take[g] = min(take[g] + 1, counts[g] - 1)
         is_val = np.zeros(len(rows), dtype=bool)
-        if n_val >= 2 and len(rows) - n_val >= 2:
-            groups, counts = np.unique(strata, return_counts=True)
-            # Largest-remainder allocation of the validation rows over the classes, leaving each class one
-            # training row at least.
-            quotas = n_val * counts / counts.sum()
-            take = np.minimum(np.floor(quotas).astype(int), counts - 1)
-            for g in np.argsort(-(quotas - np.floor(quotas)), kind="stable"):
-                if take.sum() >= n_val:
-                    break
-                if take[g] < counts[g] - 1:
-                    take[g] += 1
-            for group, n_take in zip(groups, take):
-                members = np.flatnonzero(strata == group)
-                is_val[members[rng.permutation(len(members))[:n_take]]] = True
-            if is_val.sum() < 2:
-                is_val[:] = False
+        for group, n_take in zip(groups, take):
+            members = np.flatnonzero(self._fit_strata == group)
+            is_val[members[rng.permutation(len(members))[:n_take]]] = True
         return rows[~is_val], rows[is_val]
 
     def _make_optimizer(self, module):
