@@ -23,11 +23,11 @@ question is what the other omics add or cost.
 Protocol of the VAEs (no label is ever used to fit them): by default they are fitted once per seed on *all* patients,
 test folds included -- transductive, unsupervised (the probe's test patients' omics, never their labels, shape the
 embedding), as when a cohort is embedded before any analysis. ``--per-fold`` refits them inside every fold on the
-patients outside its test fold (unlabelled patients included), which is strictly inductive and 12 times slower.
+patients outside its test fold (unlabelled patients included), which is strictly inductive and 4 times slower.
 Scalers, imputers and classifiers are always fitted on the training folds only.
 
-Run: ``python examples/multiomics_tcga_acc.py [--per-fold]`` (about 30 s on 2 CPU cores, ``--per-fold`` a few
-minutes). It reads ``../shared/data/tcga_acc.*`` next to the repository and skips with a message when they are not
+Run: ``python examples/multiomics_tcga_acc.py [--per-fold]`` (under a minute on 2 CPU cores, ``--per-fold`` about
+3 minutes). It reads ``../shared/data/tcga_acc.*`` next to the repository and skips with a message when they are not
 there. ``SKSSL_EXAMPLE_QUICK=1`` shrinks training for the test suite (the scores are then meaningless).
 """
 
