@@ -65,6 +65,10 @@ def n_rows(X):
     return X.shape[0]
 
 
+def n_features_of(X):
+    return X.shape[1]
+
+
 def read_rows(X, rows):
     """Dense float32 numpy block of the given (sorted) row indices or slice of ``X``."""
     if isinstance(rows, slice):
@@ -113,10 +117,9 @@ def column_statistics(X, *, chunk_rows=CHUNK_ROWS, allow_nan=False):
     minimum = np.inf
     # Shift by the first row for a numerically stable variance (avoids E[x^2] - E[x]^2 cancellation).
     shift = read_rows(X, slice(0, 1)).astype(np.float64)[0]
-    for start in range(0, n_samples, chunk_rows):
-        block = read_rows(X, slice(start, min(start + chunk_rows, n_samples)))
+    for rows, block in iter_batches(X, chunk_rows):  # iter_batches keeps a memmap's resident pages bounded
         check_finite_block(block, X)
-        row_sums[start : start + block.shape[0]] = block.sum(axis=1, dtype=np.float64)
+        row_sums[rows] = block.sum(axis=1, dtype=np.float64)
         minimum = min(minimum, float(block.min()))
         centred = block - shift
         total += centred.sum(axis=0, dtype=np.float64)
@@ -135,8 +138,7 @@ def _nan_column_statistics(X, chunk_rows):
     row_sums = np.empty(n_samples)
     minimum = np.inf
     shift = None
-    for start in range(0, n_samples, chunk_rows):
-        block = read_rows(X, slice(start, min(start + chunk_rows, n_samples)))
+    for rows, block in iter_batches(X, chunk_rows):
         check_finite_block(block, X, allow_nan=True)
         present = ~np.isnan(block)
         if shift is None:
@@ -145,7 +147,7 @@ def _nan_column_statistics(X, chunk_rows):
                 shift = np.where(present, block, 0.0).sum(axis=0, dtype=np.float64) / present.sum(axis=0)
             shift = np.nan_to_num(shift, nan=0.0)
         centred = np.where(present, block - shift, 0.0)
-        row_sums[start : start + block.shape[0]] = np.where(present, block, 0.0).sum(axis=1, dtype=np.float64)
+        row_sums[rows] = np.where(present, block, 0.0).sum(axis=1, dtype=np.float64)
         if present.any():
             minimum = min(minimum, float(block[present].min()))
         count += present.sum(axis=0)
@@ -174,11 +176,14 @@ def iter_batches(X, batch_size, *, indices=None, check_finite=False, allow_nan=F
             pager.tick(block.nbytes)
             yield slice(start, stop), block
         return
+    # A randomly chosen row maps far more than its own bytes: fault-around and large page-cache folios map up to
+    # about 1 MiB around each access (measured on Linux 6.x), so a batch of random rows is released at once.
+    mapped_per_row = max(PageReleaser.MAPPED_PER_RANDOM_ROW, 4 * n_features_of(X))
     for start in range(0, len(indices), batch_size):
         # Sorted rows: sequential reads for memmaps and the increasing indices h5py requires.
         rows = np.sort(indices[start : start + batch_size])
         block = read_rows(X, rows)
-        pager.tick(block.nbytes)
+        pager.tick(len(rows) * mapped_per_row)
         yield rows, block
 
 
@@ -189,6 +194,8 @@ class PageReleaser:
     them back; a pass over an 8 GB file would look like 8 GB of RSS. Every ``every_bytes`` read, tell the kernel
     the pages can go (they stay in the page cache, so re-reading is cheap).
     """
+
+    MAPPED_PER_RANDOM_ROW = 2**20
 
     def __init__(self, X, every_bytes=256 * 2**20):
         self._mmap = getattr(X, "_mmap", None) if isinstance(X, np.memmap) else None

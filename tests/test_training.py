@@ -94,3 +94,37 @@ def test_bf16_precision_trains(tmp_path):
     assert np.isfinite(model.transform(X)).all()
     with pytest.raises(ValueError, match="precision"):
         ContrastiveEmbedder(precision="fp8").fit(X)
+
+
+def _mapped_megabytes(path):
+    """Resident size of this process's mappings of ``path`` (Linux smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and all(c in "0123456789abcdef-" for c in first):
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total / 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/smaps"), reason="needs Linux /proc smaps")
+def test_passes_over_a_memmap_keep_its_resident_pages_bounded(tmp_path):
+    from skssl import _data
+
+    path = tmp_path / "big.f32"
+    rows, genes = 60_000, 2_000  # 480 MB on disk
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(rows, genes))
+    for start in range(0, rows, 10_000):
+        mm[start : start + 10_000] = 1.0
+    mm.flush()
+    del mm
+    X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, genes))
+    peak = 0.0
+    for i, _ in enumerate(_data.iter_batches(X, 256, indices=np.random.default_rng(0).permutation(rows))):
+        if i % 8 == 7:  # reading smaps is slow; sample it
+            peak = max(peak, _mapped_megabytes(path))
+    for _ in _data.iter_batches(X, 4096):
+        peak = max(peak, _mapped_megabytes(path))
+    # A batch of 256 random rows may map up to ~256 MB before it is released; never the whole 480 MB file.
+    assert peak < 330, peak
