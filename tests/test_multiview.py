@@ -140,17 +140,17 @@ def test_fitting_learns_the_shared_factors():
     """The fused embedding of complete samples recovers the factors better than an untrained one."""
     from sklearn.linear_model import LinearRegression
 
-    X, factors = make_views(n=300, seed=0, missing=True, return_factors=True)
-    params = {**FAST, "max_epochs": 30, "hidden_dims": (32,)}
+    X, factors = make_views(n=200, seed=0, missing=True, return_factors=True)
+    params = {**FAST, "max_epochs": 20, "hidden_dims": (32,)}
     trained = VAEEmbedder(views=VIEWS, **params).fit(X)
     untrained = VAEEmbedder(views=VIEWS, **{**params, "max_epochs": 1, "learning_rate": 1e-12}).fit(X)
-    rows = np.arange(22, 300)
+    rows = np.arange(22, 200)  # samples with every view
 
     def r2(model):
         Z = model.transform(X[rows])
         return LinearRegression().fit(Z, factors[rows]).score(Z, factors[rows])
 
-    assert r2(trained) > r2(untrained) + 0.1 and r2(trained) > 0.7, (r2(trained), r2(untrained))
+    assert r2(trained) > r2(untrained) + 0.1 and r2(trained) > 0.65, (r2(trained), r2(untrained))
 
 
 def test_joblib_partial_fit_and_memmap(X, fitted, tmp_path):
