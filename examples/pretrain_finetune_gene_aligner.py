@@ -9,7 +9,7 @@ different order. The recipe:
    value to fill in when a new data set lacks it (``fill_value="mean"``: the gene's mean in the large cohort);
 3. in front of the fine-tuned classifier, the aligner maps any DataFrame onto that gene order by column name
    (extra genes dropped, missing genes filled, a warning when many are missing);
-4. :class:`~skssl.supervised.SSLClassifier` with ``prefit=True`` starts from the pre-trained encoder and fine-tunes
+4. :class:`~skssl.SSLClassifier` with ``prefit=True`` starts from the pre-trained encoder and fine-tunes
    it with a linear head on the labeled samples of the small study.
 
 Both cohorts are simulated here by one :func:`~skssl.make_expression` call (same gene programs) with three
@@ -36,8 +36,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skssl import GeneAligner, MaskedAutoencoder, make_expression
-from skssl.supervised import SSLClassifier
+from skssl import GeneAligner, MaskedAutoencoder, SSLClassifier, make_expression
 
 QUICK = os.environ.get("SKSSL_EXAMPLE_QUICK") == "1"
 N_SAMPLES, N_GENES = (240, 120) if QUICK else (1200, 1000)

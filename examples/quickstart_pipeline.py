@@ -10,7 +10,7 @@ pretend that only ``N_PER_CLASS`` training samples per class are labeled. We the
    plain scikit-learn way, with nothing but the labeled rows;
 4. ``ssl pre-trained``: the same embedder pre-trained on *all* training samples (labels unused), then frozen
    (:class:`sklearn.frozen.FrozenEstimator`) in front of the logistic regression;
-5. ``SSLClassifier``: :class:`skssl.supervised.SSLClassifier` puts a linear head on the pre-trained encoder and
+5. ``SSLClassifier``: :class:`skssl.SSLClassifier` puts a linear head on the pre-trained encoder and
    fine-tunes both on the labeled samples. Unlabeled rows are marked by ``y == -1``; with ``prefit=True`` it reuses
    the embedder pre-trained in 4. (with ``prefit=False`` its ``fit`` would pre-train a copy on all rows itself).
 
@@ -30,8 +30,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skssl import MaskedAutoencoder, make_expression
-from skssl.supervised import SSLClassifier
+from skssl import MaskedAutoencoder, SSLClassifier, make_expression
 
 QUICK = os.environ.get("SKSSL_EXAMPLE_QUICK") == "1"
 N_SAMPLES, N_GENES = (150, 100) if QUICK else (800, 1000)

@@ -31,8 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import SelfTrainingClassifier
 
-from skssl import MaskedAutoencoder
-from skssl.supervised import SSLClassifier
+from skssl import MaskedAutoencoder, SSLClassifier
 
 QUICK = os.environ.get("SKSSL_EXAMPLE_QUICK") == "1"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
