@@ -96,7 +96,55 @@ def _escape_shape_names(app, what, name, obj, options, lines):
         lines[i] = head + "".join(p if k % 2 else _TRAILING_UNDERSCORE.sub(r"\\_", p) for k, p in enumerate(parts))
 
 
+# -- Pages assembled at build time ----------------------------------------------------------------------------------
+# docs/benchmarks.md and docs/performance.md are written with other parts of the project; the reference toctree
+# links them when they exist. The examples page shows every script of examples/ (whatever scripts there are).
+OPTIONAL_PAGES = ("benchmarks", "performance")
+EXAMPLES = ROOT / "examples"
+
+
+def _first_docstring_line(path):
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or path.stem.replace("_", " ")
+    return doc.strip().splitlines()[0].rstrip(".")
+
+
+def _example_sections():
+    parts = []
+    # The quickstart first, then alphabetical order.
+    for path in sorted(EXAMPLES.glob("*.py"), key=lambda p: (not p.name.startswith("quickstart"), p.name)):
+        parts += [
+            f"## {_first_docstring_line(path)}",
+            "",
+            f"`python examples/{path.name}` · {{download}}`download {path.name} <../examples/{path.name}>`",
+            "",
+            f"```{{literalinclude}} ../examples/{path.name}",
+            ":language: python",
+            "```",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _assemble_pages(app, docname, source):
+    text = source[0]
+    if "%SKSSL_OPTIONAL_PAGES%" in text:
+        present = [name for name in OPTIONAL_PAGES if (DOCS / f"{name}.md").is_file()]
+        text = text.replace("%SKSSL_OPTIONAL_PAGES%", "\n".join(present))
+    # [text](%page%): a link to an optional page when it exists, plain text otherwise.
+    text = re.sub(
+        r"\[([^\]]+)\]\(%(" + "|".join(OPTIONAL_PAGES) + r")%\)",
+        lambda m: f"{{doc}}`{m.group(1)} </{m.group(2)}>`" if (DOCS / f"{m.group(2)}.md").is_file() else m.group(1),
+        text,
+    )
+    if "%SKSSL_EXAMPLE_SCRIPTS%" in text:
+        text = text.replace("%SKSSL_EXAMPLE_SCRIPTS%", _example_sections())
+    source[0] = text
+
+
 def setup(app):
+    app.connect("source-read", _assemble_pages)
     app.connect("autodoc-skip-member", _skip_foreign_members)
     # Before numpydoc (priority 500) turns the docstring into reStructuredText.
     app.connect("autodoc-process-docstring", _escape_shape_names, priority=100)
