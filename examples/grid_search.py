@@ -9,7 +9,11 @@ cross-validation folds. ``n_jobs=2`` fits candidates in two processes; skssl the
 ``memory`` caches each fitted embedder, so candidates that differ only in ``clf__C`` do not train it again.
 
 Here every model is fitted on labeled profiles only (a fully supervised search); see
-``semi_supervised_cross_val.py`` for unlabeled rows and ``quickstart_pipeline.py`` for pre-training on them.
+``semi_supervised_cross_val.py`` for unlabeled rows and ``quickstart_pipeline.py`` for pre-training on them. To keep
+the example under a minute the embedders get a fixed budget of 30 epochs, which on about 140 profiles per training
+fold is only some 120 optimisation steps (the default ``max_epochs="auto"`` aims for about 3 000): this grid shows
+the mechanics of ``GridSearchCV``, it is not a fair contest between the methods -- the label-efficiency benchmark
+(``skssl-benchmark``) is the place for that.
 
 Run: ``python examples/grid_search.py`` (under a minute on 2 CPU cores); ``SKSSL_EXAMPLE_QUICK=1`` for a tiny grid.
 """
