@@ -175,13 +175,13 @@ def load_benchmark_data(
         if float(np.min(X)) < 0:
             raise ValueError("--log1p yes needs non-negative data; this table has negative values.")
         X = np.log1p(X)
-    dropped = f"; {n_dropped} sample(s) without a label dropped" if n_dropped else ""
+    dropped = f" (of {loaded.n_samples}; {n_dropped} sample(s) without a label dropped)" if n_dropped else ""
     return {
         "X": np.ascontiguousarray(X, dtype=np.float32),
         "y": y.astype(str),
         "name": name,
         "data_description": (
-            f"`{expression}` — {X.shape[0]} samples × {X.shape[1]} genes (of {loaded.n_samples} samples{dropped})"
+            f"`{expression}` — {X.shape[0]} samples × {X.shape[1]} genes{dropped}"
         ),
         "label_description": _class_counts(y.astype(str), f"column `{label_column}` of `{sample_table}`"),
         "preprocessing": log_note,
