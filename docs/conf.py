@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # document the working tree even without an editable install
 
-import skssl  # noqa: E402
+import skssl
 
 project = "skssl"
 author = "skssl developers"

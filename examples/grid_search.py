@@ -76,8 +76,10 @@ for i in np.argsort(results["rank_test_score"], kind="stable"):
     params = results["params"][i]
     name = type(params["ssl"]).__name__
     rest = ", ".join(f"{k.split('__', 1)[1]}={v}" for k, v in params.items() if k != "ssl")
-    print(f"{results['rank_test_score'][i]:>4} {results['mean_test_score'][i]:12.3f} "
-          f"{results['std_test_score'][i]:6.3f}  {name}({rest})")
+    print(
+        f"{results['rank_test_score'][i]:>4} {results['mean_test_score'][i]:12.3f} "
+        f"{results['std_test_score'][i]:6.3f}  {name}({rest})"
+    )
 
 print(f"\nbest: {type(search.best_params_['ssl']).__name__}, refitted on all {len(X_train)} training profiles")
 print(f"test accuracy of the best candidate: {search.score(X_test, y_test):.3f} ({len(X_test)} test profiles)")

@@ -56,8 +56,10 @@ extra = pd.DataFrame(rng.normal(5, 1, size=(len(small), 50)), columns=[f"NEWGENE
 small = pd.concat([small, extra], axis=1)  # 50 genes the large cohort never measured
 y_small = y[~in_large]
 print(f"large cohort: {large.shape[0]} profiles x {large.shape[1]} genes (unlabeled)")
-print(f"small study:  {small.shape[0]} profiles x {small.shape[1]} genes, "
-      f"{len(set(small.columns) & set(large.columns))} genes shared")
+print(
+    f"small study:  {small.shape[0]} profiles x {small.shape[1]} genes, "
+    f"{len(set(small.columns) & set(large.columns))} genes shared"
+)
 
 # The small study: a labeled training part and a test part.
 train, test = train_test_split(np.arange(len(small)), test_size=0.5, stratify=y_small, random_state=0)

@@ -40,7 +40,9 @@ X, y = make_expression(n_samples=N_SAMPLES, n_genes=N_GENES, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 rng = np.random.default_rng(0)
 labeled = np.concatenate([rng.choice(np.flatnonzero(y_train == c), N_PER_CLASS, replace=False) for c in range(3)])
-print(f"{len(X_train)} training profiles x {N_GENES} genes, {len(labeled)} of them labeled; {len(X_test)} test profiles")
+print(
+    f"{len(X_train)} training profiles x {N_GENES} genes, {len(labeled)} of them labeled; {len(X_test)} test profiles"
+)
 
 
 def make_embedder():
@@ -85,5 +87,7 @@ clf = SSLClassifier(embedder, prefit=True, max_epochs=4 if QUICK else 100, early
 clf.fit(X_train, y_semi)
 seconds = time.perf_counter() - start
 pred = clf.predict(X_test)
-print(f"{'SSLClassifier':<18} {np.mean(pred == y_test):9.3f} {balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}")
+print(
+    f"{'SSLClassifier':<18} {np.mean(pred == y_test):9.3f} {balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}"
+)
 print("\n(chance level: 0.333)")

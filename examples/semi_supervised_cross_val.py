@@ -82,5 +82,7 @@ for name, model in models.items():
     start = time.perf_counter()
     scores = cross_val_score(model, X, y, cv=cv, scoring=labeled_balanced_accuracy)
     print(f"{name:<34} {np.mean(scores):>30.3f} +- {np.std(scores):.3f}  {time.perf_counter() - start:9.1f}")
-print(f"\n({N_FOLDS}-fold cross-validation, about {(y >= 0).sum() // N_FOLDS} labeled tumours per test fold, so the "
-      "spread is large; chance level 0.5)")
+print(
+    f"\n({N_FOLDS}-fold cross-validation, about {(y >= 0).sum() // N_FOLDS} labeled tumours per test fold, so the "
+    "spread is large; chance level 0.5)"
+)

@@ -41,8 +41,10 @@ else:
     vae = VAEEmbedder(n_components=16, likelihood="nb", hidden_dims=(256,), max_epochs=300, random_state=0)
 start = time.perf_counter()
 vae.fit(train)
-print(f"VAE fitted on {train.shape[0]} profiles x {train.shape[1]} genes in {time.perf_counter() - start:.1f} s "
-      f"({vae.n_iter_} epochs, best {vae.best_epoch_})")
+print(
+    f"VAE fitted on {train.shape[0]} profiles x {train.shape[1]} genes in {time.perf_counter() - start:.1f} s "
+    f"({vae.n_iter_} epochs, best {vae.best_epoch_})"
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Simulated profiles against held-out real ones.

@@ -61,6 +61,7 @@ def test_example_script_runs(path, tmp_path):
     _skip_without_data(path)
     result = subprocess.run(
         [sys.executable, str(path)],
+        check=False,
         cwd=tmp_path,
         env=_example_env(),
         capture_output=True,
@@ -111,7 +112,10 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if a cell fails
     images = [
-        out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs
+        out
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
         if "image/png" in out.get("data", {})
     ]
     assert images, f"{path.name} drew no figure"
