@@ -312,9 +312,29 @@ def labeled_subsets(y_train, fractions, *, random_state=0):
     Class ``c`` contributes ``max(1, round(fraction * n_c))`` samples, the first of one random permutation per
     class, so the subset of a smaller fraction is contained in that of a larger one.
 
+    Parameters
+    ----------
+    y_train : array-like of shape (n_train,)
+        Class labels of the train split.
+    fractions : sequence of float in (0, 1]
+        Labeled fractions.
+    random_state : int, default=0
+        The seed.
+
     Returns
     -------
-    dict of fraction -> sorted positions in the train split.
+    subsets : dict of float to ndarray of int
+        Fraction -> sorted positions (in the train split) of its labeled samples.
+
+    Examples
+    --------
+    >>> from skssl.benchmark import labeled_subsets
+    >>> y_train = [0] * 10 + [1] * 10
+    >>> subsets = labeled_subsets(y_train, [0.1, 0.5], random_state=0)
+    >>> [len(subsets[f]) for f in (0.1, 0.5)]
+    [2, 10]
+    >>> set(subsets[0.1]) <= set(subsets[0.5])
+    True
     """
     rng = np.random.RandomState(random_state)
     y_train = np.asarray(y_train)

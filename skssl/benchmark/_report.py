@@ -372,7 +372,35 @@ def write_report(records, summary, path, info):
 
 
 def write_outputs(records, out, info):
-    """Write results.csv, summary.csv, the plot and report.md into ``out``; return their paths."""
+    """Write results.csv, summary.csv, the plot and report.md into ``out``; return their paths.
+
+    Parameters
+    ----------
+    records : list of dict
+        The runs, as returned by :func:`label_efficiency` with ``as_frame=False``.
+    out : str or path-like
+        Output folder (created if needed).
+    info : dict
+        What the report says about the run: ``dataset``, ``command``, ``data_description``, ``label_description``,
+        ``preprocessing``, ``test_size``, ``seeds``, ``machine``, ``embedder_params``, ``classifier_params`` and
+        ``start_time`` (a ``time.perf_counter()`` value, for the wall time); all optional.
+
+    Returns
+    -------
+    paths : dict of str to str
+        ``"results"``, ``"summary"``, ``"report"`` and, when matplotlib is installed, ``"plot"``: the files written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skssl.benchmark import label_efficiency, write_outputs
+    >>> from skssl.datasets import make_expression
+    >>> X, y = make_expression(n_samples=60, n_genes=30, random_state=0)
+    >>> results = label_efficiency(X, y, methods=["logreg"], fractions=[0.5, 1.0], seeds=[0], as_frame=False)
+    >>> paths = write_outputs(results, tempfile.mkdtemp(), {"dataset": "demo"})
+    >>> sorted(paths)
+    ['plot', 'report', 'results', 'summary']
+    """
     os.makedirs(out, exist_ok=True)
     summary = summarize_records(records)
     paths = {"results": os.path.join(out, RESULTS_FILE), "summary": os.path.join(out, SUMMARY_FILE)}
