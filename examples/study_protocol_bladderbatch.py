@@ -64,7 +64,7 @@ def labeled_subset(y, fraction, rng):
     keep = np.zeros(len(y), dtype=bool)
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
-        n_keep = max(1, int(round(fraction * len(members))))
+        n_keep = max(1, round(fraction * len(members)))
         keep[rng.choice(members, n_keep, replace=False)] = True
     return keep
 

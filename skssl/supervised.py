@@ -22,7 +22,11 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
 from torch import nn
 
 from . import _data
@@ -114,9 +118,12 @@ def _embedding_statistics(body, X, rows):
     """Per-component mean and standard deviation of the embeddings of ``X[rows]`` (in eval mode)."""
     body.eval()
     device = next(body.parameters()).device
-    embeddings = [body.embed(_data.to_device(block, device)).double().cpu() for _, block in
-                  _data.iter_batches(X, _data.CHUNK_ROWS, indices=rows)]
-    embeddings = torch.cat(embeddings)
+    embeddings = torch.cat(
+        [
+            body.embed(_data.to_device(block, device)).double().cpu()
+            for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, indices=rows)
+        ]
+    )
     return embeddings.mean(dim=0), embeddings.std(dim=0, correction=0)
 
 
@@ -165,38 +172,47 @@ class _BaseFineTune(BaseTorchEstimator):
         return embedder.set_params(**overrides)
 
     def _fit(self, X, y):
+        if self.prefit and not self.pretrain:
+            raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = _data.validate_X(self, X, reset=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
-        labeled = self._labeled_mask(y)
-        rows = np.flatnonzero(labeled)
+        rows = np.flatnonzero(self._labeled_mask(y))
         if len(rows) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 labeled samples, got {len(rows)} sample(s) with a label "
                 f"among {len(y)}."
             )
-        encoded, strata = self._encode_targets(y[rows])
-        if self.prefit and not self.pretrain:
-            raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
+        try:
+            return self._fit_labeled(X, rows, *self._encode_targets(y[rows]))
+        finally:
+            for name in ("_fit_rows", "_fit_strata", "_loss_weight"):  # state of this fit only
+                self.__dict__.pop(name, None)
 
+    def _check_prefit_embedder(self, embedder, X):
+        try:
+            check_is_fitted(embedder)
+        except NotFittedError as exc:
+            raise NotFittedError(
+                f"prefit=True but the embedder {type(embedder).__name__} is not fitted. Fit it first, or use "
+                "prefit=False to let fit pre-train a copy of it on X."
+            ) from exc
+        if embedder.n_features_in_ != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the prefit embedder was fitted on {embedder.n_features_in_}."
+            )
+        names, fitted_names = getattr(self, "feature_names_in_", None), getattr(embedder, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
+            raise ValueError("The feature names of X differ from those the prefit embedder was fitted on.")
+
+    def _fit_labeled(self, X, rows, encoded, strata):
         rng = check_random_state(self.random_state)
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
         if self.prefit:
-            embedder = self._resolved_embedder()
-            try:
-                check_is_fitted(embedder)
-            except NotFittedError as exc:
-                raise NotFittedError(
-                    f"prefit=True but the embedder {type(embedder).__name__} is not fitted. Fit it first, or use "
-                    "prefit=False to let fit pre-train a copy of it on X."
-                ) from exc
-            if embedder.n_features_in_ != X.shape[1]:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but the prefit embedder was fitted on {embedder.n_features_in_}."
-                )
-            self.embedder_ = copy.deepcopy(embedder)
+            self._check_prefit_embedder(self._resolved_embedder(), X)
+            self.embedder_ = copy.deepcopy(self._resolved_embedder())
             source = self.embedder_.module_
         elif self.pretrain:
             # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
@@ -222,11 +238,7 @@ class _BaseFineTune(BaseTorchEstimator):
 
         # The training loop sees all rows of X, but ``_split`` only ever hands it the labeled ones.
         self._fit_rows, self._fit_strata = rows, strata
-        try:
-            self._fit_module(X, targets=self._full_targets(X.shape[0], rows, encoded), module=module)
-        finally:
-            del self._fit_rows, self._fit_strata
-            self.__dict__.pop("_loss_weight", None)
+        self._fit_module(X, targets=self._full_targets(X.shape[0], rows, encoded), module=module)
         self.n_components_ = n_components
         return self
 
@@ -239,7 +251,7 @@ class _BaseFineTune(BaseTorchEstimator):
         """
         rows = self._fit_rows
         no_validation = rows, rows[:0]
-        n_val = int(round(self.validation_fraction * len(rows))) if self.early_stopping else 0
+        n_val = round(self.validation_fraction * len(rows)) if self.early_stopping else 0
         if n_val < 2 or len(rows) - n_val < 2:
             return no_validation
         if self._fit_strata is None:
@@ -319,8 +331,10 @@ _TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
     weight_decay : float, default=1e-5
         AdamW weight decay.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the labeled rows, stop when their loss stops improving and keep the
-        weights of the best epoch. Skipped when fewer than 2 rows would be held out.
+        Hold out ``validation_fraction`` of the labeled rows (stratified by class for classification), stop when
+        their loss stops improving and keep the weights of the best epoch. Skipped when fewer than 2 rows would be
+        held out, or, for classification, too few to include every class; training then stops when the training
+        loss stops improving.
     validation_fraction : float in (0, 1), default=0.1
         Fraction of the labeled rows held out for early stopping.
     n_iter_no_change : "auto" or int, default="auto"
@@ -342,7 +356,8 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the
         baseline (``pretrain=False``). Fine-tuning changes a copy of its encoder, not ``embedder_`` itself.
     module_ : torch.nn.Module
-        The trained network: ``module_.body`` (the encoder, raw features to embedding) and ``module_.head``.
+        The trained network: ``module_.body`` (the encoder, raw features to embedding), ``module_.scale`` (a
+        fixed standardisation of the embedding, statistics of the labeled rows) and ``module_.head``.
     n_components_ : int
         Dimension of the embedding the head reads.
     history_ : dict
@@ -363,7 +378,7 @@ def _is_missing_label(value):
     if value is None or type(value).__name__ == "NAType":
         return True
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-        return value != value or value == -1  # NaN, or scikit-learn's -1
+        return bool(np.isnan(value)) or value == -1  # NaN, or scikit-learn's -1
     return False
 
 

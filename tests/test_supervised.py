@@ -88,7 +88,7 @@ def test_string_labels_round_trip(cohort):
     assert clf.score(X, names[y]) > 0.5
 
     # Unlabeled string rows: -1 in an object array (scikit-learn's convention), None, or NaN from pandas.
-    y_semi, labeled = hide_labels(y, 10)
+    _, labeled = hide_labels(y, 10)
     for marker in (-1, None, np.nan):
         y_obj = np.where(labeled, names[y], "").astype(object)
         y_obj[~labeled] = marker
@@ -118,15 +118,15 @@ def test_unlabeled_rows_never_enter_the_supervised_loss(cohort, fitted_embedder,
         y_semi = np.where(labeled, target, np.nan)
         y_wrong_then_hidden = np.where(labeled, target, -target)  # wrong targets...
         y_wrong_then_hidden[~labeled] = np.nan  # ...hidden behind NaN
-        make = lambda: SSLRegressor(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT)  # noqa: E731
+        make = lambda: SSLRegressor(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT)
     else:
         y_semi, labeled = hide_labels(y, 8)
         y_wrong_then_hidden = np.where(labeled, y, (y + 1) % 3)
         y_wrong_then_hidden[~labeled] = -1
         if estimator == "prefit":
-            make = lambda: SSLClassifier(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT)  # noqa: E731
+            make = lambda: SSLClassifier(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT)
         else:
-            make = lambda: SSLClassifier(  # noqa: E731
+            make = lambda: SSLClassifier(
                 MaskedAutoencoder(**SMALL_EMBEDDER), pretrain=False, random_state=0, **SMALL_FIT
             )
     X_garbage = X.copy()
@@ -148,9 +148,7 @@ def test_head_finetune_leaves_encoder_unchanged(cohort):
     pretrained = head.embedder_.module_.state_dict()
     encoder = head.module_.body.state_dict()
     assert encoder and all(torch.equal(value, pretrained[name]) for name, value in encoder.items())
-    np.testing.assert_array_equal(
-        head.embedder_.transform(X), head.module_.embed(torch.from_numpy(X)).detach().numpy()
-    )
+    np.testing.assert_array_equal(head.embedder_.transform(X), head.module_.embed(torch.from_numpy(X)).detach().numpy())
     # The test can fail: full fine-tuning does move the encoder.
     full = SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER), finetune="full", random_state=0, **SMALL_FIT)
     full.fit(X, y_semi)
@@ -183,7 +181,7 @@ def test_baseline_has_the_same_architecture(cohort, fitted_embedder):
     pretrained = SSLClassifier(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT).fit(X, y_semi)
     baseline = SSLClassifier(fitted_embedder, pretrain=False, random_state=0, **SMALL_FIT).fit(X, y_semi)
     assert baseline.embedder_ is None
-    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}
     assert shapes(baseline.module_) == shapes(pretrained.module_)
     # The baseline did not start from the pre-trained weights.
     assert not _same_weights(baseline.module_.body, pretrained.module_.body)
@@ -232,7 +230,13 @@ def test_pretrained_beats_scratch_with_5_percent_labels():
         X_train, y_train, X_test, y_test = X[:450], y[:450], X[450:], y[450:]
         y_semi, _ = hide_labels(y_train, 7, seed=seed)
         embedder = MaskedAutoencoder(
-            n_components=8, hidden_dims=(64,), dropout=0.0, max_epochs=30, batch_size=128, random_state=seed, device="cpu"
+            n_components=8,
+            hidden_dims=(64,),
+            dropout=0.0,
+            max_epochs=30,
+            batch_size=128,
+            random_state=seed,
+            device="cpu",
         ).fit(X_train)
         fit = dict(max_epochs=100, learning_rate=1e-2, random_state=seed, device="cpu")
         models = {
@@ -313,6 +317,10 @@ def test_invalid_input(cohort, fitted_embedder):
         SSLClassifier(fitted_embedder, prefit=True, pretrain=False).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         SSLClassifier(fitted_embedder, prefit=True).fit(X[:, :10], y)
+    pd = pytest.importorskip("pandas")
+    named = MaskedAutoencoder(**SMALL_EMBEDDER).fit(pd.DataFrame(X).add_prefix("gene_"))
+    with pytest.raises(ValueError, match="feature names"):
+        SSLClassifier(named, prefit=True).fit(pd.DataFrame(X).add_prefix("probe_"), y)
     with pytest.raises(ValueError, match="NaN"):
         SSLClassifier(fitted_embedder, prefit=True).fit(np.where(X > 2, np.nan, X), y)
     with pytest.raises(ValueError, match="at least 2 labeled samples"):
