@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from scipy.special import softmax
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state, get_tags
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -131,7 +132,7 @@ class _BaseFineTune(BaseTorchEstimator):
     """Shared fitting of SSLClassifier and SSLRegressor; not for direct use."""
 
     _parameter_constraints: dict = {
-        "embedder": [BaseSSLEstimator, None],
+        "embedder": [BaseSSLEstimator, FrozenEstimator, None],
         "pretrain": ["boolean"],
         "prefit": ["boolean"],
         "finetune": [StrOptions({"full", "head"})],
@@ -156,7 +157,12 @@ class _BaseFineTune(BaseTorchEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _resolved_embedder(self):
-        return MaskedAutoencoder() if self.embedder is None else self.embedder
+        embedder = MaskedAutoencoder() if self.embedder is None else self.embedder
+        return embedder.estimator if isinstance(embedder, FrozenEstimator) else embedder
+
+    def _uses_prefit(self):
+        # A FrozenEstimator is fitted by definition: clone() keeps it, fit() does not change it.
+        return self.prefit or isinstance(self.embedder, FrozenEstimator)
 
     def _configured_embedder(self, seed):
         """A clone of the embedder that follows this estimator's seed, device and verbosity where it has none."""
@@ -172,6 +178,11 @@ class _BaseFineTune(BaseTorchEstimator):
         return embedder.set_params(**overrides)
 
     def _fit(self, X, y):
+        if not isinstance(self._resolved_embedder(), BaseSSLEstimator):
+            raise InvalidParameterError(
+                f"The 'embedder' parameter of {type(self).__name__} must be an skssl embedder (possibly in a "
+                f"FrozenEstimator) or None. Got {self.embedder!r} instead."
+            )
         if self.prefit and not self.pretrain:
             raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
         if y is None:
@@ -197,7 +208,9 @@ class _BaseFineTune(BaseTorchEstimator):
         except NotFittedError as exc:
             raise NotFittedError(
                 f"prefit=True but the embedder {type(embedder).__name__} is not fitted. Fit it first, or use "
-                "prefit=False to let fit pre-train a copy of it on X."
+                "prefit=False to let fit pre-train a copy of it on X. Note that clone() (used by cross-validation "
+                "and grid searches) returns an unfitted copy of the embedder: wrap the fitted embedder in "
+                "sklearn.frozen.FrozenEstimator to keep it fitted."
             ) from exc
         if embedder.n_features_in_ != X.shape[1]:
             raise ValueError(
@@ -210,7 +223,7 @@ class _BaseFineTune(BaseTorchEstimator):
     def _fit_labeled(self, X, rows, encoded, strata):
         rng = check_random_state(self.random_state)
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-        if self.prefit:
+        if self._uses_prefit() and self.pretrain:
             self._check_prefit_embedder(self._resolved_embedder(), X)
             self.embedder_ = copy.deepcopy(self._resolved_embedder())
             source = self.embedder_.module_
@@ -308,7 +321,10 @@ _COMMON_PARAMETERS = """pretrain : bool, default=True
         from (standardised with statistics of the labeled rows), trained on the labeled rows only.
     prefit : bool, default=False
         Whether ``embedder`` is already fitted (as in ``SelectFromModel(prefit=True)``): it is then used as is, not
-        refitted, so one pre-training can serve many fine-tunings. A copy is stored as ``embedder_``.
+        refitted, so one pre-training can serve many fine-tunings. A copy is stored as ``embedder_``. As
+        ``clone`` (cross-validation, grid search) unfits a nested estimator, pass
+        ``embedder=FrozenEstimator(fitted_embedder)`` there instead (``sklearn.frozen.FrozenEstimator``): a frozen
+        embedder counts as prefit.
     finetune : {"full", "head"}, default="full"
         ``"full"`` trains the encoder and the head; ``"head"`` freezes the encoder (weights unchanged, no
         dropout) and trains the head only.
@@ -401,10 +417,10 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
 
     Parameters
     ----------
-    embedder : ContrastiveEmbedder, MaskedAutoencoder or VAEEmbedder, default=None
+    embedder : ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder or FrozenEstimator, default=None
         The self-supervised model whose encoder is fine-tuned; its parameters (``n_components``,
         ``hidden_dims``, ...) set the encoder's architecture. None means ``MaskedAutoencoder()`` with its
-        defaults. Unless ``prefit=True``, it is cloned, not changed.
+        defaults. It is cloned (or, if prefit, copied), never changed.
     {_COMMON_PARAMETERS}
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the cross-entropy; "balanced" weighs them inversely to their frequency among
@@ -424,15 +440,14 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
 
     Examples
     --------
-    >>> import numpy as np
     >>> from skssl import MaskedAutoencoder
     >>> from skssl.supervised import SSLClassifier
     >>> from skssl.datasets import make_expression
     >>> X, y = make_expression(n_samples=120, n_genes=50, random_state=0)
     >>> y_semi = y.copy()
     >>> y_semi[20:] = -1  # only the first 20 samples are labeled
-    >>> embedder = MaskedAutoencoder(n_components=8, hidden_dims=(32,), max_epochs=5)
-    >>> clf = SSLClassifier(embedder, max_epochs=20, random_state=0).fit(X, y_semi)
+    >>> embedder = MaskedAutoencoder(n_components=8, hidden_dims=(32,), max_epochs=3)
+    >>> clf = SSLClassifier(embedder, max_epochs=10, random_state=0).fit(X, y_semi)
     >>> clf.classes_
     array([0, 1, 2])
     >>> clf.predict_proba(X[:2]).shape
@@ -440,7 +455,7 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
 
     The from-scratch baseline: same network, no pre-training, labeled rows only.
 
-    >>> baseline = SSLClassifier(embedder, pretrain=False, max_epochs=20, random_state=0).fit(X, y_semi)
+    >>> baseline = SSLClassifier(embedder, pretrain=False, max_epochs=10, random_state=0).fit(X, y_semi)
     >>> baseline.embedder_ is None
     True
     """
@@ -604,9 +619,10 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
 
     Parameters
     ----------
-    embedder : ContrastiveEmbedder, MaskedAutoencoder or VAEEmbedder, default=None
+    embedder : ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder or FrozenEstimator, default=None
         The self-supervised model whose encoder is fine-tuned; its parameters set the encoder's architecture.
-        None means ``MaskedAutoencoder()`` with its defaults. Unless ``prefit=True``, it is cloned, not changed.
+        None means ``MaskedAutoencoder()`` with its defaults. It is cloned (or, if prefit, copied), never
+        changed.
     {_COMMON_PARAMETERS}
     {_TRAINING_PARAMETERS}
 
@@ -627,8 +643,8 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
     >>> X = rng.normal(size=(100, 30)).astype(np.float32)
     >>> age = 50 + 10 * X[:, 0] + rng.normal(size=100)
     >>> age[30:] = np.nan  # 30 samples with a known age
-    >>> embedder = ContrastiveEmbedder(n_components=8, hidden_dims=(32,), max_epochs=5)
-    >>> reg = SSLRegressor(embedder, max_epochs=20, random_state=0).fit(X, age)
+    >>> embedder = ContrastiveEmbedder(n_components=8, hidden_dims=(32,), max_epochs=3)
+    >>> reg = SSLRegressor(embedder, max_epochs=10, random_state=0).fit(X, age)
     >>> reg.predict(X[:3]).shape
     (3,)
     """

@@ -156,6 +156,24 @@ def test_head_finetune_leaves_encoder_unchanged(cohort):
     assert any(not torch.equal(value, pretrained[name]) for name, value in full.module_.body.state_dict().items())
 
 
+def test_prefit_embedder_survives_clone_when_frozen(cohort, fitted_embedder):
+    # clone() (cross-validation, grid search) unfits a nested estimator; FrozenEstimator is the scikit-learn idiom
+    # that keeps it fitted, and a frozen embedder counts as prefit.
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import cross_val_score
+
+    X, y = cohort
+    with pytest.raises(NotFittedError, match="FrozenEstimator"):
+        clone(SSLClassifier(fitted_embedder, prefit=True, **SMALL_FIT)).fit(X, y)
+    frozen = SSLClassifier(FrozenEstimator(fitted_embedder), random_state=0, **SMALL_FIT)
+    assert cross_val_score(frozen, X, y, cv=2).shape == (2,)
+    fitted = frozen.fit(X, y)
+    prefit = SSLClassifier(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT).fit(X, y)
+    assert _same_weights(fitted.module_, prefit.module_)
+    assert hasattr(fitted_embedder, "module_")  # the frozen embedder was neither refitted nor unfitted
+
+
 def test_learning_rates_of_encoder_and_head(cohort, fitted_embedder):
     X, y = cohort
     y_semi, _ = hide_labels(y, 10)
@@ -327,5 +345,10 @@ def test_invalid_input(cohort, fitted_embedder):
         SSLRegressor(MaskedAutoencoder(**SMALL_EMBEDDER)).fit(X, np.full(len(y), np.nan))
     with pytest.raises(ValueError, match="numeric"):
         SSLRegressor(MaskedAutoencoder(**SMALL_EMBEDDER)).fit(X, np.array(["a", "b"])[y % 2])
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(ValueError, match="skssl embedder"):
+        SSLClassifier(FrozenEstimator(StandardScaler().fit(X))).fit(X, y)
     with pytest.raises(ValueError, match="finetune"):
         SSLClassifier(finetune="encoder").fit(X, y)
