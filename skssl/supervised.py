@@ -299,14 +299,19 @@ class _BaseFineTune(BaseTorchEstimator):
         """Network outputs (logits, or standardised predictions) in float64."""
         check_is_fitted(self)
         X = _data.validate_X(self, X, reset=False)
-        # In float64: float32 matrix products vary in the last digits with the batch's shape, and a sample's
-        # prediction must not depend on which other samples are predicted with it.
-        module = copy.deepcopy(self.module_).double().eval()
         device = self._module_device()
         out = np.empty((_data.n_rows(X), self._n_outputs()))
+        self.module_.eval()
         with torch.inference_mode():
+            # In float64: float32 matrix products vary in the last digits with the batch's shape, and a sample's
+            # prediction must not depend on which other samples are predicted with it.
+            weights = {
+                name: value.double() if value.is_floating_point() else value
+                for name, value in self.module_.state_dict().items()
+            }
             for rows, block in _data.iter_batches(X, max(self.batch_size_, 1024), check_finite=_data.is_out_of_core(X)):
-                out[rows] = module(_data.to_device(block, device).double()).cpu().numpy()
+                x = _data.to_device(block, device).double()
+                out[rows] = torch.func.functional_call(self.module_, weights, (x,)).cpu().numpy()
         return out
 
     def __sklearn_tags__(self):
