@@ -23,11 +23,7 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch import nn
 
 from . import _data
@@ -185,6 +181,10 @@ class _BaseFineTune(BaseTorchEstimator):
             )
         if self.prefit and not self.pretrain:
             raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
+        if not all(_data.is_integer(width) and width >= 1 for width in self.head_hidden_dims):
+            raise ValueError(
+                f"head_hidden_dims must be a sequence of positive integers, got {self.head_hidden_dims!r}."
+            )
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = _data.validate_X(self, X, reset=True)
@@ -207,8 +207,9 @@ class _BaseFineTune(BaseTorchEstimator):
             check_is_fitted(embedder)
         except NotFittedError as exc:
             raise NotFittedError(
-                f"prefit=True but the embedder {type(embedder).__name__} is not fitted. Fit it first, or use "
-                "prefit=False to let fit pre-train a copy of it on X. Note that clone() (used by cross-validation "
+                f"The embedder {type(embedder).__name__} is not fitted, but prefit=True (or a FrozenEstimator "
+                "embedder) means it is used as is. Fit it first, or use prefit=False to let fit pre-train a copy "
+                "of it on X. Note that clone() (used by cross-validation "
                 "and grid searches) returns an unfitted copy of the embedder: wrap the fitted embedder in "
                 "sklearn.frozen.FrozenEstimator to keep it fitted."
             ) from exc

@@ -329,7 +329,7 @@ def test_invalid_input(cohort, fitted_embedder):
         SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER)).fit(X, np.full(len(y), -1))
     with pytest.raises(ValueError, match="at least 2 classes"):
         SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER)).fit(X, np.where(y == 0, 0, -1))
-    with pytest.raises(NotFittedError, match="prefit=True"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER), prefit=True).fit(X, y)
     with pytest.raises(ValueError, match="pretrain=False"):
         SSLClassifier(fitted_embedder, prefit=True, pretrain=False).fit(X, y)
@@ -350,5 +350,7 @@ def test_invalid_input(cohort, fitted_embedder):
 
     with pytest.raises(ValueError, match="skssl embedder"):
         SSLClassifier(FrozenEstimator(StandardScaler().fit(X))).fit(X, y)
+    with pytest.raises(ValueError, match="head_hidden_dims"):
+        SSLClassifier(head_hidden_dims=(8, 0)).fit(X, y)
     with pytest.raises(ValueError, match="finetune"):
         SSLClassifier(finetune="encoder").fit(X, y)
