@@ -16,9 +16,11 @@ Data: ``bladderbatch`` from ``../shared/data`` (57 bladder samples x 22 283 Affy
      only;
    - ``logistic regression``: standardised probes, labeled samples only.
 
-The table gives the macro-F1 on the held-out samples, mean +- standard deviation over the seeds. With 40 training
-samples there is little to pre-train on: the interesting question is whether pre-training still helps at the
-smallest fractions, and whether the network ever catches up with the linear model.
+The table gives the macro-F1 on the held-out samples, mean +- standard deviation over the seeds. What it showed when
+written (torch 2.13, CPU): the pre-trained network beats the same network from scratch at every fraction (0.60 vs
+0.57 at 10 %, 0.79 vs 0.71 at 100 %), but logistic regression beats both (0.74 at 10 %, 0.92 at 100 %). With 40
+training samples there is little to pre-train on, and Cancer vs Normal vs Biopsy is close to linearly separable:
+an honest reminder to keep the linear baseline in every comparison.
 
 Run: ``python examples/study_protocol_bladderbatch.py`` (under a minute on 2 CPU cores); needs
 ``../shared/data`` beside the repository. ``SKSSL_EXAMPLE_QUICK=1`` runs one seed with fewer epochs.
