@@ -10,12 +10,12 @@ import torch
 
 from skssl.benchmark import (
     METHODS,
+    _report,
     label_efficiency,
     labeled_subsets,
     summarize,
     train_test_indices,
 )
-from skssl.benchmark import _report
 from skssl.benchmark.__main__ import main
 from skssl.datasets import make_expression
 
@@ -54,14 +54,14 @@ def tiny():
 
 
 def _run(X, y, **kwargs):
-    params = dict(
-        fractions=[0.2, 1.0],
-        seeds=[0],
-        embedder_params=TINY_EMBEDDER,
-        classifier_params=TINY_CLASSIFIER,
-        device="cpu",
-        as_frame=False,
-    )
+    params = {
+        "fractions": [0.2, 1.0],
+        "seeds": [0],
+        "embedder_params": TINY_EMBEDDER,
+        "classifier_params": TINY_CLASSIFIER,
+        "device": "cpu",
+        "as_frame": False,
+    }
     params.update(kwargs)
     return label_efficiency(X, y, **params)
 
@@ -110,7 +110,7 @@ def test_splits_are_stratified_and_nested():
     assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == len(y)
     assert set(y[test]) == {0, 1, 2} and set(y[train]) == {0, 1, 2}
     subsets = labeled_subsets(y[train], [0.05, 0.5, 1.0], random_state=3)
-    for fraction, rows in subsets.items():
+    for rows in subsets.values():
         assert set(y[train][rows]) == {0, 1, 2}  # >= 1 per class, even at 5 %
     assert set(subsets[0.05]) <= set(subsets[0.5]) <= set(subsets[1.0])
     assert len(subsets[1.0]) == len(train)
@@ -157,7 +157,9 @@ def test_no_leakage_from_the_test_split(tiny):
         def callback(run):
             X_train = run["X_train"]  # what the models were fitted on (after the gene filter)
             model, pre = run["estimator"], run["pretrained"]
-            features = X_train if pre is None or run["record"]["method"].endswith("_finetune") else pre.transform(X_train)
+            features = (
+                X_train if pre is None or run["record"]["method"].endswith("_finetune") else pre.transform(X_train)
+            )
             assert set(run["labeled_index"]) <= set(run["train_index"])
             assert not set(run["train_index"]) & set(run["test_index"])
             store.append(
@@ -177,7 +179,7 @@ def test_no_leakage_from_the_test_split(tiny):
         return callback
 
     first, second = [], []
-    common = dict(methods=methods, seeds=[seed], test_size=test_size, top_genes=20)
+    common = {"methods": methods, "seeds": [seed], "test_size": test_size, "top_genes": 20}
     _run(X, y, callback=capture(first), **common)
 
     _, test = train_test_indices(y, test_size=test_size, random_state=seed)
@@ -212,7 +214,20 @@ def test_no_leakage_from_the_test_split(tiny):
 def test_cli_writes_the_four_files(tmp_path, capsys):
     out = tmp_path / "bench"
     status = main(
-        ["--quick", "--out", str(out), "--methods", "logreg", "vime_probe", "--seeds", "0", "1", "--fractions", "0.5", "1"]
+        [
+            "--quick",
+            "--out",
+            str(out),
+            "--methods",
+            "logreg",
+            "vime_probe",
+            "--seeds",
+            "0",
+            "1",
+            "--fractions",
+            "0.5",
+            "1",
+        ]
     )
     assert status == 0
     for name in ("results.csv", "summary.csv", "macro_f1.png", "report.md"):
@@ -227,8 +242,14 @@ def test_cli_writes_the_four_files(tmp_path, capsys):
         ("vime_probe", 1.0),
     ]
     report = (out / "report.md").read_text()
-    for text in ("![macro-F1 vs labeled fraction](macro_f1.png)", "Seeds**: 0, 1", "Wall time", "Torch device",
-                 "90 samples × 60 genes", "| `vime_probe` |"):
+    for text in (
+        "![macro-F1 vs labeled fraction](macro_f1.png)",
+        "Seeds**: 0, 1",
+        "Wall time",
+        "Torch device",
+        "90 samples × 60 genes",
+        "| `vime_probe` |",
+    ):
         assert text in report, text
     captured = capsys.readouterr()
     assert "[8/8]" in captured.err and "results.csv" in captured.out
@@ -268,13 +289,11 @@ def _write_table(tmp_path, X, sample_rows, header):
     expression = tmp_path / "toy.expression.csv"
     with open(expression, "w") as f:
         f.write("sample_id," + ",".join(f"g{j}" for j in range(X.shape[1])) + "\n")
-        for i, row in enumerate(X):
-            f.write(f"s{i}," + ",".join(f"{v:.4f}" for v in row) + "\n")
+        f.writelines(f"s{i}," + ",".join(f"{v:.4f}" for v in row) + "\n" for i, row in enumerate(X))
     samples = tmp_path / "toy.samples.csv"
     with open(samples, "w") as f:
         f.write(header + "\n")
-        for row in sample_rows:
-            f.write(row + "\n")
+        f.writelines(row + "\n" for row in sample_rows)
     return expression, samples
 
 

@@ -9,30 +9,36 @@ from __future__ import annotations
 
 from ._protocol import (
     CLASSIFIER_STEP_BUDGET,
-    EMBEDDER_STEP_BUDGET,
     DEFAULT_CLASSIFIER_PARAMS,
     DEFAULT_EMBEDDER_PARAMS,
     DEFAULT_METHODS,
+    EMBEDDER_STEP_BUDGET,
     METHODS,
     METRICS,
     RESULT_COLUMNS,
+    _check_params,
     check_fractions,
     check_methods,
     check_seeds,
     labeled_subsets,
     run_protocol,
     train_test_indices,
-    _check_params,
 )
-from ._report import SUMMARY_COLUMNS, as_table, summarize_records, to_records, write_outputs
+from ._report import (
+    SUMMARY_COLUMNS,
+    as_table,
+    summarize_records,
+    to_records,
+    write_outputs,
+)
 
 __all__ = [
     "CLASSIFIER_STEP_BUDGET",
-    "EMBEDDER_STEP_BUDGET",
     "DEFAULT_CLASSIFIER_PARAMS",
     "DEFAULT_EMBEDDER_PARAMS",
     "DEFAULT_FRACTIONS",
     "DEFAULT_METHODS",
+    "EMBEDDER_STEP_BUDGET",
     "METHODS",
     "METRICS",
     "label_efficiency",

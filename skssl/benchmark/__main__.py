@@ -74,8 +74,7 @@ def build_parser():
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="folder of NAME.expression.csv.gz / NAME.samples.csv files (default: $SKSSL_DATA_DIR or "
-        "../shared/data)",
+        help="folder of NAME.expression.csv.gz / NAME.samples.csv files (default: $SKSSL_DATA_DIR or ../shared/data)",
     )
     parser.add_argument(
         "--labels",
@@ -119,7 +118,9 @@ def build_parser():
         help="apply log1p to the data; auto: only when the data are non-negative with a maximum above 100 "
         "(counts, FPKM, RSEM), not for log-scale data (default: auto)",
     )
-    parser.add_argument("--test-size", type=float, default=0.25, help="fraction of samples in the test split (default: 0.25)")
+    parser.add_argument(
+        "--test-size", type=float, default=0.25, help="fraction of samples in the test split (default: 0.25)"
+    )
     parser.add_argument(
         "--max-epochs",
         type=_epochs,
@@ -145,7 +146,11 @@ def run(args, argv_text=""):
     """Run the benchmark described by parsed ``args``; return the paths written and the wall time."""
     from . import DEFAULT_FRACTIONS, DEFAULT_SEEDS, label_efficiency
     from ._datasets import load_benchmark_data
-    from ._protocol import DEFAULT_CLASSIFIER_PARAMS, DEFAULT_EMBEDDER_PARAMS, check_methods
+    from ._protocol import (
+        DEFAULT_CLASSIFIER_PARAMS,
+        DEFAULT_EMBEDDER_PARAMS,
+        check_methods,
+    )
     from ._report import machine_info, to_records, write_outputs
 
     start, start_cpu = time.perf_counter(), time.process_time()

@@ -151,8 +151,7 @@ def load_benchmark_data(
         hint = _LABEL_HINTS.get(name)
         suggestion = f" (e.g. --label-column {hint})" if hint else ""
         raise ValueError(
-            f"--label-column is required with --data{suggestion}. Columns of {sample_table.name}: "
-            f"{', '.join(columns)}."
+            f"--label-column is required with --data{suggestion}. Columns of {sample_table.name}: {', '.join(columns)}."
         )
     if label_column not in loaded.metadata:
         raise ValueError(
@@ -180,9 +179,7 @@ def load_benchmark_data(
         "X": np.ascontiguousarray(X, dtype=np.float32),
         "y": y.astype(str),
         "name": name,
-        "data_description": (
-            f"`{expression}` — {X.shape[0]} samples × {X.shape[1]} genes{dropped}"
-        ),
+        "data_description": (f"`{expression}` — {X.shape[0]} samples × {X.shape[1]} genes{dropped}"),
         "label_description": _class_counts(y.astype(str), f"column `{label_column}` of `{sample_table}`"),
         "preprocessing": log_note,
     }

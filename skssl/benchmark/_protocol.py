@@ -15,7 +15,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -118,7 +123,7 @@ def epochs_for_steps(n_rows, steps, params):
 
     n_val = 0
     if params.get("early_stopping", True):
-        n_val = int(round(params.get("validation_fraction", 0.1) * n_rows))
+        n_val = round(params.get("validation_fraction", 0.1) * n_rows)
         if n_val < 2 or n_rows - n_val < 2:
             n_val = 0
     n_train = n_rows - n_val
@@ -181,8 +186,7 @@ def check_methods(methods):
         for method in expanded:
             if method not in METHODS:
                 raise ValueError(
-                    f"Unknown method {method!r}. Available methods: {', '.join(METHODS)} "
-                    "(or 'default', 'all')."
+                    f"Unknown method {method!r}. Available methods: {', '.join(METHODS)} (or 'default', 'all')."
                 )
             if method not in resolved:
                 resolved.append(method)
@@ -237,7 +241,7 @@ def encode_labels(y):
         raise ValueError(f"y must be 1-D; got shape {y.shape}.")
     if y.dtype.kind == "f" and np.isnan(y).any():
         raise ValueError("y contains missing labels (NaN); drop those samples first.")
-    if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and v != v) for v in y):
+    if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and math.isnan(v)) for v in y):
         raise ValueError("y contains missing labels (None/NaN); drop those samples first.")
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
@@ -261,7 +265,7 @@ def _check_stratifiable(classes, codes, test_size):
             f"(one for train, one for test); these classes have fewer: {', '.join(too_few)}. Drop or merge them."
         )
     n = len(codes)
-    n_test = int(math.ceil(test_size * n))
+    n_test = math.ceil(test_size * n)
     if n_test < len(classes) or n - n_test < len(classes):
         raise ValueError(
             f"Too few samples for a stratified split with test_size={test_size}: {n} samples, {len(classes)} "
@@ -300,9 +304,7 @@ def train_test_indices(y, *, test_size=0.25, random_state=0):
     """
     classes, codes = encode_labels(y)
     n_test = _check_stratifiable(classes, codes, test_size)
-    train, test = train_test_split(
-        np.arange(len(codes)), test_size=n_test, stratify=codes, random_state=random_state
-    )
+    train, test = train_test_split(np.arange(len(codes)), test_size=n_test, stratify=codes, random_state=random_state)
     return np.sort(train), np.sort(test)
 
 
@@ -341,7 +343,7 @@ def labeled_subsets(y_train, fractions, *, random_state=0):
     orders = {c: rng.permutation(np.flatnonzero(y_train == c)) for c in np.unique(y_train)}
     subsets = {}
     for fraction in fractions:
-        picked = [order[: max(1, int(round(fraction * len(order))))] for order in orders.values()]
+        picked = [order[: max(1, round(fraction * len(order)))] for order in orders.values()]
         subsets[fraction] = np.sort(np.concatenate(picked))
     return subsets
 
@@ -465,7 +467,7 @@ def run_protocol(
             subsets = labeled_subsets(y_train, fractions, random_state=seed)
             pretrained = {}  # shared unsupervised parts of this seed: fitted once on X_train, reused per fraction
 
-            def pretrain(key, seed=seed, X_train=X_train):
+            def pretrain(key, seed=seed, X_train=X_train, pretrained=pretrained):
                 if key not in pretrained:
                     start = time.perf_counter()
                     if key == "pca":

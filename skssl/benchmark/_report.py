@@ -286,21 +286,19 @@ def write_report(records, summary, path, info):
     if "wall_seconds" in info:
         lines.append(
             f"- **Wall time**: {info['wall_seconds']:.1f} s (loading the data, all runs, the CSV files and the plot)"
-            + (
-                f"; CPU time {info['cpu_seconds']:.1f} s (this process, all threads)"
-                if "cpu_seconds" in info
-                else ""
-            )
+            + (f"; CPU time {info['cpu_seconds']:.1f} s (this process, all threads)" if "cpu_seconds" in info else "")
         )
     lines += [""]
     lines += [
-        "Protocol: for each seed a stratified test split is drawn first and nothing is fitted on it. The "
-        "unsupervised and self-supervised parts (PCA, the embedders) are fitted once per seed on the whole train "
-        "split with its labels hidden, and reused for every labeled fraction; the supervised parts (logistic "
-        "regressions, heads, fine-tuning, the from-scratch MLP) are fitted on the labeled subset only "
-        "(stratified, nested across fractions, at least one sample per class). Standardisation is fitted inside "
-        "each pipeline on its own training data. Metrics are computed on the test split; mean ± sd "
-        "(sample sd) over seeds.",
+        (
+            "Protocol: for each seed a stratified test split is drawn first and nothing is fitted on it. The "
+            "unsupervised and self-supervised parts (PCA, the embedders) are fitted once per seed on the whole "
+            "train split with its labels hidden, and reused for every labeled fraction; the supervised parts "
+            "(logistic regressions, heads, fine-tuning, the from-scratch MLP) are fitted on the labeled subset only "
+            "(stratified, nested across fractions, at least one sample per class). Standardisation is fitted inside "
+            "each pipeline on its own training data. Metrics are computed on the test split; mean ± sd "
+            "(sample sd) over seeds."
+        ),
         "",
     ]
     if info.get("plot"):
@@ -334,9 +332,11 @@ def write_report(records, summary, path, info):
         )
     lines += ["## All metrics", "", _md_table(header, rows), ""]
     lines += [
-        "ROC-AUC is one-vs-rest, macro-averaged for more than 2 classes. `fit s` is the supervised fit time of one "
-        "run; `pre-train s` the time of the shared unsupervised fit of its seed (done once, reused for every "
-        "fraction).",
+        (
+            "ROC-AUC is one-vs-rest, macro-averaged for more than 2 classes. `fit s` is the supervised fit time of "
+            "one run; `pre-train s` the time of the shared unsupervised fit of its seed (done once, reused for "
+            "every fraction)."
+        ),
         "",
         "## Methods",
         "",
@@ -353,11 +353,13 @@ def write_report(records, summary, path, info):
         emb, clf = info["embedder_params"], info.get("classifier_params") or {}
         lines += [
             "",
-            f"Embedder parameters (every embedder, and the encoder of `mlp_scratch`): `{emb}`, "
-            f"{budget(emb, EMBEDDER_STEP_BUDGET)}; other parameters are the estimators' defaults. "
-            f"SSLClassifier (`mlp_scratch`, `*_finetune`): `{clf}`, {budget(clf, CLASSIFIER_STEP_BUDGET)}, "
-            "linear head, full fine-tuning. Logistic regressions: scikit-learn defaults (L2, C=1) on "
-            f"standardised inputs. PCA: up to 32 components.",
+            (
+                f"Embedder parameters (every embedder, and the encoder of `mlp_scratch`): `{emb}`, "
+                f"{budget(emb, EMBEDDER_STEP_BUDGET)}; other parameters are the estimators' defaults. "
+                f"SSLClassifier (`mlp_scratch`, `*_finetune`): `{clf}`, {budget(clf, CLASSIFIER_STEP_BUDGET)}, "
+                "linear head, full fine-tuning. Logistic regressions: scikit-learn defaults (L2, C=1) on "
+                "standardised inputs. PCA: up to 32 components."
+            ),
         ]
     lines += [
         "",
