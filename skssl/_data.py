@@ -278,9 +278,5 @@ def resolve_device(device):
     return resolved
 
 
-def resolve_int_or_auto(value, auto_value):
-    return auto_value if value == "auto" else int(value)
-
-
 def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -29,27 +29,6 @@ def make_mlp(in_features, hidden_dims, out_features, *, dropout=0.0, norm=True):
     return nn.Sequential(*layers)
 
 
-class Encoder(nn.Module):
-    """The representation network: standardised expression -> ``n_components`` embedding.
-
-    Every method's module owns one ``Encoder`` as ``.encoder``; the semi-supervised estimators reuse it.
-    """
-
-    def __init__(self, n_features, hidden_dims, n_components, dropout=0.0):
-        super().__init__()
-        self.n_features = n_features
-        self.n_components = n_components
-        self.net = make_mlp(n_features, hidden_dims, n_components, dropout=dropout)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def count_parameters(module):
-    """Number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 @torch.no_grad()
 def ema_update(target, online, decay):
     """In-place exponential moving average ``target <- decay * target + (1 - decay) * online``."""
