@@ -9,7 +9,7 @@ Prints, from ONE run on one machine (ratios are what to compare; machines and lo
 (c) the speed-up over the same estimator whose vectorised corruption is swapped for a Python loop over rows (one
     ``randperm`` per sample: the reference implementations' pattern). The VAE corrupts nothing: n/a.
 
-Usage: ``python benchmarks/train_step_speed.py [--genes 5000 20000] [--steps 20] [--device cpu]``
+Usage: ``python benchmarks/train_step_speed.py [--genes 5000 20000] [--rounds 5] [--device cpu]``
 """
 
 from __future__ import annotations
@@ -47,16 +47,20 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_epochs(est, module, optimizer, X, batch_size, device, repeats):
+def epoch_timer(est, module, optimizer, X, batch_size, device):
+    """A callable that runs one timed training epoch over ``X`` and returns its samples/s (after one warm-up)."""
     reader = _data.BatchReader(X, device)
     order = np.arange(len(X))
     est._train_epoch(module, optimizer, reader, None, order[: 2 * batch_size], batch_size, device)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
+
+    def run():
+        sync(device)
+        start = time.perf_counter()
         est._train_epoch(module, optimizer, reader, None, order, batch_size, device)
-    sync(device)
-    return repeats * len(X) / (time.perf_counter() - start)
+        sync(device)
+        return len(X) / (time.perf_counter() - start)
+
+    return run
 
 
 def flops_per_step(est, module, X, batch_size, device):
@@ -68,25 +72,30 @@ def flops_per_step(est, module, X, batch_size, device):
     return counter.get_total_flops()
 
 
-def matmul_flops_per_second(n_in, n_out, batch_size, device, repeats=20):
-    """FLOP/s of torch.matmul on a layer's three training matmuls (forward, grad input, grad weight)."""
+def matmul_timer(n_in, n_out, batch_size, device, repeats=10):
+    """A callable returning the FLOP/s of torch.matmul on a layer's three training matmuls (forward, grad input,
+    grad weight) at the given shapes."""
     a = torch.randn(batch_size, n_in, device=device)
     w = torch.randn(n_in, n_out, device=device)
     g = torch.randn(batch_size, n_out, device=device)
     flops = 3 * 2 * batch_size * n_in * n_out
 
-    def run():
+    def once():
         torch.matmul(a, w)
         torch.matmul(g, w.T)
         torch.matmul(a.T, g)
 
-    run()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run()
-    sync(device)
-    return repeats * flops / (time.perf_counter() - start)
+    once()
+
+    def run():
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            once()
+        sync(device)
+        return repeats * flops / (time.perf_counter() - start)
+
+    return run
 
 
 def per_row_scarf_corrupt(x, rate, generator=None):
@@ -131,8 +140,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genes", type=int, nargs="+", default=[5000, 20000])
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=8, help="batches per timed epoch")
-    parser.add_argument("--repeats", type=int, default=2, help="timed epochs")
+    parser.add_argument("--batches", type=int, default=6, help="batches per timed epoch")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; medians are reported")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -140,7 +149,8 @@ def main(argv=None):
     print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"# batch {args.batch_size}, {args.batches} batches x {args.repeats} timed epochs, one run")
+    print(f"# batch {args.batch_size}, {args.batches} batches per epoch; medians of {args.rounds} interleaved rounds "
+          "(vectorised epoch, per-row epoch, matmul reference) in one run")
     header = ("method", "genes", "samples/s", "step GFLOP", "GFLOP/s", "matmul GFLOP/s", "fraction", "naive samples/s",
               "speed-up")
     print("| " + " | ".join(header) + " |")
@@ -148,15 +158,23 @@ def main(argv=None):
     for n_genes in args.genes:
         for method in args.methods:
             est, module, optimizer, X = setup(method, n_genes, args.batch_size, args.batches, device)
-            rate = time_epochs(est, module, optimizer, X, args.batch_size, device, args.repeats)
+            timers = {"ours": epoch_timer(est, module, optimizer, X, args.batch_size, device),
+                      "matmul": matmul_timer(n_genes, module.encoder[0].out_features, args.batch_size, device)}
+            naive_est = per_row_variant(est, method)
+            if naive_est is not None:
+                timers["naive"] = epoch_timer(naive_est, module, optimizer, X, args.batch_size, device)
+            # Interleaving the three measurements exposes them to the same machine conditions.
+            rates = {name: [] for name in timers}
+            for _ in range(args.rounds):
+                for name, timer in timers.items():
+                    rates[name].append(timer())
+            rate, peak = (float(np.median(rates[name])) for name in ("ours", "matmul"))
             step_flops = flops_per_step(est, module, X, args.batch_size, device)
             achieved = step_flops * rate / args.batch_size
-            peak = matmul_flops_per_second(n_genes, module.encoder[0].out_features, args.batch_size, device)
-            naive_est = per_row_variant(est, method)
             if naive_est is None:
                 naive_text = "n/a (no corruption) | n/a"
             else:
-                naive = time_epochs(naive_est, module, optimizer, X, args.batch_size, device, args.repeats)
+                naive = float(np.median(rates["naive"]))
                 naive_text = f"{naive:,.0f} | {rate / naive:.1f}x"
             print(f"| {method} | {n_genes} | {rate:,.0f} | {step_flops / 1e9:.2f} | {achieved / 1e9:.1f} | "
                   f"{peak / 1e9:.1f} | {achieved / peak:.0%} | {naive_text} |", flush=True)

@@ -126,6 +126,19 @@ def limited_torch_threads():
             torch.set_num_threads(previous)
 
 
+def make_adamw(params, *, lr, weight_decay):
+    """AdamW with the fused (single-kernel) update where torch has one for the parameters' device.
+
+    On a CPU the fused step of a ~3 M-parameter MLP is ~10x faster than the default per-tensor loop, which would
+    otherwise cost a sizeable share of a training step.
+    """
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    devices = {p.device.type for group in groups for p in group["params"]}
+    fused = bool(devices) and devices <= {"cpu", "cuda"}
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused, foreach=None if fused else True)
+
+
 class BaseTorchEstimator(BaseEstimator):
     """Parameters, validation, device handling and THE training loop of every skssl estimator; not for direct use.
 
@@ -165,7 +178,7 @@ class BaseTorchEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _make_optimizer(self, module):
-        return torch.optim.AdamW(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        return make_adamw(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def _after_step(self, module):
         """Called after every optimiser step (BYOL updates its target network here)."""

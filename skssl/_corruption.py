@@ -4,15 +4,41 @@ Both replace a chosen entry ``x[i, j]`` by ``x[r, j]``: the same feature in anot
 is a uniform random sample of the training rows, so this draws from feature ``j``'s empirical marginal without
 keeping the whole training matrix at hand. Every function works on the batch's own device and has no Python loop
 over rows.
+
+Random numbers dominate the cost of a corruption on a CPU (torch draws one Mersenne-Twister number per element), so
+the functions below draw 64-bit words in bulk and reinterpret them as 16-bit integers: four uniform draws per
+generator call.
 """
 
 from __future__ import annotations
 
 import torch
 
+_INT16_VALUES = 1 << 16
+
+
+def random_int16(shape, *, device=None, generator=None):
+    """Independent uniform draws over all 65 536 ``int16`` values, four per 64-bit generator call."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(1 << 63), None, generator=generator)  # full 64-bit range: every bit uniform
+    return words.view(torch.int16)[:numel].view(shape)
+
+
+def bernoulli_mask(shape, p, *, device=None, generator=None):
+    """Boolean mask, each entry True independently with probability ``p`` (resolution 1 / 65 536)."""
+    threshold = round(p * _INT16_VALUES) - (_INT16_VALUES // 2)
+    return random_int16(shape, device=device, generator=generator) < threshold
+
 
 def marginal_sample(x, generator=None):
     """For every entry ``(i, j)``, the value of feature ``j`` in a random *other* row of ``x``.
+
+    Each feature's column is rotated by its own random shift in ``[1, n_rows)``: within a row, the donor rows of
+    different features are independent and uniform over the other rows; within a column, every row donates once,
+    so the corrupted column has exactly the batch's marginal distribution.
 
     Parameters
     ----------
@@ -21,29 +47,38 @@ def marginal_sample(x, generator=None):
 
     Returns
     -------
-    Tensor of the same shape as ``x``.
+    Tensor of the same shape as ``x`` (not necessarily contiguous).
     """
-    n_rows = x.shape[0]
+    n_rows, n_features = x.shape
     if n_rows < 2:
         raise ValueError("marginal sampling needs at least 2 rows in a batch.")
-    # An offset in [1, n_rows) guarantees the donor row differs from the row itself.
-    offset = torch.randint(1, n_rows, x.shape, device=x.device, generator=generator)
-    donor = (torch.arange(n_rows, device=x.device).unsqueeze(1) + offset) % n_rows
-    return torch.gather(x, 0, donor)
+    shift = torch.randint(1, n_rows, (n_features, 1), device=x.device, generator=generator)
+    # Gather along the rows of the transposed batch stacked twice: each feature's values are then contiguous, so
+    # the gather stays in cache (a gather across rows of the row-major batch is several times slower on a CPU),
+    # and position i + shift never needs a modulo.
+    column_major = torch.cat([x.T, x.T], dim=1)
+    donor = torch.arange(n_rows, device=x.device) + shift
+    return torch.gather(column_major, 1, donor).T
 
 
 def exact_rate_mask(shape, rate, *, device=None, generator=None):
-    """Boolean mask with exactly ``round(rate * n_features)`` True entries per row, positions uniform per row."""
+    """Boolean mask with exactly ``round(rate * n_features)`` True entries per row, positions uniform per row.
+
+    Each row's True entries are a window of ``k`` consecutive positions, starting at a uniform random offset, in a
+    random ordering of the features. The ordering is uniform, so every row's set is a uniform ``k``-subset; the
+    offsets are independent, so whether a given feature is chosen is independent across rows. (Rows share the
+    ordering, which replaces one sort per row by integer arithmetic on the whole batch.)
+    """
     n_rows, n_features = shape
-    n_corrupt = int(round(rate * n_features))
-    mask = torch.zeros(shape, dtype=torch.bool, device=device)
-    if n_corrupt == 0:
-        return mask
-    if n_corrupt >= n_features:
-        return mask.fill_(True)
-    scores = torch.rand(shape, device=device, generator=generator)
-    chosen = torch.topk(scores, n_corrupt, dim=1, sorted=False).indices
-    return mask.scatter_(1, chosen, True)
+    n_chosen = int(round(rate * n_features))
+    if n_chosen <= 0:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    if n_chosen >= n_features:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    position = torch.randperm(n_features, device=device, generator=generator, dtype=torch.int32)
+    offset = torch.randint(0, n_features, (n_rows, 1), device=device, generator=generator, dtype=torch.int32)
+    shifted = position - offset  # in (-n_features, n_features): the window wraps around the end of the ordering
+    return ((shifted >= 0) & (shifted < n_chosen)) | (shifted < n_chosen - n_features)
 
 
 def scarf_corrupt(x, rate, generator=None):
@@ -66,5 +101,5 @@ def vime_mask(x, p, generator=None):
     corrupted : Tensor, same shape as ``x``
     mask : float Tensor of 0/1, 1 where an entry was replaced (the target of the mask-estimation head)
     """
-    mask = torch.rand(x.shape, device=x.device, generator=generator) < p
+    mask = bernoulli_mask(x.shape, p, device=x.device, generator=generator)
     return torch.where(mask, marginal_sample(x, generator), x), mask.to(x.dtype)

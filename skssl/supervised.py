@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from torch import nn
 
 from . import _data
-from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices
+from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices, make_adamw
 from ._nn import Standardize, make_mlp
 from .masked import MaskedAutoencoder
 
@@ -294,7 +294,7 @@ class _BaseFineTune(BaseTorchEstimator):
             # A pre-trained encoder moves slowly so the few labels adjust, not overwrite, what it learned.
             ratio = 1.0 if self.embedder_ is None else self.encoder_lr_ratio
             groups.append({"params": encoder_params, "lr": self.learning_rate * ratio})
-        return torch.optim.AdamW(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
+        return make_adamw(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def _outputs(self, X):
         """Network outputs (logits, or standardised predictions) in float64."""

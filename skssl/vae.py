@@ -460,14 +460,6 @@ class VAEEmbedder(BaseSSLEstimator):
         return statistics
 
     # ------------------------------------------------------------------ training hooks
-    def _make_optimizer(self, module):
-        if isinstance(module, _MultiViewVAEModule):
-            # Many small parameter tensors (an encoder and a decoder per view): the multi-tensor update is faster.
-            return torch.optim.AdamW(
-                module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, foreach=True
-            )
-        return super()._make_optimizer(module)
-
     def _check_fit_values(self, statistics):
         if "views" in statistics:
             return  # each view's values were checked against its likelihood by scan_views
