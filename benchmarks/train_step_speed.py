@@ -7,7 +7,8 @@ Prints, from ONE run on one machine (ratios are what to compare; machines and lo
 (b) the achieved FLOP/s of that step (FLOPs counted by ``torch.utils.flop_counter``) as a fraction of the FLOP/s
     of plain ``torch.matmul`` on the widest layer's forward and backward shapes, timed in the same run;
 (c) the speed-up over the same estimator whose vectorised corruption is swapped for a Python loop over rows (one
-    ``randperm`` per sample: the reference implementations' pattern). The VAE corrupts nothing: n/a.
+    ``randperm`` per sample: the reference implementations' pattern), for the whole training step and for the
+    corruption alone. The VAE corrupts nothing: n/a.
 
 Usage: ``python benchmarks/train_step_speed.py [--genes 5000 20000] [--rounds 5] [--device cpu]``
 """
@@ -125,6 +126,21 @@ def per_row_vime_mask(x, p, generator=None):
     return corrupted, mask
 
 
+def corruption_timer(corrupt, x, rate, repeats=5):
+    """A callable returning the rows/s of one corruption function alone on batch ``x``."""
+    corrupt(x, rate)
+
+    def run():
+        sync(x.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            corrupt(x, rate)
+        sync(x.device)
+        return repeats * len(x) / (time.perf_counter() - start)
+
+    return run
+
+
 PER_ROW_CORRUPTION = {"scarf": per_row_scarf_corrupt, "byol": per_row_scarf_corrupt, "vime": per_row_vime_mask}
 
 
@@ -150,9 +166,9 @@ def main(argv=None):
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"# batch {args.batch_size}, {args.batches} batches per epoch; medians of {args.rounds} interleaved rounds "
-          "(vectorised epoch, per-row epoch, matmul reference) in one run")
+          "(vectorised epoch, per-row epoch, matmul reference, corruptions alone) in one run")
     header = ("method", "genes", "samples/s", "step GFLOP", "GFLOP/s", "matmul GFLOP/s", "fraction", "naive samples/s",
-              "speed-up")
+              "speed-up", "corruption alone: speed-up")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for n_genes in args.genes:
@@ -163,6 +179,10 @@ def main(argv=None):
             naive_est = per_row_variant(est, method)
             if naive_est is not None:
                 timers["naive"] = epoch_timer(naive_est, module, optimizer, X, args.batch_size, device)
+                batch = torch.from_numpy(X[: args.batch_size]).to(device)
+                rate_param = est.corruption_rate if method in ("scarf", "byol") else est.mask_rate
+                timers["corrupt"] = corruption_timer(type(est)._corrupt, batch, rate_param)
+                timers["corrupt_naive"] = corruption_timer(PER_ROW_CORRUPTION[method], batch, rate_param)
             # Interleaving the three measurements exposes them to the same machine conditions.
             rates = {name: [] for name in timers}
             for _ in range(args.rounds):
@@ -172,10 +192,11 @@ def main(argv=None):
             step_flops = flops_per_step(est, module, X, args.batch_size, device)
             achieved = step_flops * rate / args.batch_size
             if naive_est is None:
-                naive_text = "n/a (no corruption) | n/a"
+                naive_text = "n/a (no corruption) | n/a | n/a"
             else:
                 naive = float(np.median(rates["naive"]))
-                naive_text = f"{naive:,.0f} | {rate / naive:.1f}x"
+                alone = np.median(rates["corrupt"]) / np.median(rates["corrupt_naive"])
+                naive_text = f"{naive:,.0f} | {rate / naive:.1f}x | {alone:.1f}x"
             print(f"| {method} | {n_genes} | {rate:,.0f} | {step_flops / 1e9:.2f} | {achieved / 1e9:.1f} | "
                   f"{peak / 1e9:.1f} | {achieved / peak:.0%} | {naive_text} |", flush=True)
 

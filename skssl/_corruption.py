@@ -61,13 +61,18 @@ def marginal_sample(x, generator=None):
     return torch.gather(column_major, 1, donor).T
 
 
+#: Number of random feature orderings per batch in :func:`exact_rate_mask` (rows cycle through them).
+N_ORDERINGS = 16
+
+
 def exact_rate_mask(shape, rate, *, device=None, generator=None):
     """Boolean mask with exactly ``round(rate * n_features)`` True entries per row, positions uniform per row.
 
     Each row's True entries are a window of ``k`` consecutive positions, starting at a uniform random offset, in a
     random ordering of the features. The ordering is uniform, so every row's set is a uniform ``k``-subset; the
-    offsets are independent, so whether a given feature is chosen is independent across rows. (Rows share the
-    ordering, which replaces one sort per row by integer arithmetic on the whole batch.)
+    offsets are independent, so whether a given feature is chosen is independent across rows. Rows cycle through
+    :data:`N_ORDERINGS` orderings drawn per batch: integer arithmetic on the whole batch instead of one sort (or
+    ``randperm``) per row, while rows that share an ordering are a minority of the batch.
     """
     n_rows, n_features = shape
     n_chosen = int(round(rate * n_features))
@@ -75,9 +80,13 @@ def exact_rate_mask(shape, rate, *, device=None, generator=None):
         return torch.zeros(shape, dtype=torch.bool, device=device)
     if n_chosen >= n_features:
         return torch.ones(shape, dtype=torch.bool, device=device)
-    position = torch.randperm(n_features, device=device, generator=generator, dtype=torch.int32)
+    n_orderings = min(n_rows, N_ORDERINGS)
+    orderings = torch.stack(
+        [torch.randperm(n_features, device=device, generator=generator, dtype=torch.int32) for _ in range(n_orderings)]
+    )
+    position = orderings[torch.arange(n_rows, device=device) % n_orderings]  # (n_rows, n_features)
     offset = torch.randint(0, n_features, (n_rows, 1), device=device, generator=generator, dtype=torch.int32)
-    shifted = position - offset  # in (-n_features, n_features): the window wraps around the end of the ordering
+    shifted = position.sub_(offset)  # in (-n_features, n_features): the window wraps around the end of the ordering
     return ((shifted >= 0) & (shifted < n_chosen)) | (shifted < n_chosen - n_features)
 
 

@@ -76,3 +76,44 @@ def test_corruption_is_seeded():
     a, _ = scarf_corrupt(x, 0.5, torch.Generator().manual_seed(5))
     b, _ = scarf_corrupt(x, 0.5, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_marginal_sample_rotates_each_column():
+    # Within a column every row donates exactly once (a rotation by a shift in [1, n_rows)), so the corrupted
+    # column has exactly the batch's values; the shifts of different columns are independent.
+    x = coded_matrix(7, 300)
+    donors = marginal_sample(x, torch.Generator().manual_seed(6)).long() // 100000
+    for j in range(300):
+        assert sorted(donors[:, j].tolist()) == list(range(7))
+    shifts = (donors[0] - 0) % 7
+    assert set(shifts.tolist()) == set(range(1, 7))
+
+
+def test_exact_rate_mask_rows_are_uniform_subsets():
+    generator = torch.Generator().manual_seed(7)
+    mask = torch.cat([exact_rate_mask((40, 6), 0.5, generator=generator) for _ in range(500)])
+    assert (mask.sum(dim=1) == 3).all()
+    # Each of the C(6, 3) = 20 subsets is about equally frequent, over rows and batches ...
+    codes = (mask.long() * (2 ** torch.arange(6))).sum(dim=1)
+    frequency = torch.bincount(codes, minlength=64)[codes.unique()].double() / len(codes)
+    assert len(frequency) == 20
+    np.testing.assert_allclose(frequency.numpy(), 1 / 20, atol=0.01)
+    # ... and within one batch, rows use several orderings, so more than n_features distinct subsets occur.
+    one_batch = exact_rate_mask((200, 6), 0.5, generator=generator)
+    assert len((one_batch.long() * (2 ** torch.arange(6))).sum(dim=1).unique()) > 6
+
+
+def test_exact_rate_mask_feature_is_chosen_independently_across_rows():
+    # For a given feature, rows are chosen independently (rate**2 for two rows), across many batches.
+    generator = torch.Generator().manual_seed(8)
+    both = np.mean([exact_rate_mask((2, 10), 0.3, generator=generator)[:, 4].all().item() for _ in range(20000)])
+    assert both == pytest.approx(0.09, abs=0.01)
+
+
+def test_bernoulli_mask_rate_and_vime_mask_on_large_batches():
+    from skssl._corruption import bernoulli_mask
+
+    mask = bernoulli_mask((400, 500), 0.3, generator=torch.Generator().manual_seed(9))
+    assert mask.double().mean().item() == pytest.approx(0.3, abs=0.005)
+    # Rows are independent: per-row counts have the binomial variance.
+    assert mask.sum(dim=1).double().var().item() == pytest.approx(500 * 0.3 * 0.7, rel=0.2)
