@@ -103,11 +103,10 @@ def label_efficiency(
         Keep only the ``top_genes`` most variable genes
         (:class:`~skssl.preprocessing.HighlyVariableGenes`, fitted on the train split of each seed).
     embedder_params : dict or None, default=None
-        Parameters of every embedder, merged over :data:`DEFAULT_EMBEDDER_PARAMS` (two hidden layers of 256, a
-        32-dimensional embedding). ``n_components``, ``hidden_dims`` and ``dropout`` also set the encoder of
-        ``mlp_scratch``. Without ``max_epochs``, each embedder gets the epochs that make about
-        :data:`EMBEDDER_STEP_BUDGET` (400) optimisation steps; ``{"max_epochs": 2}`` makes a quick test,
-        ``{"max_epochs": "auto"}`` uses the estimators' own (longer) schedule.
+        Parameters of every embedder, merged over :data:`DEFAULT_EMBEDDER_PARAMS` (empty: the estimators'
+        defaults, including their own schedule of about 3 000 optimisation steps with early stopping).
+        ``n_components``, ``hidden_dims`` and ``dropout`` also set the encoder of ``mlp_scratch``.
+        ``{"max_epochs": 2}`` makes a quick test.
     classifier_params : dict or None, default=None
         Parameters of every :class:`~skssl.supervised.SSLClassifier` (``mlp_scratch``, ``*_finetune``), merged
         over :data:`DEFAULT_CLASSIFIER_PARAMS`. Without ``max_epochs``, each fit gets about

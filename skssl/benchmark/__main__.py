@@ -126,8 +126,8 @@ def build_parser():
         type=_epochs,
         default=None,
         help="epochs of every embedder and classifier ('auto': the estimators' own schedule of about 3000 "
-        "steps); default: per fit, the epochs that make about 400 optimisation steps (embedders) or 300 "
-        "(classifiers)",
+        "steps); default: the embedders' own schedule, and per classifier fit the epochs that make about 300 "
+        "optimisation steps",
     )
     parser.add_argument(
         "--threads",

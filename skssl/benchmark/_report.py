@@ -348,6 +348,8 @@ def write_report(records, summary, path, info):
         def budget(params, steps):
             if "max_epochs" in params:
                 return f"max_epochs={params['max_epochs']!r}"
+            if steps is None:
+                return "the estimators' own schedule (about 3 000 optimisation steps, early stopping)"
             return f"max_epochs set per fit to about {steps} optimisation steps"
 
         emb, clf = info["embedder_params"], info.get("classifier_params") or {}
