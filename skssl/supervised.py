@@ -19,6 +19,7 @@ from scipy.special import softmax
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -111,8 +112,8 @@ def _embedding_path(module, n_features):
 
 
 @torch.no_grad()
-def _embedding_statistics(body, X, rows):
-    """Per-component mean and standard deviation of the embeddings of ``X[rows]`` (in eval mode)."""
+def _embeddings(body, X, rows):
+    """Embeddings of ``X[rows]`` (in eval mode), float64 on the CPU."""
     body.eval()
     device = next(body.parameters()).device
     embeddings = torch.cat(
@@ -121,7 +122,7 @@ def _embedding_statistics(body, X, rows):
             for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, indices=rows)
         ]
     )
-    return embeddings.mean(dim=0), embeddings.std(dim=0, correction=0)
+    return embeddings
 
 
 class _BaseFineTune(BaseTorchEstimator):
@@ -243,11 +244,17 @@ class _BaseFineTune(BaseTorchEstimator):
             body.requires_grad_(False)
         # Embeddings come at any scale (a VAE mean is near unit, a contrastive one need not be): standardised,
         # they give the head's learning rate the same meaning with every embedder.
-        scale = Standardize(*_embedding_statistics(body, X, rows))
+        embeddings = _embeddings(body, X, rows)
+        scale = Standardize(embeddings.mean(dim=0), embeddings.std(dim=0, correction=0))
         device = _data.resolve_device(self.device)
         with torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(head_seed)
             head = make_mlp(n_components, tuple(self.head_hidden_dims), self._n_outputs(), dropout=self.dropout)
+        if self.embedder_ is not None and not self.head_hidden_dims:
+            # Linear probe, then fine-tuning (LP-FT, Kumar et al. 2022): the head starts as the probe that fits
+            # the labeled rows, so the first gradient steps refine the pre-trained features instead of pushing
+            # them around to fit a random head.
+            self._init_linear_head(head[-1], scale(embeddings.float()).double().numpy(), encoded, head_seed)
         module = _FineTuneModule(body, scale, head, frozen)
 
         # The training loop sees all rows of X, but ``_split`` only ever hands it the labeled ones.
@@ -255,6 +262,9 @@ class _BaseFineTune(BaseTorchEstimator):
         self._fit_module(X, targets=self._full_targets(X.shape[0], rows, encoded), module=module)
         self.n_components_ = n_components
         return self
+
+    def _init_linear_head(self, layer, embeddings, encoded, seed):
+        """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""
 
     def _split(self, n_samples, rng):
         """Training and validation rows among the labeled rows; for classification, stratified by class.
@@ -412,7 +422,9 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     self-supervised objective (a clone of ``embedder``, stored as ``embedder_``); then a head on the embedding is
     trained with (class-weighted) cross-entropy on the labeled rows, together with the encoder
     (``finetune="full"``, at a smaller learning rate) or on a frozen encoder (``finetune="head"``). With a VAE the
-    posterior mean feeds the head.
+    posterior mean feeds the head. A linear head on a pre-trained encoder starts from the logistic-regression probe
+    of the labeled rows' standardised embeddings (linear probing, then fine-tuning: "LP-FT", Kumar et al., 2022),
+    so that training refines a good classifier instead of first fitting a random head through the encoder.
 
     With ``pretrain=False`` the same encoder and head are trained from random weights on the labeled rows only:
     the supervised baseline that the pre-trained model should beat.
@@ -569,6 +581,19 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         return F.cross_entropy(module(x), targets, weight=getattr(self, "_loss_weight", None))
+
+    def _init_linear_head(self, layer, embeddings, encoded, seed):
+        # The same probe as Pipeline([embedder, StandardScaler(), LogisticRegression()]).
+        weights = getattr(self, "_loss_weight", None)
+        class_weight = None if weights is None else dict(enumerate(weights.cpu().numpy().tolist()))
+        probe = LogisticRegression(class_weight=class_weight, max_iter=1000, random_state=seed)
+        probe.fit(embeddings, encoded)
+        coef, intercept = probe.coef_, probe.intercept_
+        if coef.shape[0] == 1:  # binary: one logit difference, split over the two outputs
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(coef, dtype=layer.weight.dtype))
+            layer.bias.copy_(torch.as_tensor(intercept, dtype=layer.bias.dtype))
 
     def predict_proba(self, X):
         """Class probabilities.

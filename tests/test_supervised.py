@@ -354,3 +354,29 @@ def test_invalid_input(cohort, fitted_embedder):
         SSLClassifier(head_hidden_dims=(8, 0)).fit(X, y)
     with pytest.raises(ValueError, match="finetune"):
         SSLClassifier(finetune="encoder").fit(X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embedder, n_classes):
+    # LP-FT: before any step the fine-tuning network is the probe Pipeline(embedder, StandardScaler, LogReg);
+    # a learning rate of ~0 keeps it there.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = cohort
+    keep = y < n_classes
+    X, y = X[keep], y[keep]
+    y_semi, labeled = hide_labels(y, 10)
+    model = SSLClassifier(
+        fitted_embedder, prefit=True, learning_rate=1e-12, max_epochs=1, random_state=0, device="cpu"
+    ).fit(X, y_semi)
+    Z = fitted_embedder.transform(X)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(Z[labeled], y[labeled])
+    np.testing.assert_allclose(model.predict_proba(X), probe.predict_proba(Z), atol=1e-3)
+    # The test can fail: a randomly initialised head predicts something else.
+    scratch = SSLClassifier(
+        MaskedAutoencoder(**SMALL_EMBEDDER), pretrain=False, learning_rate=1e-12, max_epochs=1, random_state=0,
+        device="cpu",
+    ).fit(X, y_semi)
+    assert np.abs(scratch.predict_proba(X) - probe.predict_proba(Z)).max() > 0.05
