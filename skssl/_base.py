@@ -10,6 +10,7 @@ import contextlib
 import copy
 import math
 import os
+import re
 import sys
 import time
 from numbers import Integral, Real
@@ -90,9 +91,29 @@ FITTED_ATTRIBUTES_DOC = """\
 """
 
 
-def fill_doc(cls):
-    """Class decorator: substitute the shared sections into ``%(training_parameters)s`` / ``%(fitted_attributes)s``."""
-    cls.__doc__ = cls.__doc__.replace("    %(training_parameters)s\n", TRAINING_PARAMETERS_DOC).replace(
+def _doc_entries(section):
+    """Split a numpydoc section into ``{name: entry text}`` (an entry: its ``name : type`` line and description)."""
+    entries = {}
+    for entry in re.split(r"(?m)^(?=    \S)", section):
+        if entry.strip():
+            entries[entry.split(" : ")[0].strip()] = entry
+    return entries
+
+
+def fill_doc(cls=None, **overrides):
+    """Class decorator: substitute the shared sections into ``%(training_parameters)s`` / ``%(fitted_attributes)s``.
+
+    ``overrides`` replace the shared description of the named parameters, e.g.
+    ``@fill_doc(dropout="    dropout : float, default=0.1\n        Dropout of the encoder.\n")``.
+    """
+    if cls is None:
+        return lambda cls: fill_doc(cls, **overrides)
+    entries = _doc_entries(TRAINING_PARAMETERS_DOC)
+    unknown = set(overrides) - set(entries)
+    if unknown:
+        raise ValueError(f"fill_doc overrides unknown parameters: {sorted(unknown)}")
+    training = "".join({**entries, **overrides}.values())
+    cls.__doc__ = cls.__doc__.replace("    %(training_parameters)s\n", training).replace(
         "    %(fitted_attributes)s\n", FITTED_ATTRIBUTES_DOC
     )
     return cls

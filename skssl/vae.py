@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from . import _data
-from ._base import BaseSSLEstimator, _cuda_indices
+from ._base import BaseSSLEstimator, _cuda_indices, fill_doc
 from ._losses import gaussian_kl, gaussian_log_likelihood, nb_log_likelihood
 from ._nn import LogNormalize, Standardize, make_mlp
 from .multiview import resolve_views, scan_views
@@ -233,6 +233,29 @@ class _MultiViewVAEModule(nn.Module):
         return out
 
 
+_VAE_PARAMETER_DOCS = {
+    "hidden_dims": """\
+    hidden_dims : "auto" or tuple of int, default="auto"
+        Widths of the encoder's hidden layers (the decoder mirrors them); "auto" uses two layers of 256 (under
+        1 000 features) or 512.
+""",
+    "dropout": """\
+    dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer of the encoder.
+""",
+    "standardize": """\
+    standardize : bool, default=True
+        Centre and scale each feature with statistics of the ``fit`` data (Gaussian likelihood only; ignored for
+        ``likelihood="nb"``, whose encoder normalises by library size instead).
+""",
+    "random_state": """\
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, batch order, weights and latent samples: same seed, same embedding on CPU.
+""",
+}
+
+
+@fill_doc(**_VAE_PARAMETER_DOCS)
 class VAEEmbedder(BaseSSLEstimator):
     """Variational autoencoder embedding of expression profiles.
 
@@ -272,41 +295,7 @@ class VAEEmbedder(BaseSSLEstimator):
         samples that have the view.
     beta : float >= 0, default=1.0
         Weight of the KL term in the ELBO (1 is the standard VAE).
-    hidden_dims : "auto" or tuple of int, default="auto"
-        Widths of the encoder's hidden layers (the decoder mirrors them); "auto" uses two layers of 256 (under
-        1 000 features) or 512.
-    dropout : float in [0, 1), default=0.1
-        Dropout after each hidden layer of the encoder.
-    batch_size : "auto" or int, default="auto"
-        Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
-    max_epochs : "auto" or int, default="auto"
-        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
-    learning_rate : float, default=1e-3
-        AdamW learning rate. Lower it if training diverges.
-    weight_decay : float, default=1e-5
-        AdamW weight decay.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop when their loss stops improving and keep the weights of
-        the best epoch. Ignored when the held-out part would have fewer than 2 rows.
-    validation_fraction : float in (0, 1), default=0.1
-        Fraction of rows held out for early stopping.
-    n_iter_no_change : "auto" or int, default="auto"
-        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
-        epochs.
-    tol : float, default=1e-4
-        Relative improvement of the validation loss that counts as an improvement.
-    standardize : bool, default=True
-        Centre and scale each feature with statistics of the ``fit`` data (Gaussian likelihood only; ignored for
-        ``likelihood="nb"``, whose encoder normalises by library size instead).
-    device : str, default="auto"
-        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
-    precision : {"float32", "bf16"}, default="float32"
-        "bf16" runs the forward and backward passes under bfloat16 autocast (fast on recent GPUs; losses and
-        optimiser state stay in float32).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the split, batch order, weights and latent samples: same seed, same embedding on CPU.
-    verbose : int, default=0
-        Print the losses of every epoch to stderr.
+    %(training_parameters)s
 
     Attributes
     ----------

@@ -360,3 +360,22 @@ def test_vae_samples(data):
     ratio = np.median(simulated.sum(axis=1)) / np.median(counts.sum(axis=1))
     assert 0.5 < ratio < 2.0
     assert nb.inverse_transform(nb.transform(counts)).sum(axis=1) == pytest.approx(nb.library_size_, rel=1e-3)
+
+
+def test_shared_parameter_docs_and_overrides():
+    from skssl._base import fill_doc
+
+    for cls in (ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder):
+        assert "%(" not in cls.__doc__ and "n_iter_no_change : " in cls.__doc__
+    # The VAE's own wording replaces the shared one, in place.
+    assert "Dropout after each hidden layer of the encoder." in VAEEmbedder.__doc__
+    assert VAEEmbedder.__doc__.count("    dropout : ") == 1
+
+    class Documented:
+        """Doc.
+
+        %(training_parameters)s
+        """
+
+    with pytest.raises(ValueError, match="unknown parameters"):
+        fill_doc(Documented, not_a_parameter="    not_a_parameter : int\n")
