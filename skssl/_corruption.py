@@ -6,8 +6,9 @@ keeping the whole training matrix at hand. Every function works on the batch's o
 over rows.
 
 Random numbers dominate the cost of a corruption on a CPU (torch draws one Mersenne-Twister number per element), so
-the functions below draw 64-bit words in bulk and reinterpret them as 16-bit integers: four uniform draws per
-generator call.
+the functions below draw few of them: per-entry Bernoulli masks take 64-bit words in bulk, reinterpreted as four
+16-bit draws each; the SCARF mask needs one ordering per 16 rows and one offset per row; the marginal draws need one
+shift per feature.
 """
 
 from __future__ import annotations
