@@ -33,7 +33,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
 from skssl.benchmark._datasets import load_benchmark_data
-from skssl.benchmark._protocol import encode_labels, labeled_subsets, train_test_indices
+from skssl.benchmark import labeled_subsets, train_test_indices
+from skssl.benchmark._protocol import encode_labels
 from skssl.preprocessing import HighlyVariableGenes
 
 DATASETS = {
