@@ -84,6 +84,12 @@ FITTED_ATTRIBUTES_DOC = """\
         Hidden layer widths used.
     n_components_ : int
         Dimension of the embedding.
+    embedding_mean_ : ndarray of shape (n_components_,), dtype float32
+        Mean of each component of the encoder output on the ``fit`` data (on the last chunk after
+        ``partial_fit``); ``transform`` subtracts it.
+    embedding_scale_ : ndarray of shape (n_components_,), dtype float32
+        Standard deviation of each component of the encoder output on the same data (1 for a component with no
+        spread); ``transform`` divides by it.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -378,19 +384,24 @@ class BaseTorchEstimator(BaseEstimator):
     def _module_device(self):
         return next(self.module_.parameters()).device
 
-    @torch.inference_mode()
-    def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
-        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array.
+    def _mapped_batches(self, X, fn, batch_size=None, allow_nan=False):
+        """Yield ``(rows, fn(batch))`` over ``X`` in batches, ``fn`` (a module-space tensor function) as float32 numpy.
 
         ``allow_nan`` lets NaN in out-of-core input through to ``fn`` (missing views); infinities are rejected.
         """
         device = self._module_device()
         batch_size = batch_size or max(self.batch_size_, 1024)
-        out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
         self.module_.eval()
         check_finite = _data.is_out_of_core(X)
         for rows, block in _data.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
-            out[rows] = fn(_data.to_device(block, device)).float().cpu().numpy()
+            with torch.inference_mode():
+                yield rows, fn(_data.to_device(block, device)).float().cpu().numpy()
+
+    def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
+        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""
+        out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
+        for rows, values in self._mapped_batches(X, fn, batch_size, allow_nan):
+            out[rows] = values
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -432,6 +443,9 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
     def fit(self, X, y=None):
         """Learn the representation from ``X`` without labels.
 
+        After training, one more pass over ``X`` takes the mean and standard deviation of each component of the
+        embedding (``embedding_mean_``, ``embedding_scale_``), with which ``transform`` standardises its output.
+
         Parameters
         ----------
         X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
@@ -449,6 +463,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required.")
         self._fit_module(X)
         self.n_components_ = self.n_components
+        self._fit_embedding_statistics(X)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -459,7 +474,8 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         optimisation steps over ``X`` with the optimiser state kept between calls. The first call builds the
         network and takes the standardisation statistics from its chunk, so make the first chunk representative
         (a random sample of the cohort). No validation split and no early stopping: the caller decides how many
-        passes to make.
+        passes to make. Since the network changes with every call, each call recomputes ``embedding_mean_`` and
+        ``embedding_scale_`` (which standardise the output of ``transform``) from its own chunk ``X``.
 
         Parameters
         ----------
@@ -502,6 +518,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         self.history_["train_loss"].append(loss)
         self.n_iter_ += 1
         self.best_epoch_ = self.n_iter_
+        self._fit_embedding_statistics(X)
         return self
 
     def transform(self, X):
@@ -515,11 +532,46 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
-            The embedding.
+            The embedding, standardised: each component centred and scaled with its mean and standard deviation
+            on the ``fit`` data (``embedding_mean_``, ``embedding_scale_``), so it has mean 0 and variance 1
+            there and a downstream linear model sees unit-scale features.
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
-        return self._map_batches(X, self.module_.embed, self.n_components_)
+        return self._standardized_embedding(X)
+
+    # ------------------------------------------------------------------ unit-scale embedding
+    def _embedding_allows_nan(self):
+        """Whether NaN in the input may reach ``module_.embed`` (the VAE's missing views)."""
+        return False
+
+    def _fit_embedding_statistics(self, X):
+        """Set ``embedding_mean_`` and ``embedding_scale_`` from the encoder output on (validated) ``X``.
+
+        Streams ``X`` in batches and merges per-batch moments (Chan et al.), so memory-mapped and sparse input
+        is never loaded whole and no (n_samples, n_components) array is held.
+        """
+        count, mean, m2 = 0, np.zeros(self.n_components_), np.zeros(self.n_components_)
+        for _, z in self._mapped_batches(X, self.module_.embed, allow_nan=self._embedding_allows_nan()):
+            z = z.astype(np.float64)
+            n, batch_mean = len(z), z.mean(axis=0)
+            delta, total = batch_mean - mean, count + n
+            mean += delta * (n / total)
+            m2 += ((z - batch_mean) ** 2).sum(axis=0) + delta**2 * (count * n / total)
+            count = total
+        scale = np.sqrt(m2 / count)
+        # A float32 component resolves about eps * |mean|: a smaller spread is rounding, not signal, and
+        # dividing by it would blow rounding up (or divide by zero); such a component is only centred.
+        scale[scale <= 10 * np.finfo(np.float32).eps * np.abs(mean)] = 1.0
+        self.embedding_mean_ = mean.astype(np.float32)
+        self.embedding_scale_ = scale.astype(np.float32)
+
+    def _standardized_embedding(self, X):
+        """The encoder output on validated ``X``, standardised with the fit-data statistics."""
+        Z = self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._embedding_allows_nan())
+        Z -= self.embedding_mean_
+        Z /= self.embedding_scale_
+        return Z
 
     @property
     def _n_features_out(self):

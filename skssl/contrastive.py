@@ -48,7 +48,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     other profiles of the batch (NT-Xent loss). With ``objective="byol"`` (Grill et al., 2020) two corrupted views
     are matched through an online predictor and a slowly updated (EMA) target network, without negatives.
 
-    ``transform`` returns the encoder output (the projection head is only used for training).
+    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on
+    the fit data (the projection head is only used for training).
 
     Parameters
     ----------

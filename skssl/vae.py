@@ -265,8 +265,9 @@ class VAEEmbedder(BaseSSLEstimator):
     negative binomial as in scVI: the encoder sees ``log1p``-normalised counts, the decoder outputs gene
     proportions scaled by each sample's observed library size, with one dispersion per gene.
 
-    ``transform`` returns the posterior mean, ``score`` the mean evidence lower bound (ELBO) per sample,
-    ``inverse_transform`` the decoded mean and ``sample`` draws new profiles.
+    ``transform`` returns the posterior mean (standardised with its per-component mean and standard deviation on
+    the fit data), ``score`` the mean evidence lower bound (ELBO) per sample, ``inverse_transform`` the decoded
+    mean of such standardised factors and ``sample`` draws new profiles.
 
     **Several omics at once** (``views``): the columns are split into named views (RNA-seq, miRNA, protein, copy
     number, mutations...), each with its own encoder, decoder and likelihood (``"gaussian"``, ``"nb"``, or
@@ -315,6 +316,12 @@ class VAEEmbedder(BaseSSLEstimator):
         Hidden layer widths used.
     n_components_ : int
         Number of latent factors.
+    embedding_mean_ : ndarray of shape (n_components_,), dtype float32
+        Mean of each component of the posterior mean on the ``fit`` data (on the last chunk after
+        ``partial_fit``); ``transform`` subtracts it and ``inverse_transform`` adds it back.
+    embedding_scale_ : ndarray of shape (n_components_,), dtype float32
+        Standard deviation of each component of the posterior mean on the same data (1 for a component with no
+        spread); ``transform`` divides by it and ``inverse_transform`` multiplies by it.
     library_size_ : float
         Median total count per sample of the fit data (``likelihood="nb"``, without ``views``): the library size at
         which ``inverse_transform`` decodes.
@@ -504,8 +511,11 @@ class VAEEmbedder(BaseSSLEstimator):
             _check_counts_minimum(X.data.min() if hasattr(X, "data") and hasattr(X, "indptr") and X.nnz else X.min())
         return X
 
+    def _embedding_allows_nan(self):
+        return self._multiview(reset=False)
+
     def transform(self, X):
-        """Posterior mean of the latent factors.
+        """Posterior mean of the latent factors, standardised.
 
         Parameters
         ----------
@@ -515,9 +525,12 @@ class VAEEmbedder(BaseSSLEstimator):
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
+            The posterior mean with each component centred and scaled by its mean and standard deviation on the
+            ``fit`` data (``embedding_mean_``, ``embedding_scale_``): mean 0 and variance 1 there, so a
+            downstream linear model sees unit-scale features. ``inverse_transform`` undoes the scaling.
         """
         X = self._validate_for_inference(X)
-        return self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._multiview(reset=False))
+        return self._standardized_embedding(X)
 
     def score_samples(self, X):
         """Evidence lower bound (ELBO) of each sample: a lower bound of its log likelihood.
@@ -583,7 +596,8 @@ class VAEEmbedder(BaseSSLEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_components)
-            Latent factors, e.g. the output of ``transform``.
+            Latent factors on the scale of the output of ``transform`` (standardised with ``embedding_mean_`` and
+            ``embedding_scale_``, which are undone before decoding), e.g. the output of ``transform``.
 
         Returns
         -------
@@ -599,6 +613,8 @@ class VAEEmbedder(BaseSSLEstimator):
                 f"X has {Z.shape[1]} latent dimensions, but {type(self).__name__} has n_components="
                 f"{self.n_components_}."
             )
+        # Back to the posterior's own latent space, where the decoder works.
+        Z = Z * self.embedding_scale_ + self.embedding_mean_
         return self._map_batches(Z, self._decode, self.n_features_in_)
 
     def _decode(self, z, library=None):

@@ -2,6 +2,7 @@
 
 import pickle
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -9,11 +10,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, make_expression
 
 from _synthetic import low_rank_classes
 
@@ -71,6 +75,94 @@ def test_trained_encoder_beats_untrained_encoder(embedder):
     trained_acc = probe_accuracy(trained, X_train, y_train, X_test, y_test)
     untrained_acc = probe_accuracy(untrained, X_train, y_train, X_test, y_test)
     assert trained_acc > untrained_acc + 0.05, (trained_acc, untrained_acc)
+
+
+# ----------------------------------------------------------------------------- unit-scale embedding
+
+
+@pytest.mark.parametrize("embedder", [*GAUSSIAN_EMBEDDERS, VAEEmbedder(likelihood="nb", **FAST)], ids=IDS + ["vae-nb"])
+def test_transform_of_the_fit_data_is_standardised(embedder, data):
+    X, _ = data
+    if getattr(embedder, "likelihood", None) == "nb":
+        X = counts_from(X)
+    fitted = clone(embedder).fit(X)
+    Z = fitted.transform(X)
+    np.testing.assert_allclose(Z.mean(axis=0, dtype=np.float64), 0.0, atol=1e-5)
+    np.testing.assert_allclose(Z.std(axis=0, dtype=np.float64), 1.0, atol=1e-4)
+    for name in ("embedding_mean_", "embedding_scale_"):
+        value = getattr(fitted, name)
+        assert value.dtype == np.float32 and value.shape == (fitted.n_components_,)
+    assert (fitted.embedding_scale_ > 0).all()
+    # The statistics are those of the fit data, fixed: a subset is not re-standardised.
+    np.testing.assert_allclose(fitted.transform(X[:10]), Z[:10], rtol=1e-5, atol=1e-5)
+    assert np.abs(fitted.transform(X[:10]).mean(axis=0)).max() > 1e-3
+
+
+def test_partial_fit_standardises_with_the_statistics_of_its_chunk(data):
+    X, _ = data
+    model = MaskedAutoencoder(**FAST)
+    for chunk in (X[:60], X[60:]):
+        model.partial_fit(chunk)
+        Z = model.transform(chunk)
+        np.testing.assert_allclose(Z.mean(axis=0, dtype=np.float64), 0.0, atol=1e-5)
+        np.testing.assert_allclose(Z.std(axis=0, dtype=np.float64), 1.0, atol=1e-4)
+
+
+def test_a_component_without_spread_is_centred_not_divided_by_zero(data):
+    X, _ = data
+    identical = np.tile(X[:1], (20, 1))  # every sample alike: every component of the embedding is constant
+    fitted = MaskedAutoencoder(**FAST).fit(identical)
+    np.testing.assert_array_equal(fitted.embedding_scale_, 1.0)
+    Z = fitted.transform(identical)
+    assert np.isfinite(Z).all()
+    np.testing.assert_allclose(Z, 0.0, atol=1e-5)
+    assert np.isfinite(fitted.transform(X)).all()
+
+
+def _literal_and_scaled_pipelines(embedder, X, y):
+    """Fit ``ssl -> LogisticRegression()`` with ConvergenceWarning as an error; test accuracy with and without a
+    StandardScaler between the (same fitted) embedder and the classifier."""
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        literal = Pipeline([("ssl", embedder), ("clf", LogisticRegression())]).fit(X_train, y_train)
+        scaled = make_pipeline(FrozenEstimator(literal.named_steps["ssl"]), StandardScaler(), LogisticRegression())
+        scaled.fit(X_train, y_train)
+    predictions = literal.predict(X_test), scaled.predict(X_test)
+    agreement = np.mean(predictions[0] == predictions[1])
+    return np.mean(predictions[0] == y_test), np.mean(predictions[1] == y_test), agreement
+
+
+PIPELINE_EMBEDDERS = [ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder]
+
+
+@pytest.mark.parametrize("cls", PIPELINE_EMBEDDERS, ids=["scarf", "vime", "vae"])
+def test_literal_pipeline_converges_with_logistic_regression_defaults(cls):
+    # Before transform was standardised this failed for all three: a ConvergenceWarning (max_iter=100) with
+    # MaskedAutoencoder, predictions unlike those of the pipeline with a StandardScaler with the other two.
+    X, y = make_expression(n_samples=300, n_genes=1000, random_state=0)
+    embedder = cls(hidden_dims=(64,), max_epochs=20, device="cpu", random_state=0)
+    literal_acc, scaled_acc, agreement = _literal_and_scaled_pipelines(embedder, X, y)
+    assert literal_acc >= scaled_acc - 0.02 and agreement >= 0.95, (literal_acc, scaled_acc, agreement)
+    assert literal_acc > 0.4  # above chance (3 classes)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("cls", PIPELINE_EMBEDDERS, ids=["scarf", "vime", "vae"])
+def test_literal_pipeline_on_tcga_acc(cls, shared_data_dir):
+    from skssl.io import read_table
+
+    name = "tcga_acc.RNASeq2GeneNorm"
+    data = read_table(
+        shared_data_dir / f"{name}.expression.csv.gz", sample_table=shared_data_dir / f"{name}.samples.csv"
+    )
+    labels = data.metadata["C1A.C1B"]
+    labelled = np.array([label is not None for label in labels])
+    X, y = np.log1p(data.X[labelled]), np.asarray(labels[labelled]).astype(str)
+    embedder = cls(n_components=16, hidden_dims=(64,), max_epochs=20, device="cpu", random_state=0)
+    literal_acc, scaled_acc, agreement = _literal_and_scaled_pipelines(embedder, X, y)
+    assert literal_acc >= scaled_acc - 0.05 and agreement >= 0.9, (literal_acc, scaled_acc, agreement)
+    assert literal_acc > 0.7  # C1A vs C1B is well separated in expression
 
 
 # ----------------------------------------------------------------------------- scikit-learn integration
@@ -344,6 +436,18 @@ def test_vae_score_is_in_data_units(data):
     a = VAEEmbedder(**FAST).fit(X).score(X)
     b = VAEEmbedder(**FAST).fit(X * 10).score(X * 10)
     assert b == pytest.approx(a - X.shape[1] * np.log(10), rel=1e-3)
+
+
+def test_vae_inverse_transform_undoes_the_standardisation(data):
+    X, _ = data
+    vae = VAEEmbedder(**FAST).fit(X)
+    with torch.no_grad():
+        module = vae.module_
+        posterior_mean = module.embed(torch.from_numpy(X))
+        expected = module.preprocess.inverse(module.decode_mean(posterior_mean)).numpy()
+    # transform standardised the posterior mean; decoding it gives the decoder mean of the posterior mean itself.
+    assert not np.allclose(vae.transform(X), posterior_mean.numpy(), atol=1e-2)
+    np.testing.assert_allclose(vae.inverse_transform(vae.transform(X)), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_vae_samples(data):

@@ -75,7 +75,13 @@ def test_embedding_is_the_product_of_the_present_experts_and_the_prior(X, fitted
             mean, log_var = view.encode(torch.from_numpy(row[:, view.index.numpy()]))
             precision += torch.exp(-log_var)
             weighted += torch.exp(-log_var) * mean
-    np.testing.assert_allclose(fitted.transform(row), (weighted / precision).numpy(), rtol=1e-5, atol=1e-6)
+    posterior_mean = (weighted / precision).numpy()
+    with torch.no_grad():
+        embedded = fitted.module_.embed(torch.from_numpy(row)).numpy()
+    np.testing.assert_allclose(embedded, posterior_mean, rtol=1e-5, atol=1e-6)
+    # transform standardises that posterior mean with the statistics of the fit data.
+    expected = (posterior_mean - fitted.embedding_mean_) / fitted.embedding_scale_
+    np.testing.assert_allclose(fitted.transform(row), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_loss_ignores_declared_missing_blocks(X, fitted):

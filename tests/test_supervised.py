@@ -148,7 +148,10 @@ def test_head_finetune_leaves_encoder_unchanged(cohort):
     pretrained = head.embedder_.module_.state_dict()
     encoder = head.module_.body.state_dict()
     assert encoder and all(torch.equal(value, pretrained[name]) for name, value in encoder.items())
-    np.testing.assert_array_equal(head.embedder_.transform(X), head.module_.embed(torch.from_numpy(X)).detach().numpy())
+    # The fine-tuned body embeds as the embedder does (whose transform also standardises with fit statistics).
+    raw = head.module_.embed(torch.from_numpy(X)).detach().numpy()
+    standardized = (raw - head.embedder_.embedding_mean_) / head.embedder_.embedding_scale_
+    np.testing.assert_array_equal(head.embedder_.transform(X), standardized)
     # The test can fail: full fine-tuning does move the encoder.
     full = SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER), finetune="full", random_state=0, **SMALL_FIT)
     full.fit(X, y_semi)
@@ -227,10 +230,10 @@ def test_every_embedder(cohort, embedder, counts):
     proba = clf.predict_proba(X)
     assert proba.shape == (len(X), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    # The head reads the embedder's embedding (the posterior mean for a VAE)...
-    np.testing.assert_allclose(
-        clf.module_.embed(torch.from_numpy(X)).detach().numpy(), clf.embedder_.transform(X), rtol=1e-5, atol=1e-6
-    )
+    # The head reads the embedder's embedding (the posterior mean for a VAE), which transform standardises...
+    raw = clf.module_.embed(torch.from_numpy(X)).detach().numpy()
+    standardized = (raw - clf.embedder_.embedding_mean_) / clf.embedder_.embedding_scale_
+    np.testing.assert_allclose(standardized, clf.embedder_.transform(X), rtol=1e-5, atol=1e-6)
     # ...and the fine-tuned network keeps only the part of the embedder's module that computes it.
     n_body = sum(p.numel() for p in clf.module_.body.parameters())
     assert n_body < sum(p.numel() for p in clf.embedder_.module_.parameters())
