@@ -27,7 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch import nn
 
-from . import _data
+from . import _data, _ensemble
 from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices, make_adamw
 from ._nn import Standardize, make_mlp
 from .masked import MaskedAutoencoder
@@ -130,6 +130,8 @@ class _BaseFineTune(BaseTorchEstimator):
 
     _parameter_constraints: dict = {
         "embedder": [BaseSSLEstimator, FrozenEstimator, None],
+        "strategy": [StrOptions({"ensemble", "finetune"})],
+        "members": [tuple, list, None],
         "pretrain": ["boolean"],
         "prefit": ["boolean"],
         "finetune": [StrOptions({"full", "head"})],
@@ -222,7 +224,58 @@ class _BaseFineTune(BaseTorchEstimator):
         if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
             raise ValueError("The feature names of X differ from those the prefit embedder was fitted on.")
 
+    def _resolved_members(self):
+        if self.members is None:
+            # The embedding joins when the user asks for an embedder; without one, the members the
+            # leave-one-dataset-out selection kept (docs/benchmarks.md) need no pre-training at all.
+            return _ensemble.DEFAULT_MEMBERS + (() if self.embedder is None else ("embedding",))
+        members = tuple(self.members)
+        unknown = [m for m in members if m not in _ensemble.MEMBERS]
+        if not members or unknown or len(set(members)) != len(members):
+            raise ValueError(
+                f"members must be a non-empty sequence of distinct names among {_ensemble.MEMBERS} (or None for the "
+                f"default); got {self.members!r}."
+            )
+        return members
+
+    def _fit_ensemble(self, X, rows, encoded):
+        members = self._resolved_members()
+        rng = check_random_state(self.random_state)
+        embedder_seed, seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        self.embedder_, embedding = None, None
+        if "embedding" in members:
+            if not self.pretrain:
+                raise ValueError(
+                    "pretrain=False (the from-scratch network) belongs to strategy='finetune'; the 'embedding' member "
+                    "of strategy='ensemble' needs a pre-trained embedder. Use strategy='finetune', or drop "
+                    "'embedding' from members."
+                )
+            if self._uses_prefit():
+                self._check_prefit_embedder(self._resolved_embedder(), X)
+                self.embedder_ = copy.deepcopy(self._resolved_embedder())
+            else:
+                # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
+                self.embedder_ = self._configured_embedder(embedder_seed).fit(X)
+            embedding = self.embedder_.transform(X)
+        task = "classification" if isinstance(self, ClassifierMixin) else "regression"
+        n_classes = len(self.classes_) if task == "classification" else None
+        target = self._full_targets(X.shape[0], rows, encoded)
+        self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed)
+        self.ensemble_.fit(_ensemble.dense_rows(X), rows, target, embedding)
+        self.members_ = members
+        self.weights_ = dict(self.ensemble_.weights_)
+        return self
+
+    def _ensemble_outputs(self, X):
+        """Weighted member average: class probabilities, or standardised predictions."""
+        check_is_fitted(self)
+        X = _data.validate_X(self, X, reset=False)
+        embedding = self.embedder_.transform(X) if "embedding" in self.members_ else None
+        return self.ensemble_.predict(_ensemble.dense_rows(X), embedding)
+
     def _fit_labeled(self, X, rows, encoded, strata):
+        if self.strategy == "ensemble":
+            return self._fit_ensemble(X, rows, encoded)
         rng = check_random_state(self.random_state)
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
         if self._uses_prefit() and self.pretrain:
@@ -487,6 +540,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         self,
         embedder=None,
         *,
+        strategy="ensemble",
+        members=None,
         pretrain=True,
         prefit=False,
         finetune="full",
@@ -507,6 +562,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         verbose=0,
     ):
         self.embedder = embedder
+        self.strategy = strategy
+        self.members = members
         self.pretrain = pretrain
         self.prefit = prefit
         self.finetune = finetune
@@ -608,6 +665,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         proba : ndarray of shape (n_samples, n_classes)
             Probability of each class, in the order of ``classes_``.
         """
+        if self.strategy == "ensemble":
+            return self._ensemble_outputs(X)
         return softmax(self._outputs(X), axis=1)
 
     def predict_log_proba(self, X):
@@ -621,6 +680,9 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
+        if self.strategy == "ensemble":
+            with np.errstate(divide="ignore"):
+                return np.log(self._ensemble_outputs(X))
         logits = self._outputs(X)
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
@@ -636,6 +698,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
+        if self.strategy == "ensemble":
+            return self.classes_[np.argmax(self._ensemble_outputs(X), axis=1)]
         logits = self._outputs(X)
         return self.classes_[np.argmax(logits, axis=1)]
 
@@ -684,6 +748,8 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         self,
         embedder=None,
         *,
+        strategy="ensemble",
+        members=None,
         pretrain=True,
         prefit=False,
         finetune="full",
@@ -703,6 +769,8 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         verbose=0,
     ):
         self.embedder = embedder
+        self.strategy = strategy
+        self.members = members
         self.pretrain = pretrain
         self.prefit = prefit
         self.finetune = finetune
@@ -780,4 +848,5 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         y_pred : ndarray of shape (n_samples,)
             In the unit of ``y``.
         """
-        return self._outputs(X)[:, 0] * self._y_scale + self._y_mean
+        outputs = self._ensemble_outputs(X) if self.strategy == "ensemble" else self._outputs(X)[:, 0]
+        return outputs * self._y_scale + self._y_mean
