@@ -154,8 +154,8 @@ class GeneViews:
 class LinearMember:
     """Logistic regression (classification) or ridge regression on one view, standardised on all rows."""
 
-    def __init__(self, task, n_classes, seed):
-        self.task, self.n_classes, self.seed = task, n_classes, seed
+    def __init__(self, task, n_classes, seed, class_weight=None):
+        self.task, self.n_classes, self.seed, self.class_weight = task, n_classes, seed, class_weight
 
     def prepare(self, features):
         """Standardise the view with statistics of all fit rows; return the fit rows' features."""
@@ -171,7 +171,8 @@ class LinearMember:
         if self.task == "classification":
             self.model_ = None
             if len(np.unique(target[rows])) >= 2:
-                self.model_ = LogisticRegression(max_iter=LINEAR_MAX_ITER, random_state=self.seed)
+                weights = None if self.class_weight is None else dict(enumerate(self.class_weight))
+                self.model_ = LogisticRegression(max_iter=LINEAR_MAX_ITER, class_weight=weights, random_state=self.seed)
                 self.model_.fit(features[rows], target[rows])
             else:  # a fold with one class only: that class, for certain
                 self.only_ = int(target[rows][0])
@@ -194,8 +195,8 @@ class GraphMember:
     """Label spreading over the k-nearest-neighbour graph of all fit rows; a new row takes the mean of its
     neighbours' spread scores."""
 
-    def __init__(self, task, n_classes, seed):
-        self.task, self.n_classes, self.seed = task, n_classes, seed
+    def __init__(self, task, n_classes, seed, class_weight=None):
+        self.task, self.n_classes, self.seed, self.class_weight = task, n_classes, seed, class_weight
 
     def prepare(self, points):
         self.points_ = points
@@ -213,6 +214,8 @@ class GraphMember:
             seeds[rows, target[rows]] = 1.0
             # Each class brings the same total mass, so a frequent class does not flood the graph.
             seeds[rows] /= np.bincount(target[rows], minlength=self.n_classes)[target[rows]][:, None]
+            if self.class_weight is not None:
+                seeds *= self.class_weight
             scores = np.maximum(spread(self.affinity_, seeds), 0.0)
             mass = scores.sum(axis=1, keepdims=True)
             # A row the labels never reach (another connected component) gets the labeled rows' class shares.
@@ -249,10 +252,13 @@ class SemiSupervisedEnsemble:
         Names from :data:`MEMBERS`.
     n_classes : int or None
     seed : int
+    class_weight : ndarray of shape (n_classes,) or None
+        Weight of each (encoded) class in the linear members' losses and the graph's label mass.
     """
 
-    def __init__(self, task, members, n_classes, seed):
+    def __init__(self, task, members, n_classes, seed, class_weight=None):
         self.task, self.members, self.n_classes, self.seed = task, tuple(members), n_classes, seed
+        self.class_weight = class_weight
 
     def _views(self, X_dense, embedding):
         Z = self.genes_.standardised(X_dense)
@@ -274,7 +280,7 @@ class SemiSupervisedEnsemble:
         make = {"graph": GraphMember}
         self.members_, features = {}, {}
         for name in self.members:
-            member = make.get(name, LinearMember)(self.task, self.n_classes, self.seed)
+            member = make.get(name, LinearMember)(self.task, self.n_classes, self.seed, self.class_weight)
             features[name] = member.prepare(views[name])
             self.members_[name] = member
         self.weights_ = self._weights(features, rows, target)

@@ -260,7 +260,9 @@ class _BaseFineTune(BaseTorchEstimator):
         task = "classification" if isinstance(self, ClassifierMixin) else "regression"
         n_classes = len(self.classes_) if task == "classification" else None
         target = self._full_targets(X.shape[0], rows, encoded)
-        self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed)
+        weights = getattr(self, "_loss_weight", None)
+        class_weight = None if weights is None else weights.cpu().numpy().astype(np.float64)
+        self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed, class_weight)
         self.ensemble_.fit(_ensemble.dense_rows(X), rows, target, embedding)
         self.members_ = members
         self.weights_ = dict(self.ensemble_.weights_)
@@ -699,7 +701,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
             Labels from ``classes_``.
         """
         if self.strategy == "ensemble":
-            return self.classes_[np.argmax(self._ensemble_outputs(X), axis=1)]
+            proba = self._ensemble_outputs(X)
+            return self.classes_[np.argmax(proba, axis=1)]
         logits = self._outputs(X)
         return self.classes_[np.argmax(logits, axis=1)]
 

@@ -16,10 +16,14 @@ TINY = dict(
 
 # Full-batch steps at a high learning rate: few steps (the checks fit dozens of times), yet enough to pass the
 # score thresholds of the checks' toy problems (blobs; a one-feature linear regression, which needs gentler steps).
-FAST = dict(batch_size=512, encoder_lr_ratio=1.0, random_state=0, device="cpu")
+FAST = dict(strategy="finetune", batch_size=512, encoder_lr_ratio=1.0, random_state=0, device="cpu")
 CHECKED = [
     SSLClassifier(MaskedAutoencoder(**TINY), max_epochs=8, learning_rate=0.1, **FAST),
     SSLRegressor(MaskedAutoencoder(**TINY), max_epochs=20, learning_rate=3e-2, **FAST),
+    # The default strategy: the semi-supervised ensemble, without and with the embedding member.
+    SSLClassifier(random_state=0),
+    SSLRegressor(random_state=0),
+    SSLClassifier(MaskedAutoencoder(**TINY), random_state=0),
 ]
 
 # Checks that cannot pass, with the reason.
@@ -65,7 +69,7 @@ def hide_labels(y, n_per_class, seed=0, marker=-1):
 
 
 SMALL_EMBEDDER = dict(n_components=4, hidden_dims=(16,), max_epochs=3, batch_size=64, device="cpu")
-SMALL_FIT = dict(max_epochs=15, learning_rate=1e-2, device="cpu")
+SMALL_FIT = dict(strategy="finetune", max_epochs=15, learning_rate=1e-2, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +263,7 @@ def test_pretrained_beats_scratch_with_5_percent_labels():
             random_state=seed,
             device="cpu",
         ).fit(X_train)
-        fit = dict(max_epochs=100, learning_rate=1e-2, random_state=seed, device="cpu")
+        fit = dict(strategy="finetune", max_epochs=100, learning_rate=1e-2, random_state=seed, device="cpu")
         models = {
             "finetune_full": SSLClassifier(embedder, prefit=True, **fit),
             "finetune_head": SSLClassifier(embedder, prefit=True, finetune="head", **fit),
@@ -278,7 +282,8 @@ def test_regressor_predicts_in_target_units():
     y = age.copy()
     y[100:] = np.nan  # a third of the samples have a known age
     embedder = MaskedAutoencoder(n_components=8, hidden_dims=(32,), max_epochs=20, batch_size=64, device="cpu")
-    reg = SSLRegressor(embedder, random_state=0, max_epochs=100, learning_rate=1e-2, device="cpu").fit(X, y)
+    reg = SSLRegressor(embedder, strategy="finetune", random_state=0, max_epochs=100, learning_rate=1e-2, device="cpu")
+    reg = reg.fit(X, y)
     assert not hasattr(reg, "classes_")
     assert reg.score(X[100:], age[100:]) > 0.5
     assert abs(reg.predict(X[100:]).mean() - age[100:].mean()) < 4.0
@@ -372,14 +377,15 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
     X, y = X[keep], y[keep]
     y_semi, labeled = hide_labels(y, 10)
     model = SSLClassifier(
-        fitted_embedder, prefit=True, learning_rate=1e-12, max_epochs=1, random_state=0, device="cpu"
+        fitted_embedder, strategy="finetune", prefit=True, learning_rate=1e-12, max_epochs=1, random_state=0,
+        device="cpu",
     ).fit(X, y_semi)
     Z = fitted_embedder.transform(X)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(Z[labeled], y[labeled])
     np.testing.assert_allclose(model.predict_proba(X), probe.predict_proba(Z), atol=1e-3)
     # The test can fail: a randomly initialised head predicts something else.
     scratch = SSLClassifier(
-        MaskedAutoencoder(**SMALL_EMBEDDER), pretrain=False, learning_rate=1e-12, max_epochs=1, random_state=0,
-        device="cpu",
+        MaskedAutoencoder(**SMALL_EMBEDDER), strategy="finetune", pretrain=False, learning_rate=1e-12, max_epochs=1,
+        random_state=0, device="cpu",
     ).fit(X, y_semi)
     assert np.abs(scratch.predict_proba(X) - probe.predict_proba(Z)).max() > 0.05
