@@ -150,7 +150,7 @@ def _fitted_arrays(obj, prefix="", out=None, seen=None):
 def test_no_leakage_from_the_test_split(tiny):
     """Changing the test-split values changes no fitted model, and no prediction on the train rows."""
     X, y = tiny
-    methods = ["logreg", "pca_logreg", "mlp_scratch", "vime_probe", "scarf_finetune", "vae_finetune"]
+    methods = ["logreg", "pca_logreg", "ssl_ensemble", "mlp_scratch", "vime_probe", "scarf_finetune", "vae_finetune"]
     seed, test_size = 1, 0.25
 
     def capture(store):
@@ -372,3 +372,21 @@ def test_shared_tcga_quick(shared_data_dir, tmp_path):
     assert main([*argv, "--quick", "--methods", "logreg", "--out", str(out), "--no-progress"]) == 0
     report = (out / "report.md").read_text()
     assert "log1p applied" in report and "C1A" in report and "78 samples × 198 genes" in report
+
+
+def test_report_opens_with_a_verdict_against_the_better_baseline():
+    from skssl.benchmark._report import verdict
+
+    def rec(method, seed, fraction, f1):
+        return {"method": method, "seed": seed, "fraction": fraction, "f1_macro": f1}
+
+    records = []
+    for seed, (lr, pca, ours) in enumerate([(0.5, 0.6, 0.7), (0.5, 0.7, 0.6), (0.4, 0.6, 0.8)]):
+        records += [rec("logreg", seed, 0.1, lr), rec("pca_logreg", seed, 0.1, pca), rec("ssl_ensemble", seed, 0.1, ours)]
+        records += [rec("logreg", seed, 1.0, 0.9), rec("pca_logreg", seed, 1.0, 0.8), rec("ssl_ensemble", seed, 1.0, 0.9)]
+    text = verdict(records)
+    assert text.startswith("**Verdict.**")
+    assert "0.1: `ssl_ensemble` (0.700)" in text and "1: `logreg` (0.900)" in text
+    # Paired: against pca_logreg (the better baseline at 0.1), higher on seeds 0 and 2.
+    assert "0.1: +0.067 against `pca_logreg` (higher on 2 of 3 seeds)" in text
+    assert "1: +0.000 against `logreg` (higher on 0 of 3 seeds, equal on 3)" in text

@@ -88,7 +88,8 @@ def label_efficiency(
         Class labels (any type); every class needs at least 2 samples.
     methods : "default", "all", str or list of str, default="default"
         Method names from :data:`METHODS`: ``logreg`` (logistic regression on the standardised input),
-        ``pca_logreg`` (PCA on the train split + logistic regression), ``mlp_scratch`` (the fine-tuning network
+        ``pca_logreg`` (PCA on the train split + logistic regression), ``ssl_ensemble`` (``SSLClassifier()``'s
+        defaults, the recommended start), ``mlp_scratch`` (the fine-tuning network
         trained from random weights on the labeled rows), ``<embedder>_probe`` (pre-trained embedder + logistic
         regression on the embedding) and ``<embedder>_finetune`` (pre-trained encoder + linear head trained end to
         end), for ``<embedder>`` in ``scarf``, ``byol``, ``vime``, ``vae``. "default" is :data:`DEFAULT_METHODS`

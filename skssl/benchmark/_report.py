@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from ._protocol import METHOD_DESCRIPTIONS, METRICS, RESULT_COLUMNS
+from ._protocol import BASELINE_METHODS, METHOD_DESCRIPTIONS, METRICS, RECOMMENDED_METHOD, RESULT_COLUMNS
 
 PLOT_FILE = "macro_f1.png"
 RESULTS_FILE = "results.csv"
@@ -199,6 +199,8 @@ _COLORS = {
 def _style(method):
     """Colour, marker and line style of a method in the plot."""
     family, _, kind = method.rpartition("_")
+    if method == RECOMMENDED_METHOD:
+        return "black", "*", "-"
     if method in _COLORS:
         return _COLORS[method], {"logreg": "o", "pca_logreg": "s"}.get(method, "D"), ":" if "logreg" in method else "-."
     if family in _COLORS and kind in ("probe", "finetune"):
@@ -253,12 +255,45 @@ def machine_info(device="auto"):
     }
 
 
+def verdict(records):
+    """One or two sentences: the best method at each fraction, and the recommended method against the best
+    baseline (mean macro-F1 difference, seeds where it scores higher, paired on the same split and labels)."""
+    fractions = sorted({r["fraction"] for r in records})
+    methods = list(dict.fromkeys(r["method"] for r in records))
+
+    def scores(method, fraction):
+        return {r["seed"]: r["f1_macro"] for r in records if r["method"] == method and r["fraction"] == fraction}
+
+    best, versus = [], []
+    for f in fractions:
+        means = {m: float(np.mean(list(scores(m, f).values()))) for m in methods}
+        top = max(means, key=means.get)
+        best.append(f"{f:g}: `{top}` ({means[top]:.3f})")
+        baselines = [m for m in BASELINE_METHODS if m in means]
+        if RECOMMENDED_METHOD in means and baselines:
+            base = max(baselines, key=means.get)
+            ours, theirs = scores(RECOMMENDED_METHOD, f), scores(base, f)
+            seeds = sorted(set(ours) & set(theirs))
+            wins = sum(ours[s] > theirs[s] for s in seeds)
+            ties = sum(ours[s] == theirs[s] for s in seeds)
+            versus.append(
+                f"{f:g}: {means[RECOMMENDED_METHOD] - means[base]:+.3f} against `{base}` "
+                f"(higher on {wins} of {len(seeds)} seeds" + (f", equal on {ties}" if ties else "") + ")"
+            )
+    text = f"**Verdict.** Best mean macro-F1 at each labeled fraction — {'; '.join(best)}."
+    if versus:
+        text += (
+            f" `{RECOMMENDED_METHOD}` against the better baseline at each fraction — {'; '.join(versus)}."
+        )
+    return text
+
+
 def write_report(records, summary, path, info):
     """Write the markdown report: what was measured, on what, how long, the plot and the tables."""
     methods = list(dict.fromkeys(r["method"] for r in summary))
     fractions = sorted({r["fraction"] for r in summary})
     machine = info.get("machine", {})
-    lines = [f"# Label-efficiency benchmark: {info.get('dataset', 'data')}", ""]
+    lines = [f"# Label-efficiency benchmark: {info.get('dataset', 'data')}", "", verdict(records), ""]
     if info.get("command"):
         lines += ["Command:", "", "```", info["command"], "```", ""]
     lines += ["## Setup", ""]
