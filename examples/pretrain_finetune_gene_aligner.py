@@ -9,7 +9,7 @@ different order. The recipe:
    value to fill in when a new data set lacks it (``fill_value="mean"``: the gene's mean in the large cohort);
 3. in front of the fine-tuned classifier, the aligner maps any DataFrame onto that gene order by column name
    (extra genes dropped, missing genes filled, a warning when many are missing);
-4. :class:`~skssl.SSLClassifier` with ``prefit=True`` starts from the pre-trained encoder and fine-tunes
+4. :class:`~skssl.SSLClassifier` with ``strategy="finetune", prefit=True`` starts from the pre-trained encoder and fine-tunes
    it with a linear head on the labeled samples of the small study.
 
 Both cohorts are simulated here by one :func:`~skssl.make_expression` call (same gene programs) with three
@@ -101,15 +101,15 @@ models = {
         LogisticRegression(max_iter=2000),
     ),
     "from scratch (pretrain=False)": make_pipeline(
-        FrozenEstimator(aligner), SSLClassifier(embedder, pretrain=False, random_state=0, **fine_tune_epochs)
+        FrozenEstimator(aligner), SSLClassifier(embedder, strategy="finetune", pretrain=False, random_state=0, **fine_tune_epochs)
     ),
     "pre-trained, head only": make_pipeline(
         FrozenEstimator(aligner),
-        SSLClassifier(embedder, prefit=True, finetune="head", random_state=0, **fine_tune_epochs),
+        SSLClassifier(embedder, strategy="finetune", prefit=True, finetune="head", random_state=0, **fine_tune_epochs),
     ),
     "pre-trained, fine-tuned": make_pipeline(
         FrozenEstimator(aligner),
-        SSLClassifier(embedder, prefit=True, finetune="full", random_state=0, **fine_tune_epochs),
+        SSLClassifier(embedder, strategy="finetune", prefit=True, finetune="full", random_state=0, **fine_tune_epochs),
     ),
 }
 print(f"{'model':<38} {'balanced accuracy':>17} {'fit (s)':>8}")

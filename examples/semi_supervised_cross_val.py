@@ -9,8 +9,12 @@ scikit-learn's marker of an unlabeled sample (the tumour without a subtype call 
 semi-supervised model uses both. A model can only be scored where the truth is known, so the scorer below ignores
 the unlabeled tumours of each test fold. Compared, under the same folds:
 
-- ``SSLClassifier``: VIME pre-training on all training tumours, then fine-tuning on the labeled ones;
-- ``SSLClassifier(pretrain=False)``: the same network trained on the labeled tumours only (supervised baseline);
+- ``SSLClassifier()``: the default semi-supervised ensemble (linear models on the genes and on principal
+  components of all training tumours, label spreading over their nearest-neighbour graph);
+- ``SSLClassifier(strategy="finetune")``: VIME pre-training on all training tumours, then fine-tuning on the
+  labeled ones (the reference study's protocol);
+- ``SSLClassifier(strategy="finetune", pretrain=False)``: the same network trained on the labeled tumours only
+  (supervised baseline);
 - ``SelfTrainingClassifier(LogisticRegression)``: scikit-learn's pseudo-labelling, also semi-supervised.
 
 Run: ``python examples/semi_supervised_cross_val.py`` (under a minute on 2 CPU cores). Needs ``../shared/data``
@@ -67,9 +71,10 @@ epochs = {"max_epochs": 3 if QUICK else 100}
 embedder = MaskedAutoencoder(n_components=16, hidden_dims=(64,), random_state=0, **epochs)
 # Fine-tuning for a fixed number of epochs: about 30 labeled tumours per training fold are too few to hold some out
 # for early stopping.
-fine_tune = {**epochs, "early_stopping": False, "random_state": 0}
+fine_tune = {"strategy": "finetune", **epochs, "early_stopping": False, "random_state": 0}
 models = {
-    "SSLClassifier (VIME pre-trained)": SSLClassifier(embedder, **fine_tune),
+    "SSLClassifier() (default ensemble)": SSLClassifier(random_state=0),
+    "SSLClassifier (VIME fine-tuned)": SSLClassifier(embedder, **fine_tune),
     "SSLClassifier(pretrain=False)": SSLClassifier(embedder, pretrain=False, **fine_tune),
     "SelfTraining(LogisticRegression)": SelfTrainingClassifier(
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
