@@ -12,6 +12,7 @@ from .datasets import make_expression
 from .io import ExpressionData, read_archs4, read_gct, read_geo_series_matrix, read_table
 from .masked import MaskedAutoencoder
 from .multiview import assemble_views
+from .persistence import load_model, read_model_info, save_model
 from .preprocessing import GeneAligner, HighlyVariableGenes, LogCPM
 from .supervised import SSLClassifier, SSLRegressor
 from .vae import VAEEmbedder
@@ -29,10 +30,13 @@ __all__ = [
     "SSLRegressor",
     "VAEEmbedder",
     "assemble_views",
+    "load_model",
     "make_expression",
     "read_archs4",
     "read_gct",
     "read_geo_series_matrix",
+    "read_model_info",
     "read_table",
+    "save_model",
     "__version__",
 ]
