@@ -785,7 +785,7 @@ def _decode_estimator(node, reader, *, fitted, where):
         except RuntimeError as exc:
             raise ValueError(
                 f"{where}: the stored network weights do not match the network that the parameters describe "
-                f"({str(exc).strip()}); the file is corrupt or was modified."
+                f"({' '.join(str(exc).split())}); the file is corrupt or was modified."
             ) from exc
         estimator.module_.eval()
     _check_consistency(estimator, where)
