@@ -183,6 +183,10 @@ def save_model(estimator, path, *, metadata=None):
             archive.writestr(_META, meta_bytes, compress_type=zipfile.ZIP_DEFLATED)
             # Stored, not deflated: float weights barely compress, and deflating a large network is slow.
             archive.writestr(_TENSORS, tensor_buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
+        # mkstemp creates the file readable by its owner only; a model file is meant to be shared.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -285,8 +289,8 @@ def read_model_info(path):
     >>> import os, tempfile
     >>> import pandas as pd
     >>> from skssl import MaskedAutoencoder, make_expression, save_model, read_model_info
-    >>> X, y = make_expression(n_samples=60, n_genes=5, random_state=0)
-    >>> X = pd.DataFrame(X, columns=["TP53", "MYC", "EGFR", "KRAS", "BRCA1"])
+    >>> X, y = make_expression(n_samples=60, n_genes=10, random_state=0)
+    >>> X = pd.DataFrame(X[:, :5], columns=["TP53", "MYC", "EGFR", "KRAS", "BRCA1"])
     >>> embedder = MaskedAutoencoder(n_components=2, hidden_dims=(8,), max_epochs=1, random_state=0,
     ...                              device="cpu").fit(X)
     >>> path = os.path.join(tempfile.mkdtemp(), "embedder.skssl")
@@ -706,6 +710,8 @@ def _decode_array(node, reader, where):
                 f"description says {dtype} and {shape}; the file is corrupt or was modified."
             )
         return np.array(array, order="F" if node.get("order") == "F" else "C", copy=True)
+    # A string dtype sized by the file must not make the loader allocate gigabytes.
+    _expect(dtype.kind != "U" or dtype.itemsize <= 4 * 4096, where, f"string dtype {dtype} too wide")
     items = [_decode(v, reader, where) for v in _list(node, "items", where)]
     _expect(all(v is None or isinstance(v, (str, int, float, bool)) for v in items), where, "invalid array items")
     _expect(len(items) == math.prod(shape), where, "the array's items disagree with its shape")

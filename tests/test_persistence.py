@@ -81,7 +81,9 @@ def _assert_same(a, b):
 def test_embedder_round_trip_is_bitwise(make, data, tmp_path):
     X = data[0]
     fitted = make().fit(X)
+    rng_state = torch.get_rng_state()
     loaded = _round_trip(fitted, tmp_path)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # rebuilding the network leaves the caller's RNG alone
     assert type(loaded) is type(fitted)
     assert loaded.get_params() == fitted.get_params()
     _assert_same(loaded.transform(X), fitted.transform(X))
@@ -195,7 +197,8 @@ def test_gene_aligner_maps_a_new_panel_onto_the_stored_genes(data, embedder, tmp
     # Another cohort: genes in another order, one extra gene, one gene missing.
     other = X[list(reversed(X.columns))].drop(columns="G3").assign(EXTRA=1.0)
     # FrozenEstimator: fitting the pipeline fits the aligner only, never the pre-trained embedder.
-    aligned = make_pipeline(GeneAligner(genes=loaded.feature_names_in_), FrozenEstimator(loaded)).fit(other)
+    aligner = GeneAligner(genes=loaded.feature_names_in_).set_output(transform="pandas")
+    aligned = make_pipeline(aligner, FrozenEstimator(loaded)).fit(other)
     expected = embedder.transform(X.assign(G3=0.0))
     _assert_same(aligned.transform(other), expected)
 
