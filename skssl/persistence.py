@@ -248,10 +248,15 @@ def load_model(path):
     meta, tensor_bytes = _read_archive(path)
     _check_format(meta, path)
     spec = meta.get("estimator")
-    # Every class name is checked before a single tensor is read.
-    _check_class_names(spec, "estimator")
-    reader = _Reader(_load_tensors(tensor_bytes, path))
     try:
+        # Every class name is checked before a single tensor is read.
+        _check_class_names(spec, "estimator")
+        if spec.get("class") not in _ESTIMATORS:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds a {spec.get('class')}, not one of the estimators save_model writes "
+                f"({sorted(_ESTIMATORS)}); the file was modified."
+            )
+        reader = _Reader(_load_tensors(tensor_bytes, path))
         estimator = _decode_estimator(spec, reader, fitted=True, where="estimator")
     except RecursionError as exc:
         raise ValueError(f"{os.fspath(path)!r}: the model description is nested too deeply to be valid.") from exc
@@ -763,9 +768,11 @@ def _decode_estimator(node, reader, *, fitted, where):
         allowed = (_FITTED_NAME.match(key) and key not in _SKIPPED) or key in _PRIVATE_STATE.get(name, ())
         if not allowed or key in params or hasattr(cls, key):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
-        if key == "embedder_" and isinstance(value, dict) and value.get("__kind__") == "estimator":
+        if key == "embedder_" and value is not None:
+            _expect(isinstance(value, dict) and value.get("__kind__") == "estimator", where,
+                    "embedder_ must be an skssl embedder or None")
             decoded = _decode_estimator(value, reader, fitted=True, where=f"{where}.{key}")
-            _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder")
+            _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder or None")
         else:
             decoded = _decode(value, reader, f"{where}.{key}")
         setattr(estimator, key, decoded)

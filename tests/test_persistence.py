@@ -60,7 +60,7 @@ def _round_trip(estimator, tmp_path, name="model.skssl"):
 
 def _assert_same(a, b):
     assert a.dtype == b.dtype and a.shape == b.shape
-    assert np.array_equal(a, b, equal_nan=True)  # bitwise on CPU: no tolerance
+    assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")  # bitwise on CPU: no tolerance
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,6 +99,15 @@ def test_embedder_round_trip_is_bitwise(make, data, tmp_path):
     fitted_state, loaded_state = fitted.module_.state_dict(), loaded.module_.state_dict()
     assert list(fitted_state) == list(loaded_state)
     assert all(torch.equal(fitted_state[k], loaded_state[k]) for k in fitted_state)
+
+
+def test_partial_fit_model_round_trip(data, tmp_path):
+    X = data[0]
+    fitted = ContrastiveEmbedder(**TINY).partial_fit(X[:30]).partial_fit(X[30:])
+    loaded = _round_trip(fitted, tmp_path)
+    _assert_same(loaded.transform(X), fitted.transform(X))
+    # Training continues from the loaded weights (with a fresh optimiser, as after fit).
+    assert loaded.partial_fit(X).n_iter_ == 3
 
 
 def test_vae_nb_and_generative_methods_round_trip(tmp_path):
@@ -141,10 +150,13 @@ def test_finetuned_classifier_round_trip(data, tmp_path):
 
 def test_finetuned_from_scratch_and_prefit_regressor_round_trip(data, embedder, tmp_path):
     X, y, target = data
-    baseline = SSLClassifier(MaskedAutoencoder(**TINY), strategy="finetune", pretrain=False, **HEAD).fit(X, y)
+    labels = np.array(["basal", "her2", "luminal"])[y.clip(0)]  # string classes; every row labeled
+    baseline = SSLClassifier(VAEEmbedder(**TINY), strategy="finetune", pretrain=False, **HEAD).fit(X, labels)
     loaded = _round_trip(baseline, tmp_path, "baseline.skssl")
     assert loaded.embedder_ is None
+    _assert_same(loaded.classes_, baseline.classes_)
     _assert_same(loaded.predict_proba(X), baseline.predict_proba(X))
+    _assert_same(loaded.predict(X), baseline.predict(X))
 
     regressor = SSLRegressor(FrozenEstimator(embedder), strategy="finetune", finetune="head", **HEAD).fit(X, target)
     loaded = _round_trip(regressor, tmp_path, "regressor.skssl")
@@ -165,6 +177,8 @@ def test_ensemble_classifier_round_trip(with_embedding, data, embedder, tmp_path
     assert loaded.members_ == fitted.members_ and loaded.weights_ == fitted.weights_
     _assert_same(loaded.predict_proba(X), fitted.predict_proba(X))
     _assert_same(loaded.predict(X), fitted.predict(X))
+    if with_embedding:  # the prefit embedder parameter comes back fitted, as embedder_ is
+        _assert_same(loaded.embedder.transform(X), embedder.transform(X))
     graph = loaded.ensemble_.members_["graph"]
     assert (graph.affinity_ != fitted.ensemble_.members_["graph"].affinity_).nnz == 0
 
