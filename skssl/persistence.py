@@ -33,7 +33,6 @@ import numpy as np
 import scipy.sparse as sp
 import sklearn
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -52,6 +51,9 @@ from .vae import VAEEmbedder
 __all__ = ["FORMAT_VERSION", "load_model", "read_model_info", "save_model"]
 
 #: Version of the file layout written by :func:`save_model`; :func:`load_model` reads this version and older ones.
+#: Bump it when a change of the estimators makes older files load wrongly (a renamed parameter, a new fitted
+#: attribute that ``transform`` needs, a module whose state dict changes), and teach the loader to upgrade the
+#: older versions (e.g. fill in the new attribute), so that published models keep loading.
 FORMAT_VERSION = 1
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"
@@ -388,7 +390,8 @@ def _encode(value, writer, where):
             "items": [[_encode(k, writer, where), _encode(v, writer, f"{where}[{k!r}]")] for k, v in value.items()],
         }
     if isinstance(value, slice):
-        return {"__kind__": "slice", "items": [_encode(v, writer, where) for v in (value.start, value.stop, value.step)]}
+        parts = (value.start, value.stop, value.step)
+        return {"__kind__": "slice", "items": [_encode(v, writer, where) for v in parts]}
     if isinstance(value, np.ndarray):
         return _encode_array(value, writer, where)
     if isinstance(value, torch.device):
@@ -397,8 +400,8 @@ def _encode(value, writer, where):
         name, keys, pos, has_gauss, cached = value.get_state()
         return {"__kind__": "random_state", "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
                 "cached_gaussian": float(cached)}
-    if sp.issparse(value):
-        csr = sp.csr_matrix(value)
+    if type(value) is sp.csr_matrix:  # the ensemble's graph affinity; other formats would load as another type
+        csr = value
         return {
             "__kind__": "csr",
             "shape": list(csr.shape),
@@ -667,7 +670,9 @@ def _decode(node, reader, where):
         shape = node.get("shape")
         _expect(isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and s >= 0 for s in shape),
                 where, "invalid sparse shape")
-        data, indices, indptr = (_decode_array(node.get(k), reader, f"{where}.{k}") for k in ("data", "indices", "indptr"))
+        data, indices, indptr = (
+            _decode_array(node.get(k), reader, f"{where}.{k}") for k in ("data", "indices", "indptr")
+        )
         try:
             matrix = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
             matrix.check_format(full_check=True)
@@ -786,8 +791,6 @@ def _decode_estimator(node, reader, *, fitted, where):
         state = {key: reader.tensor(value, f"{where}.module_.{key}") for key, value in tensors.items()}
         try:
             estimator.module_ = _rebuild_module(estimator, where)
-        except ValueError:
-            raise
         except (AttributeError, KeyError, TypeError, IndexError, RuntimeError) as exc:
             raise ValueError(
                 f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
