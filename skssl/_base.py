@@ -90,6 +90,10 @@ FITTED_ATTRIBUTES_DOC = """\
     embedding_scale_ : ndarray of shape (n_components_,), dtype float32
         Standard deviation of each component of the encoder output on the same data (1 for a component with no
         spread); ``transform`` divides by it.
+    embedding_whitening_ : ndarray of shape (n_components_, n_components_), dtype float32
+        Symmetric matrix that ``transform`` applies to the standardised components: it scales every principal
+        direction of their covariance on the same data whose variance exceeds 1 down to variance 1 and leaves
+        the other directions unchanged (the identity when the components are uncorrelated).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -432,6 +436,31 @@ def _rows_of(targets, rows, device):
     return targets[index]
 
 
+def variance_cap(covariance, cap=1.0):
+    """Symmetric matrix ``W`` such that ``z @ W`` has every principal variance above ``cap`` reduced to ``cap``.
+
+    With ``covariance = V diag(lambda) V^T``, ``W = V diag(sqrt(cap / max(lambda, cap))) V^T``: directions with
+    at most ``cap`` variance are left as they are, larger ones are scaled down to exactly ``cap`` (a whitening
+    of the dominant directions only). ``W`` is always invertible (its eigenvalues lie in ``(0, 1]``) and is the
+    identity for uncorrelated components of variance at most ``cap``, including constant ones.
+
+    >>> import numpy as np
+    >>> W = variance_cap(np.array([[1.0, 0.8], [0.8, 1.0]]))
+    >>> np.round(W.T @ np.array([[1.0, 0.8], [0.8, 1.0]]) @ W, 3)
+    array([[0.6, 0.4],
+           [0.4, 0.6]])
+    >>> variance_cap(np.diag([1.0, 0.5, 0.0]))
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
+    covariance = np.asarray(covariance, dtype=np.float64)
+    eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    factors = np.sqrt(cap / np.maximum(eigenvalues, cap))
+    whitening = (vectors * factors) @ vectors.T
+    return (whitening + whitening.T) / 2
+
+
 class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorchEstimator):
     """Shared machinery of the self-supervised embedders (transformers); not for direct use."""
 
@@ -443,8 +472,9 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
     def fit(self, X, y=None):
         """Learn the representation from ``X`` without labels.
 
-        After training, one more pass over ``X`` takes the mean and standard deviation of each component of the
-        embedding (``embedding_mean_``, ``embedding_scale_``), with which ``transform`` standardises its output.
+        After training, one more pass over ``X`` takes the mean and covariance of the embedding, from which
+        ``transform`` standardises and decorrelates its output (``embedding_mean_``, ``embedding_scale_``,
+        ``embedding_whitening_``).
 
         Parameters
         ----------
@@ -474,8 +504,9 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         optimisation steps over ``X`` with the optimiser state kept between calls. The first call builds the
         network and takes the standardisation statistics from its chunk, so make the first chunk representative
         (a random sample of the cohort). No validation split and no early stopping: the caller decides how many
-        passes to make. Since the network changes with every call, each call recomputes ``embedding_mean_`` and
-        ``embedding_scale_`` (which standardise the output of ``transform``) from its own chunk ``X``.
+        passes to make. Since the network changes with every call, each call recomputes ``embedding_mean_``,
+        ``embedding_scale_`` and ``embedding_whitening_`` (which standardise and decorrelate the output of
+        ``transform``) from its own chunk ``X``.
 
         Parameters
         ----------
@@ -532,9 +563,13 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
-            The embedding, standardised: each component centred and scaled with its mean and standard deviation
-            on the ``fit`` data (``embedding_mean_``, ``embedding_scale_``), so it has mean 0 and variance 1
-            there and a downstream linear model sees unit-scale features.
+            The embedding, standardised and decorrelated with statistics of the ``fit`` data: each component
+            centred and scaled with its mean and standard deviation there (``embedding_mean_``,
+            ``embedding_scale_``), then every principal direction with a variance above 1 scaled down to
+            variance 1 (``embedding_whitening_``). On the ``fit`` data the output has mean 0, no direction with
+            more variance than one standardised component, and each component a variance of at most 1 (exactly 1
+            when the components are uncorrelated), so that ``LogisticRegression()`` with its defaults converges
+            on it without a ``StandardScaler``.
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
@@ -546,32 +581,52 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         return False
 
     def _fit_embedding_statistics(self, X):
-        """Set ``embedding_mean_`` and ``embedding_scale_`` from the encoder output on (validated) ``X``.
+        """Set ``embedding_mean_``, ``embedding_scale_`` and ``embedding_whitening_`` from the encoder output on
+        (validated) ``X``.
 
-        Streams ``X`` in batches and merges per-batch moments (Chan et al.), so memory-mapped and sparse input
-        is never loaded whole and no (n_samples, n_components) array is held.
+        Streams ``X`` in batches and merges per-batch means and co-moment matrices (Chan et al.), so memory-mapped
+        and sparse input is never loaded whole and only an (n_components, n_components) matrix is held.
         """
-        count, mean, m2 = 0, np.zeros(self.n_components_), np.zeros(self.n_components_)
+        k = self.n_components_
+        count, mean, comoment = 0, np.zeros(k), np.zeros((k, k))
         for _, z in self._mapped_batches(X, self.module_.embed, allow_nan=self._embedding_allows_nan()):
             z = z.astype(np.float64)
             n, batch_mean = len(z), z.mean(axis=0)
             delta, total = batch_mean - mean, count + n
+            centred = z - batch_mean
             mean += delta * (n / total)
-            m2 += ((z - batch_mean) ** 2).sum(axis=0) + delta**2 * (count * n / total)
+            comoment += centred.T @ centred + np.outer(delta, delta) * (count * n / total)
             count = total
-        scale = np.sqrt(m2 / count)
+        covariance = comoment / count
+        scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
         # A float32 component resolves about eps * |mean|: a smaller spread is rounding, not signal, and
         # dividing by it would blow rounding up (or divide by zero); such a component is only centred.
-        scale[scale <= 10 * np.finfo(np.float32).eps * np.abs(mean)] = 1.0
+        spread = scale > 10 * np.finfo(np.float32).eps * np.abs(mean)
+        scale[~spread] = 1.0
         self.embedding_mean_ = mean.astype(np.float32)
         self.embedding_scale_ = scale.astype(np.float32)
+        # Correlation of the standardised components (components without spread left out: they stay centred).
+        correlation = np.zeros((k, k))
+        block = np.ix_(spread, spread)
+        correlation[block] = (covariance / np.outer(scale, scale))[block]
+        self.embedding_whitening_ = variance_cap(correlation).astype(np.float32)
 
-    def _standardized_embedding(self, X):
-        """The encoder output on validated ``X``, standardised with the fit-data statistics."""
-        Z = self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._embedding_allows_nan())
+    def _embedding_output(self, Z):
+        """Standardise and decorrelate encoder outputs ``Z`` (float32, modified in place) as ``transform`` does."""
         Z -= self.embedding_mean_
         Z /= self.embedding_scale_
-        return Z
+        return Z @ self.embedding_whitening_
+
+    def _embedding_input(self, Z):
+        """Undo :meth:`_embedding_output`: the encoder outputs whose ``transform`` is ``Z``."""
+        # embedding_whitening_ is symmetric with eigenvalues in [1 / sqrt(n_components), 1]: well conditioned.
+        raw = np.linalg.solve(self.embedding_whitening_.astype(np.float64), np.asarray(Z, dtype=np.float64).T).T
+        return (raw * self.embedding_scale_ + self.embedding_mean_).astype(np.float32)
+
+    def _standardized_embedding(self, X):
+        """The encoder output on validated ``X``, standardised and decorrelated with the fit-data statistics."""
+        Z = self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._embedding_allows_nan())
+        return self._embedding_output(Z)
 
     @property
     def _n_features_out(self):

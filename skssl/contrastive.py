@@ -49,7 +49,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     are matched through an online predictor and a slowly updated (EMA) target network, without negatives.
 
     ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on
-    the fit data (the projection head is only used for training).
+    the fit data and with principal directions of variance above 1 scaled down to 1 (the projection head is only
+    used for training).
 
     Parameters
     ----------

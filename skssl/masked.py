@@ -36,6 +36,10 @@ class MaskedAutoencoder(BaseSSLEstimator):
     error): ``loss = BCE + alpha * MSE``. Useful for noisy or sparse signals, where recovering a gene from its
     co-expressed partners is exactly the structure worth learning.
 
+    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on
+    the fit data and with principal directions of variance above 1 scaled down to 1: the components are strongly
+    correlated, and this lets ``LogisticRegression()`` with its defaults converge on them.
+
     Parameters
     ----------
     n_components : int, default=128

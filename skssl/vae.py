@@ -266,8 +266,9 @@ class VAEEmbedder(BaseSSLEstimator):
     proportions scaled by each sample's observed library size, with one dispersion per gene.
 
     ``transform`` returns the posterior mean (standardised with its per-component mean and standard deviation on
-    the fit data), ``score`` the mean evidence lower bound (ELBO) per sample, ``inverse_transform`` the decoded
-    mean of such standardised factors and ``sample`` draws new profiles.
+    the fit data, principal directions of variance above 1 scaled down to 1), ``score`` the mean evidence lower
+    bound (ELBO) per sample, ``inverse_transform`` the decoded mean of such factors and ``sample`` draws new
+    profiles.
 
     **Several omics at once** (``views``): the columns are split into named views (RNA-seq, miRNA, protein, copy
     number, mutations...), each with its own encoder, decoder and likelihood (``"gaussian"``, ``"nb"``, or
@@ -322,6 +323,10 @@ class VAEEmbedder(BaseSSLEstimator):
     embedding_scale_ : ndarray of shape (n_components_,), dtype float32
         Standard deviation of each component of the posterior mean on the same data (1 for a component with no
         spread); ``transform`` divides by it and ``inverse_transform`` multiplies by it.
+    embedding_whitening_ : ndarray of shape (n_components_, n_components_), dtype float32
+        Symmetric, invertible matrix that ``transform`` applies to the standardised factors: it scales every
+        principal direction of their covariance on the same data whose variance exceeds 1 down to variance 1
+        (the identity for uncorrelated factors); ``inverse_transform`` undoes it.
     library_size_ : float
         Median total count per sample of the fit data (``likelihood="nb"``, without ``views``): the library size at
         which ``inverse_transform`` decodes.
@@ -526,8 +531,9 @@ class VAEEmbedder(BaseSSLEstimator):
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
             The posterior mean with each component centred and scaled by its mean and standard deviation on the
-            ``fit`` data (``embedding_mean_``, ``embedding_scale_``): mean 0 and variance 1 there, so a
-            downstream linear model sees unit-scale features. ``inverse_transform`` undoes the scaling.
+            ``fit`` data (``embedding_mean_``, ``embedding_scale_``), then every principal direction with a
+            variance above 1 there scaled down to variance 1 (``embedding_whitening_``), so that a downstream
+            linear model sees unit-scale, well-conditioned features. ``inverse_transform`` undoes both.
         """
         X = self._validate_for_inference(X)
         return self._standardized_embedding(X)
@@ -596,8 +602,9 @@ class VAEEmbedder(BaseSSLEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_components)
-            Latent factors on the scale of the output of ``transform`` (standardised with ``embedding_mean_`` and
-            ``embedding_scale_``, which are undone before decoding), e.g. the output of ``transform``.
+            Latent factors on the scale of the output of ``transform`` (standardised and decorrelated with
+            ``embedding_mean_``, ``embedding_scale_`` and ``embedding_whitening_``, which are undone before
+            decoding), e.g. the output of ``transform``.
 
         Returns
         -------
@@ -614,7 +621,7 @@ class VAEEmbedder(BaseSSLEstimator):
                 f"{self.n_components_}."
             )
         # Back to the posterior's own latent space, where the decoder works.
-        Z = Z * self.embedding_scale_ + self.embedding_mean_
+        Z = self._embedding_input(Z)
         return self._map_batches(Z, self._decode, self.n_features_in_)
 
     def _decode(self, z, library=None):

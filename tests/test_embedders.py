@@ -80,22 +80,66 @@ def test_trained_encoder_beats_untrained_encoder(embedder):
 # ----------------------------------------------------------------------------- unit-scale embedding
 
 
+def raw_embedding(fitted, X):
+    """The encoder output (``module_.embed``) on ``X``, before transform standardises and decorrelates it."""
+    with torch.no_grad():
+        return fitted.module_.embed(torch.as_tensor(X, dtype=torch.float32)).numpy()
+
+
+def assert_standardised_and_decorrelated(fitted, X, Z):
+    """``Z = transform(X)`` of the fit data: mean 0; the standardised encoder output with every principal variance
+    above 1 capped at 1 (those at most 1 unchanged); so each component's variance is at most 1."""
+    np.testing.assert_allclose(Z.mean(axis=0, dtype=np.float64), 0.0, atol=1e-5)
+    standardised = (raw_embedding(fitted, X) - fitted.embedding_mean_) / fitted.embedding_scale_
+    np.testing.assert_allclose(standardised.std(axis=0, dtype=np.float64), 1.0, atol=1e-4)
+    before = np.linalg.eigvalsh(np.cov(standardised, rowvar=False, bias=True, dtype=np.float64))
+    after = np.linalg.eigvalsh(np.cov(Z, rowvar=False, bias=True, dtype=np.float64))
+    np.testing.assert_allclose(after, np.minimum(before, 1.0), atol=1e-4)
+    assert Z.std(axis=0, dtype=np.float64).max() <= 1.0 + 1e-4
+    np.testing.assert_allclose(Z, standardised @ fitted.embedding_whitening_, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("embedder", [*GAUSSIAN_EMBEDDERS, VAEEmbedder(likelihood="nb", **FAST)], ids=IDS + ["vae-nb"])
-def test_transform_of_the_fit_data_is_standardised(embedder, data):
+def test_transform_of_the_fit_data_is_standardised_and_decorrelated(embedder, data):
     X, _ = data
     if getattr(embedder, "likelihood", None) == "nb":
         X = counts_from(X)
     fitted = clone(embedder).fit(X)
     Z = fitted.transform(X)
-    np.testing.assert_allclose(Z.mean(axis=0, dtype=np.float64), 0.0, atol=1e-5)
-    np.testing.assert_allclose(Z.std(axis=0, dtype=np.float64), 1.0, atol=1e-4)
+    assert_standardised_and_decorrelated(fitted, X, Z)
     for name in ("embedding_mean_", "embedding_scale_"):
         value = getattr(fitted, name)
         assert value.dtype == np.float32 and value.shape == (fitted.n_components_,)
     assert (fitted.embedding_scale_ > 0).all()
+    W = fitted.embedding_whitening_
+    assert W.dtype == np.float32 and W.shape == (fitted.n_components_,) * 2
+    np.testing.assert_array_equal(W, W.T)
     # The statistics are those of the fit data, fixed: a subset is not re-standardised.
     np.testing.assert_allclose(fitted.transform(X[:10]), Z[:10], rtol=1e-5, atol=1e-5)
     assert np.abs(fitted.transform(X[:10]).mean(axis=0)).max() > 1e-3
+
+
+def test_correlated_components_are_decorrelated_to_unit_variance_directions(data):
+    # 16 components of a 2-D input: strongly correlated, so the whitening is far from the identity.
+    X, _ = data
+    fitted = MaskedAutoencoder(**{**FAST, "n_components": 16}).fit(X[:, :2])
+    Z = fitted.transform(X[:, :2])
+    assert_standardised_and_decorrelated(fitted, X[:, :2], Z)
+    assert np.linalg.eigvalsh(np.cov(Z, rowvar=False, bias=True)).max() == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(fitted.embedding_whitening_, np.eye(16), atol=0.1)
+
+
+def test_embedding_statistics_are_streamed_in_batches(data):
+    # Statistics merged over batches of 7 rows equal those of the whole fit data in one batch.
+    X, _ = data
+    fitted = MaskedAutoencoder(**FAST).fit(X)
+    whole = {k: getattr(fitted, k) for k in ("embedding_mean_", "embedding_scale_", "embedding_whitening_")}
+    fitted.batch_size_ = 7
+    original = fitted._mapped_batches
+    fitted._mapped_batches = lambda X, fn, batch_size=None, allow_nan=False: original(X, fn, 7, allow_nan)
+    fitted._fit_embedding_statistics(X)
+    for name, value in whole.items():
+        np.testing.assert_allclose(getattr(fitted, name), value, rtol=1e-5, atol=1e-6)
 
 
 def test_partial_fit_standardises_with_the_statistics_of_its_chunk(data):
@@ -103,9 +147,7 @@ def test_partial_fit_standardises_with_the_statistics_of_its_chunk(data):
     model = MaskedAutoencoder(**FAST)
     for chunk in (X[:60], X[60:]):
         model.partial_fit(chunk)
-        Z = model.transform(chunk)
-        np.testing.assert_allclose(Z.mean(axis=0, dtype=np.float64), 0.0, atol=1e-5)
-        np.testing.assert_allclose(Z.std(axis=0, dtype=np.float64), 1.0, atol=1e-4)
+        assert_standardised_and_decorrelated(model, chunk, model.transform(chunk))
 
 
 def test_a_component_without_spread_is_centred_not_divided_by_zero(data):
@@ -113,24 +155,39 @@ def test_a_component_without_spread_is_centred_not_divided_by_zero(data):
     identical = np.tile(X[:1], (20, 1))  # every sample alike: every component of the embedding is constant
     fitted = MaskedAutoencoder(**FAST).fit(identical)
     np.testing.assert_array_equal(fitted.embedding_scale_, 1.0)
+    np.testing.assert_array_equal(fitted.embedding_whitening_, np.eye(fitted.n_components_))
     Z = fitted.transform(identical)
     assert np.isfinite(Z).all()
     np.testing.assert_allclose(Z, 0.0, atol=1e-5)
     assert np.isfinite(fitted.transform(X)).all()
 
 
+def test_rank_deficient_embedding_gives_finite_invertible_whitening(data):
+    # 2 fit samples, 4 components: a covariance of rank 1.
+    X, _ = data
+    fitted = VAEEmbedder(**{**FAST, "early_stopping": False}).fit(X[:2])
+    W = fitted.embedding_whitening_.astype(np.float64)
+    assert np.isfinite(W).all()
+    assert np.linalg.eigvalsh(W).min() >= 0.5 - 1e-6  # 1 / sqrt(n_components) at worst: well conditioned
+    Z = fitted.transform(X)
+    assert np.isfinite(Z).all()
+    np.testing.assert_allclose(fitted._embedding_input(Z), raw_embedding(fitted, X), rtol=1e-4, atol=1e-4)
+
+
 def _literal_and_scaled_pipelines(embedder, X, y):
-    """Fit ``ssl -> LogisticRegression()`` with ConvergenceWarning as an error; test accuracy with and without a
-    StandardScaler between the (same fitted) embedder and the classifier."""
+    """Fit ``ssl -> LogisticRegression()`` with ConvergenceWarning as an error; test accuracy of it, of the same
+    fitted embedder followed by a StandardScaler, and of the reference before decorrelation: the standardised
+    encoder output with a LogisticRegression run to convergence."""
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         literal = Pipeline([("ssl", embedder), ("clf", LogisticRegression())]).fit(X_train, y_train)
         scaled = make_pipeline(FrozenEstimator(literal.named_steps["ssl"]), StandardScaler(), LogisticRegression())
         scaled.fit(X_train, y_train)
-    predictions = literal.predict(X_test), scaled.predict(X_test)
-    agreement = np.mean(predictions[0] == predictions[1])
-    return np.mean(predictions[0] == y_test), np.mean(predictions[1] == y_test), agreement
+    fitted = literal.named_steps["ssl"]
+    standardise = lambda A: (raw_embedding(fitted, A) - fitted.embedding_mean_) / fitted.embedding_scale_
+    reference = LogisticRegression(max_iter=10_000).fit(standardise(X_train), y_train)
+    return literal.score(X_test, y_test), scaled.score(X_test, y_test), reference.score(standardise(X_test), y_test)
 
 
 PIPELINE_EMBEDDERS = [ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder]
@@ -140,11 +197,23 @@ PIPELINE_EMBEDDERS = [ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder]
 def test_literal_pipeline_converges_with_logistic_regression_defaults(cls):
     # Before transform was standardised this failed for all three: a ConvergenceWarning (max_iter=100) with
     # MaskedAutoencoder, predictions unlike those of the pipeline with a StandardScaler with the other two.
+    # (With the decorrelation the StandardScaler is no longer a no-op, so only accuracies are compared.)
     X, y = make_expression(n_samples=300, n_genes=1000, random_state=0)
     embedder = cls(hidden_dims=(64,), max_epochs=20, device="cpu", random_state=0)
-    literal_acc, scaled_acc, agreement = _literal_and_scaled_pipelines(embedder, X, y)
-    assert literal_acc >= scaled_acc - 0.02 and agreement >= 0.95, (literal_acc, scaled_acc, agreement)
+    literal_acc, scaled_acc, reference_acc = _literal_and_scaled_pipelines(embedder, X, y)
+    assert literal_acc >= max(scaled_acc, reference_acc) - 0.03, (literal_acc, scaled_acc, reference_acc)
     assert literal_acc > 0.4  # above chance (3 classes)
+
+
+def test_default_masked_autoencoder_pipeline_converges():
+    # The literal pipeline of issue 11 with every default (n_components=128, hidden_dims "auto", epochs "auto"):
+    # with standardisation alone its 128 strongly correlated components needed more than LogisticRegression's
+    # 100 lbfgs iterations here; capping the dominant principal variances at 1 lets it converge in about 25.
+    X, y = make_expression(n_samples=300, n_genes=500, random_state=0)
+    literal_acc, scaled_acc, reference_acc = _literal_and_scaled_pipelines(
+        MaskedAutoencoder(device="cpu", random_state=0), X, y
+    )
+    assert literal_acc >= max(scaled_acc, reference_acc) - 0.05, (literal_acc, scaled_acc, reference_acc)
 
 
 @pytest.mark.data
@@ -160,8 +229,8 @@ def test_literal_pipeline_on_tcga_acc(cls, shared_data_dir):
     labelled = np.array([label is not None for label in labels])
     X, y = np.log1p(data.X[labelled]), np.asarray(labels[labelled]).astype(str)
     embedder = cls(n_components=16, hidden_dims=(64,), max_epochs=20, device="cpu", random_state=0)
-    literal_acc, scaled_acc, agreement = _literal_and_scaled_pipelines(embedder, X, y)
-    assert literal_acc >= scaled_acc - 0.05 and agreement >= 0.9, (literal_acc, scaled_acc, agreement)
+    literal_acc, scaled_acc, reference_acc = _literal_and_scaled_pipelines(embedder, X, y)
+    assert literal_acc >= max(scaled_acc, reference_acc) - 0.05, (literal_acc, scaled_acc, reference_acc)
     assert literal_acc > 0.7  # C1A vs C1B is well separated in expression
 
 
