@@ -101,7 +101,8 @@ models = {
         LogisticRegression(max_iter=2000),
     ),
     "from scratch (pretrain=False)": make_pipeline(
-        FrozenEstimator(aligner), SSLClassifier(embedder, strategy="finetune", pretrain=False, random_state=0, **fine_tune_epochs)
+        FrozenEstimator(aligner),
+        SSLClassifier(embedder, strategy="finetune", pretrain=False, random_state=0, **fine_tune_epochs),
     ),
     "pre-trained, head only": make_pipeline(
         FrozenEstimator(aligner),

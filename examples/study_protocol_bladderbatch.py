@@ -10,9 +10,9 @@ Data: ``bladderbatch`` from ``../shared/data`` (57 bladder samples x 22 283 Affy
    outside the fraction are marked unlabeled (a missing label, as pandas' ``Series.where`` gives) and three models
    are fitted:
 
-   - ``SSL + fine-tune``: ``SSLClassifier(prefit=True)`` starts from the pre-trained encoder and fine-tunes it,
+   - ``SSL + fine-tune``: ``SSLClassifier(strategy="finetune", prefit=True)`` starts from the pre-trained encoder and fine-tunes it,
      with a linear head, on the labeled samples;
-   - ``from scratch``: ``SSLClassifier(pretrain=False)``, the same network from random weights, labeled samples
+   - ``from scratch``: ``SSLClassifier(strategy="finetune", pretrain=False)``, the same network from random weights, labeled samples
      only;
    - ``logistic regression``: standardised probes, labeled samples only.
 
@@ -73,7 +73,7 @@ def labeled_subset(y, fraction, rng):
 
 # Sizes of the networks; the from-scratch baseline gets the very same architecture from the same embedder.
 embedder = MaskedAutoencoder(n_components=16, hidden_dims=(128,), max_epochs=PRETRAIN_EPOCHS, device="cpu")
-finetune = dict(max_epochs=FINETUNE_EPOCHS, learning_rate=1e-2, device="cpu")
+finetune = dict(strategy="finetune", max_epochs=FINETUNE_EPOCHS, learning_rate=1e-2, device="cpu")
 
 scores = {}  # (fraction, method) -> list of macro-F1, one per seed
 n_labeled = {}

@@ -155,6 +155,7 @@ def test_head_finetune_leaves_encoder_unchanged(cohort):
     # The fine-tuned body embeds as the embedder does (whose transform also standardises with fit statistics).
     raw = head.module_.embed(torch.from_numpy(X)).detach().numpy()
     standardized = (raw - head.embedder_.embedding_mean_) / head.embedder_.embedding_scale_
+    standardized = standardized @ head.embedder_.embedding_whitening_  # transform also decorrelates
     np.testing.assert_array_equal(head.embedder_.transform(X), standardized)
     # The test can fail: full fine-tuning does move the encoder.
     full = SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER), finetune="full", random_state=0, **SMALL_FIT)
@@ -237,6 +238,7 @@ def test_every_embedder(cohort, embedder, counts):
     # The head reads the embedder's embedding (the posterior mean for a VAE), which transform standardises...
     raw = clf.module_.embed(torch.from_numpy(X)).detach().numpy()
     standardized = (raw - clf.embedder_.embedding_mean_) / clf.embedder_.embedding_scale_
+    standardized = standardized @ clf.embedder_.embedding_whitening_  # transform also decorrelates
     np.testing.assert_allclose(standardized, clf.embedder_.transform(X), rtol=1e-5, atol=1e-6)
     # ...and the fine-tuned network keeps only the part of the embedder's module that computes it.
     n_body = sum(p.numel() for p in clf.module_.body.parameters())
