@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -258,7 +259,7 @@ class _BaseFineTune(BaseTorchEstimator):
             else:
                 # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
                 self.embedder_ = self._configured_embedder(embedder_seed).fit(X)
-            embedding = self.embedder_.transform(X)
+            embedding = self._embed(X)
         task = "classification" if isinstance(self, ClassifierMixin) else "regression"
         n_classes = len(self.classes_) if task == "classification" else None
         target = self._full_targets(X.shape[0], rows, encoded)
@@ -274,8 +275,16 @@ class _BaseFineTune(BaseTorchEstimator):
         """Weighted member average: class probabilities, or standardised predictions."""
         check_is_fitted(self)
         X = _data.validate_X(self, X, reset=False)
-        embedding = self.embedder_.transform(X) if "embedding" in self.members_ else None
+        embedding = self._embed(X) if "embedding" in self.members_ else None
         return self.ensemble_.predict(_ensemble.dense_rows(X), embedding)
+
+    def _embed(self, X):
+        """``embedder_.transform`` of the validated ``X``. Validation turned a DataFrame into an array; its gene
+        names were already checked against ours (and, for a prefit embedder, ours against the embedder's), so the
+        embedder's warning about an array without names says nothing here."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+            return self.embedder_.transform(X)
 
     def _fit_labeled(self, X, rows, encoded, strata):
         if self.strategy == "ensemble":
