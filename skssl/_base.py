@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from ._compat import DocLinkMixin
 
 # Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
 # waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
@@ -170,7 +171,7 @@ def make_adamw(params, *, lr, weight_decay):
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused, foreach=None if fused else True)
 
 
-class BaseTorchEstimator(BaseEstimator):
+class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
     """Parameters, validation, device handling and THE training loop of every skssl estimator; not for direct use.
 
     Subclasses provide ``_build_module`` and ``_batch_loss``; supervised subclasses pass ``targets`` to

@@ -51,13 +51,143 @@ def validate_X(estimator, X, *, reset, dense_dtype=np.float32, allow_nan=False):
         _check_feature_names(estimator, X, reset=reset)
         _check_n_features(estimator, X, reset=reset)
         return X
-    return validate_data(
-        estimator,
-        X,
-        reset=reset,
-        accept_sparse="csr",
-        dtype=dense_dtype,
-        ensure_all_finite="allow-nan" if allow_nan else True,
+    if not reset:
+        check_column_order(estimator, X)
+    try:
+        return validate_data(
+            estimator,
+            X,
+            reset=reset,
+            accept_sparse="csr",
+            dtype=dense_dtype,
+            ensure_all_finite="allow-nan" if allow_nan else True,
+        )
+    except ValueError as exc:
+        # Replace scikit-learn's generic texts (which suggest estimators that accept NaN) by ones that name the
+        # offending values and say what to do; computed only on failure, so valid input pays nothing.
+        message = _non_numeric_message(X) or _non_finite_message(X, allow_nan=allow_nan, dtype=dense_dtype)
+        if message is None:
+            raise
+        raise ValueError(message) from exc
+
+
+_NON_FINITE_FIX = (
+    "impute them or drop those genes/samples before fitting; skssl's embedders need finite values"
+)
+
+
+def check_column_order(estimator, X):
+    """Raise a clear error when a DataFrame has the fitted gene names in another order (or a different gene set).
+
+    scikit-learn rejects reordered columns with a generic feature-names error; this one says how to fix it.
+    """
+    fitted = getattr(estimator, "feature_names_in_", None)
+    columns = getattr(X, "columns", None)
+    if fitted is None or columns is None or is_out_of_core(X):
+        return
+    names = np.asarray([str(c) for c in columns], dtype=object)
+    if len(names) == len(fitted) and np.array_equal(names, fitted):
+        return
+    if len(names) == len(fitted) and set(names) == set(fitted):
+        first = int(np.flatnonzero(names != fitted)[0])
+        raise ValueError(
+            "The feature names should match those that were passed during fit: X has the same "
+            f"{len(names)} gene names but in a different order (column {first} is {names[first]!r}, fit had "
+            f"{fitted[first]!r}). Reorder the columns with X[est.feature_names_in_], or put "
+            "skssl.GeneAligner() first in the pipeline to align (and fill missing) genes by name."
+        )
+    missing = [name for name in fitted if name not in set(names)]
+    if missing and len(set(names) & set(fitted)) > 0:
+        extra = [name for name in names if name not in set(fitted)]
+        raise ValueError(
+            f"The feature names should match those that were passed during fit: X lacks {len(missing)} of the "
+            f"fitted genes (e.g. {_preview(missing)}) and has {len(extra)} unseen one(s)"
+            f"{' (e.g. ' + _preview(extra) + ')' if extra else ''}. Put skssl.GeneAligner() first in the "
+            "pipeline to align genes by name (missing genes are filled), or select X[est.feature_names_in_]."
+        )
+
+
+def _preview(names, limit=3):
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    return shown + (", ..." if len(names) > limit else "")
+
+
+def _non_numeric_message(X):
+    """The message for a DataFrame with non-numeric (e.g. string annotation) columns, or None."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns"):
+        return None
+    import pandas as pd
+
+    bad = []
+    for column, dtype in zip(X.columns, dtypes):
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            continue
+        try:
+            pd.to_numeric(X[column])
+        except (TypeError, ValueError):
+            bad.append(column)
+    if not bad:
+        return None
+    first = X[bad[0]]
+    example = next((v for v in first if not isinstance(v, numbers.Number) and v is not None), first.iloc[0])
+    return (
+        f"X has {len(bad)} non-numeric column(s): {_preview(bad)} (e.g. value {example!r} in column "
+        f"{str(bad[0])!r}). skssl's embedders take numeric expression values only: drop these columns or encode "
+        "them as numbers; sample annotations (tissue, batch, ...) belong in y or a separate table."
+    )
+
+
+def _non_finite_message(X, *, allow_nan=False, dtype=np.float32):
+    """The message for NaN or infinite values of in-memory ``X`` (numpy, pandas or sparse), or None."""
+    names = getattr(X, "columns", None)
+    try:
+        if sp.issparse(X):
+            coo = sp.coo_matrix(X)
+            values = np.asarray(coo.data, dtype=np.float64)
+            rows_of, cols_of = coo.row, coo.col
+        else:
+            if hasattr(X, "to_numpy"):
+                try:
+                    values = X.to_numpy(dtype=np.float64, na_value=np.nan)
+                except TypeError:
+                    values = X.to_numpy(dtype=np.float64)
+            else:
+                values = np.asarray(X, dtype=np.float64)
+            if values.ndim != 2:
+                return None
+            rows_of = cols_of = None
+    except (TypeError, ValueError):
+        return None
+    return non_finite_message(values, names=names, allow_nan=allow_nan, dtype=dtype, rows=rows_of, cols=cols_of)
+
+
+def non_finite_message(values, *, names=None, allow_nan=False, dtype=np.float32, rows=None, cols=None,
+                       row_offset=0, where=""):
+    """Describe the NaN / infinite values of ``values`` (a dense block, or the ``data`` of a sparse matrix with
+    ``rows`` / ``cols``), or return None when there are none. ``row_offset`` shifts reported row numbers."""
+    nan = np.zeros(values.shape, dtype=bool) if allow_nan else np.isnan(values)
+    big = np.isinf(values)
+    if dtype is not None and np.dtype(dtype) == np.float32:
+        with np.errstate(invalid="ignore"):
+            big |= np.abs(values) > np.finfo(np.float32).max  # finite in float64, infinite once read as float32
+    bad = nan | big
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        overflow = big & np.isfinite(values)
+    infinity = "infinity (or values too large for float32)" if overflow.any() else "infinity"
+    what = " and ".join(k for k, m in (("NaN", nan), (infinity, big)) if m.any())
+    if rows is None:
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+    else:
+        first = int(np.flatnonzero(bad)[0])
+        row, col = int(rows[first]), int(cols[first])
+    column = f"column {str(names[col])!r}" if names is not None else f"column {col}"
+    return (
+        f"X contains {what} in {int(bad.sum())} value(s){where} (first in row {row + row_offset}, {column}): "
+        f"{_NON_FINITE_FIX}."
+        + (" (NaN marks a missing view in a multi-view VAE; infinities are never accepted.)" if allow_nan else "")
     )
 
 
@@ -82,16 +212,18 @@ def read_rows(X, rows):
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def check_finite_block(block, X, allow_nan=False):
+def check_finite_block(block, X, allow_nan=False, row_offset=None):
+    """Raise a ValueError naming the first NaN / infinite value of ``block`` (rows ``row_offset`` on of ``X``)."""
     if allow_nan:
-        if np.isinf(block).any():
-            raise ValueError(f"Input contains infinity. Remove or impute infinite values (input of shape {X.shape}).")
+        if not np.isinf(block).any():
+            return
+    elif np.isfinite(block).all():
         return
-    if not np.isfinite(block).all():
-        raise ValueError(
-            "Input contains NaN or infinity. Remove or impute non-finite values before fitting "
-            f"(input of shape {X.shape})."
-        )
+    where = f" of rows {row_offset}-{row_offset + len(block) - 1}" if row_offset is not None else " of a batch"
+    message = non_finite_message(
+        block, allow_nan=allow_nan, dtype=None, row_offset=row_offset or 0, where=where
+    )
+    raise ValueError(f"{message} (input of shape {X.shape})")
 
 
 def column_statistics(X, *, chunk_rows=CHUNK_ROWS, allow_nan=False):
@@ -118,7 +250,7 @@ def column_statistics(X, *, chunk_rows=CHUNK_ROWS, allow_nan=False):
     # Shift by the first row for a numerically stable variance (avoids E[x^2] - E[x]^2 cancellation).
     shift = read_rows(X, slice(0, 1)).astype(np.float64)[0]
     for rows, block in iter_batches(X, chunk_rows):  # iter_batches keeps a memmap's resident pages bounded
-        check_finite_block(block, X)
+        check_finite_block(block, X, row_offset=rows.start)
         row_sums[rows] = block.sum(axis=1, dtype=np.float64)
         minimum = min(minimum, float(block.min()))
         centred = block - shift
@@ -139,7 +271,7 @@ def _nan_column_statistics(X, chunk_rows):
     minimum = np.inf
     shift = None
     for rows, block in iter_batches(X, chunk_rows):
-        check_finite_block(block, X, allow_nan=True)
+        check_finite_block(block, X, allow_nan=True, row_offset=rows.start)
         present = ~np.isnan(block)
         if shift is None:
             # Shift by the first chunk's mean of each feature (0 where it has no value) for a stable variance.
@@ -172,7 +304,7 @@ def iter_batches(X, batch_size, *, indices=None, check_finite=False, allow_nan=F
             stop = min(start + batch_size, n_rows(X))
             block = read_rows(X, slice(start, stop))
             if check_finite:
-                check_finite_block(block, X, allow_nan=allow_nan)
+                check_finite_block(block, X, allow_nan=allow_nan, row_offset=start)
             pager.tick(block.nbytes)
             yield slice(start, stop), block
         return

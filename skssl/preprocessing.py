@@ -25,6 +25,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._compat import DocLinkMixin
+
 __all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
 
 
@@ -52,7 +54,7 @@ def _log_cpm(X, *, pseudocount=1.0, base=2.0, scale=1e6, dtype=None):
     return out
 
 
-class LogCPM(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Library-size normalisation followed by a log transform.
 
     Each sample (row) of a count matrix is divided by its total count
@@ -197,7 +199,7 @@ class LogCPM(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-class HighlyVariableGenes(SelectorMixin, BaseEstimator):
+class HighlyVariableGenes(DocLinkMixin, SelectorMixin, BaseEstimator):
     """Keep the genes with the largest variance (or dispersion).
 
     A simple unsupervised filter applied after log-normalisation to drop
@@ -321,7 +323,7 @@ class HighlyVariableGenes(SelectorMixin, BaseEstimator):
         return tags
 
 
-class GeneAligner(TransformerMixin, BaseEstimator):
+class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
     """Reorder, subset and pad columns so that they match a fixed gene list.
 
     Models fitted on one gene panel can be applied to data measured on

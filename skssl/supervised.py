@@ -666,6 +666,15 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
             return ~(np.isnan(y) | (y == -1))
         if y.dtype.kind == "O":
             return ~np.fromiter((_is_missing_label(v) for v in y), dtype=bool, count=len(y))
+        if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
+            warnings.warn(
+                f'y is an array of strings containing "-1" ({int((y == y.dtype.type("-1")).sum())} sample(s)): in a '
+                'string array "-1" is a class name, not the unlabeled marker, so those samples are fitted as a '
+                'class "-1". To mark samples as unlabeled, use an object array with -1 or None for them (e.g. '
+                "np.array(['a', -1, 'b'], dtype=object)) or a pandas Series with missing values.",
+                UserWarning,
+                stacklevel=5,
+            )
         return np.ones(len(y), dtype=bool)  # strings and booleans have no unlabeled marker
 
     def _encode_targets(self, y_labeled):

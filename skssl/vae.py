@@ -7,6 +7,7 @@ product of experts so that samples lacking a view are encoded from the views the
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
 
@@ -449,9 +450,15 @@ class VAEEmbedder(BaseSSLEstimator):
 
     def _fit_statistics(self, X):
         if not self._multiview(reset=True):
-            return super()._fit_statistics(X)
+            statistics = super()._fit_statistics(X)
+            if self.likelihood == "nb" and statistics["min"] >= 0:  # negative values fail in _check_fit_values
+                _warn_if_not_counts(X, {None: slice(None)})
+            return statistics
         statistics = _data.column_statistics(X, allow_nan=True)
         scan = scan_views(X, self.views_, self.view_likelihoods_)
+        nb_views = {name: index for name, index in self.views_.items() if self.view_likelihoods_[name] == "nb"}
+        if nb_views:
+            _warn_if_not_counts(X, nb_views)
         counts = scan["present"].sum(axis=0)
         for name, count in zip(self.views_, counts):
             if count == 0:
@@ -695,6 +702,36 @@ class VAEEmbedder(BaseSSLEstimator):
 def _at_least_float32(tensor):
     """bf16/fp16 outputs of autocast regions in float32; float32 and float64 (score_samples) left as they are."""
     return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
+
+
+# Rows read to tell counts from non-integer (log-scale, normalised) data: enough to see, cheap even for a memmap.
+COUNT_CHECK_ROWS = 256
+
+
+def _warn_if_not_counts(X, views):
+    """Warn when the first rows of ``X`` (the columns of each ``"nb"`` view) hold non-integer values.
+
+    Only the first :data:`COUNT_CHECK_ROWS` rows are read, so out-of-core and sparse input are never loaded whole.
+    ``views`` maps a view name (None without views) to its column index.
+    """
+    block = _data.read_rows(X, slice(0, min(_data.n_rows(X), COUNT_CHECK_ROWS)))
+    for name, index in views.items():
+        values = block[:, index]
+        with np.errstate(invalid="ignore"):
+            fractional = np.isfinite(values) & (values != np.round(values))
+        if not fractional.any():
+            continue
+        row, col = (int(i) for i in np.argwhere(fractional)[0])
+        target = "X" if name is None else f"view {name!r}"
+        fix = "likelihood='gaussian'" if name is None else f"the likelihood 'gaussian' for view {name!r}"
+        warnings.warn(
+            f"VAEEmbedder: {target} has non-integer values (e.g. {float(values[row, col]):g} in row {row}; "
+            f"{int(fractional.sum())} of {values.size} values in the first {len(values)} rows), but "
+            "likelihood='nb' (negative binomial) models raw counts. For log-scale or normalised data (log1p, CPM, "
+            f"TPM, z-scores) use {fix}; for counts, pass the raw integer counts.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _check_counts_minimum(minimum):
