@@ -18,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ._anndata import read_h5ad, write_embedding
+
 __all__ = [
     "ExpressionData",
     "read_archs4",
     "read_gct",
     "read_geo_series_matrix",
+    "read_h5ad",
     "read_table",
+    "write_embedding",
     "write_gct",
     "write_table",
 ]
