@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import mmap
 import numbers
+import os
+import sys
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 import torch
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, validate_data
 
@@ -189,6 +192,18 @@ def non_finite_message(values, *, names=None, allow_nan=False, dtype=np.float32,
         f"{_NON_FINITE_FIX}."
         + (" (NaN marks a missing view in a multi-view VAE; infinities are never accepted.)" if allow_nan else "")
     )
+
+
+_INTERNAL_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep for path in (__file__, sklearn.__file__))
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that makes a warning raised by the calling function point at the first frame outside
+    skssl and scikit-learn (the user's ``fit`` call), whatever the depth of the internal calls."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def n_rows(X):

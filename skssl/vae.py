@@ -730,7 +730,7 @@ def _warn_if_not_counts(X, views):
             "likelihood='nb' (negative binomial) models raw counts. For log-scale or normalised data (log1p, CPM, "
             f"TPM, z-scores) use {fix}; for counts, pass the raw integer counts.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=_data.user_stacklevel(),
         )
 
 

@@ -180,6 +180,7 @@ def test_nb_on_log_scale_data_warns(counts):
     with pytest.warns(UserWarning, match="likelihood='nb' .* models raw counts") as record:
         VAEEmbedder(likelihood="nb", **FAST).fit(logged)
     assert "likelihood='gaussian'" in str(record[0].message)
+    assert record[0].filename == __file__  # points at the caller's fit, not at skssl's internals
 
 
 def test_nb_on_counts_does_not_warn(counts, tmp_path):
