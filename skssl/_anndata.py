@@ -128,7 +128,8 @@ def read_h5ad(path, layer=None, label_column=None, *, backed=False):
     -------
     data : ExpressionData
         ``X`` is float32: a dense ndarray, or a CSR matrix when the matrix is stored sparse (it stays sparse;
-        the skssl estimators accept CSR input and densify one batch at a time). ``genes`` are the ``var_names``,
+        the skssl estimators accept CSR input and densify one batch at a time; ``data.to_frame()`` and the text
+        writers need a dense matrix: ``data.X = data.X.toarray()`` first). ``genes`` are the ``var_names``,
         ``samples`` the ``obs_names``, ``metadata`` the ``obs`` columns, ``gene_metadata`` the ``var`` columns;
         ``attrs`` holds ``source`` (the file) and ``layer`` (``"X"`` or the layer read). ``data.labels`` is the
         `label_column` array (None when not requested).
@@ -309,6 +310,11 @@ def write_embedding(adata, embedding, key="X_skssl", *, layer=None, path=None):
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty str, got {key!r}.")
 
+    if hasattr(embedding, "fit") and not hasattr(embedding, "transform"):
+        raise TypeError(
+            f"{type(embedding).__name__} has no transform method: pass a fitted transformer (an embedder, or a "
+            "Pipeline that ends with one, e.g. model.named_steps['ssl']) or the embedding array."
+        )
     if hasattr(embedding, "transform") and hasattr(embedding, "fit"):
         values = _transform(embedding, adata, layer, source)
         origin = {"estimator": type(embedding).__name__, "layer": "X" if layer is None else str(layer)}

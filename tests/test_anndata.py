@@ -168,6 +168,10 @@ def test_write_checks_rows_and_shape(ad):
         write_embedding(adata, np.ones(8))
     with pytest.raises(TypeError, match="anndata.AnnData or the path"):
         write_embedding(np.ones((8, 6)), np.ones((8, 2)))
+    from sklearn.linear_model import LogisticRegression
+
+    with pytest.raises(TypeError, match="LogisticRegression has no transform method"):
+        write_embedding(adata, LogisticRegression())
     assert "X_skssl" not in adata.obsm
 
 
