@@ -74,9 +74,7 @@ def validate_X(estimator, X, *, reset, dense_dtype=np.float32, allow_nan=False):
         raise ValueError(message) from exc
 
 
-_NON_FINITE_FIX = (
-    "impute them or drop those genes/samples before fitting; skssl's embedders need finite values"
-)
+_NON_FINITE_FIX = "impute them or drop those genes/samples before fitting; skssl's embedders need finite values"
 
 
 def check_column_order(estimator, X):
@@ -118,7 +116,7 @@ def _preview(names, limit=3):
 def _non_numeric_message(X):
     """The message for a DataFrame with non-numeric (e.g. string annotation) columns, or None."""
     dtypes = getattr(X, "dtypes", None)
-    if dtypes is None or not hasattr(X, "columns"):
+    if dtypes is None or not hasattr(X, "columns") or not (type(X).__module__ or "").startswith("pandas"):
         return None
     import pandas as pd
 
@@ -165,8 +163,9 @@ def _non_finite_message(X, *, allow_nan=False, dtype=np.float32):
     return non_finite_message(values, names=names, allow_nan=allow_nan, dtype=dtype, rows=rows_of, cols=cols_of)
 
 
-def non_finite_message(values, *, names=None, allow_nan=False, dtype=np.float32, rows=None, cols=None,
-                       row_offset=0, where=""):
+def non_finite_message(
+    values, *, names=None, allow_nan=False, dtype=np.float32, rows=None, cols=None, row_offset=0, where=""
+):
     """Describe the NaN / infinite values of ``values`` (a dense block, or the ``data`` of a sparse matrix with
     ``rows`` / ``cols``), or return None when there are none. ``row_offset`` shifts reported row numbers."""
     nan = np.zeros(values.shape, dtype=bool) if allow_nan else np.isnan(values)
@@ -235,9 +234,7 @@ def check_finite_block(block, X, allow_nan=False, row_offset=None):
     elif np.isfinite(block).all():
         return
     where = f" of rows {row_offset}-{row_offset + len(block) - 1}" if row_offset is not None else " of a batch"
-    message = non_finite_message(
-        block, allow_nan=allow_nan, dtype=None, row_offset=row_offset or 0, where=where
-    )
+    message = non_finite_message(block, allow_nan=allow_nan, dtype=None, row_offset=row_offset or 0, where=where)
     raise ValueError(f"{message} (input of shape {X.shape})")
 
 
