@@ -215,8 +215,7 @@ def scan_views(X, indices, likelihoods, *, chunk_rows=_data.CHUNK_ROWS):
     present = np.zeros((n_samples, len(names)), dtype=bool)
     row_sums = np.zeros((n_samples, len(names)))
     for rows, block in _data.iter_batches(X, chunk_rows):
-        if np.isinf(block).any():
-            raise ValueError(f"Input contains infinity. Remove or impute infinite values (input of shape {X.shape}).")
+        _data.check_finite_block(block, X, allow_nan=True, row_offset=rows.start)
         offset = rows.start
         for k, name in enumerate(names):
             values = block[:, indices[name]]

@@ -243,3 +243,14 @@ def test_subclass_outside_skssl_gets_no_link():
 
     Mine.__module__ = "myproject.models"
     assert Mine()._get_doc_link() == ""
+
+
+def test_multiview_memmap_infinity_is_named(X, tmp_path):
+    views = {"a": slice(0, 3), "b": slice(3, 6)}
+    fitted = VAEEmbedder(views=views, **FAST).fit(X)
+    mm = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm[12, 4] = -np.inf
+    expected = r"X contains infinity in 1 value\(s\) of rows 0-39 \(first in row 12, column 4\)"
+    with pytest.raises(ValueError, match=expected):
+        fitted.transform(mm)
