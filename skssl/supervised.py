@@ -664,17 +664,20 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
             return y != -1
         if y.dtype.kind == "f":
             return ~(np.isnan(y) | (y == -1))
+        if y.dtype.kind in "USO":
+            # "-1" as a string is a class name, not the unlabeled marker (the int -1 is): say so, it is an easy slip.
+            n_minus_one = sum(isinstance(v, (str, np.str_)) and v == "-1" for v in y.tolist())
+            if n_minus_one:
+                warnings.warn(
+                    f'y contains the string "-1" ({n_minus_one} sample(s)): in a string label array "-1" is a class '
+                    'name, not the unlabeled marker, so those samples are fitted as a class "-1". To mark samples as '
+                    "unlabeled, use an object array with -1 or None for them (e.g. np.array(['a', -1, 'b'], "
+                    "dtype=object)) or a pandas Series with missing values (pd.Series(labels).where(labeled)).",
+                    UserWarning,
+                    stacklevel=_data.user_stacklevel(),
+                )
         if y.dtype.kind == "O":
             return ~np.fromiter((_is_missing_label(v) for v in y), dtype=bool, count=len(y))
-        if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
-            warnings.warn(
-                f'y is an array of strings containing "-1" ({int((y == y.dtype.type("-1")).sum())} sample(s)): in a '
-                'string array "-1" is a class name, not the unlabeled marker, so those samples are fitted as a '
-                'class "-1". To mark samples as unlabeled, use an object array with -1 or None for them (e.g. '
-                "np.array(['a', -1, 'b'], dtype=object)) or a pandas Series with missing values.",
-                UserWarning,
-                stacklevel=5,
-            )
         return np.ones(len(y), dtype=bool)  # strings and booleans have no unlabeled marker
 
     def _encode_targets(self, y_labeled):

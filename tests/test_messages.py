@@ -156,12 +156,22 @@ def test_different_genes_point_at_gene_aligner(X):
 
 def test_string_minus_one_label_warns(X):
     y = np.array(["a", "-1", "b", "-1"] * 10)
-    with pytest.warns(UserWarning, match=r'"-1" is a class name, not the unlabeled marker') as record:
+    with pytest.warns(UserWarning, match=r'string label array "-1" is a class name, not the unlabeled marker') as rec:
         clf = SSLClassifier(device="cpu", random_state=0).fit(X, y)
-    assert record[0].filename == __file__  # points at the caller's fit
-    message = str(record[0].message)
+    assert rec[0].filename == __file__  # points at the caller's fit
+    message = str(rec[0].message)
     assert "20 sample(s)" in message and "dtype=object" in message and "pandas Series" in message
     assert "-1" in list(clf.classes_)  # documented behaviour: it stays a class
+
+
+@pytest.mark.parametrize("kind", ["object", "series"])
+def test_string_minus_one_in_object_labels_warns(X, kind):
+    y = np.array(["a", "-1", "b", None] * 10, dtype=object)
+    if kind == "series":
+        y = pd.Series(y, dtype="string")
+    with pytest.warns(UserWarning, match=r'string "-1" \(10 sample\(s\)\)'):
+        clf = SSLClassifier(device="cpu", random_state=0).fit(X, y)
+    assert list(clf.classes_) == ["-1", "a", "b"]  # None stays the unlabeled marker
 
 
 def test_object_minus_one_does_not_warn(X):
