@@ -382,7 +382,8 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
         fitted_embedder, strategy="finetune", prefit=True, learning_rate=1e-12, max_epochs=1, random_state=0,
         device="cpu",
     ).fit(X, y_semi)
-    Z = fitted_embedder.transform(X)
+    # The head reads the encoder's output standardised, not decorrelated: undo transform's embedding_whitening_.
+    Z = fitted_embedder.transform(X) @ np.linalg.inv(fitted_embedder.embedding_whitening_)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(Z[labeled], y[labeled])
     np.testing.assert_allclose(model.predict_proba(X), probe.predict_proba(Z), atol=1e-3)
     # The test can fail: a randomly initialised head predicts something else.
