@@ -12,7 +12,7 @@ spreading over the 10-NN graph in the space of the top 10 unwhitened components;
 standardised default embeddings), combinations of members, and ways to weigh them (``avg``: uniform; ``cv0``:
 greedy ensemble selection, 20 rounds, on leave-one-out (<= 40 labels) or 5-fold held-out log-loss; ``cv1``: the
 same starting from one copy of each member; ``cvN``: three copies of each, ``n_labeled`` rounds; ``sw``: uniform
-when a class has fewer than 3 labels, ``cv0`` otherwise).
+when a class has fewer than 3 labels, ``cv0`` otherwise; ``swgeo``: as ``sw`` with a geometric mean).
 
 Selection: for each task left out, the candidate with the best criterion on the other three (mean gap closed at
 10 % of labels, G = (ours - best baseline) / (best baseline at 100 % - best baseline at 10 %), minus a penalty of
@@ -196,6 +196,10 @@ def evaluate(path, fraction):
         w = greedy({m: held[m] for m in names}, y_train[lab], rounds=len(lab), prior=3)
         out["cvN_" + combo] = sum(w[m] * test_proba[m] for m in names) / sum(w.values())
         out["sw_" + combo] = out["avg_" + combo] if fewest < 3 else out["cv0_" + combo]
+        # Geometric instead of arithmetic mean below 3 labels per class (less swayed by one confident member).
+        log_mean = np.mean([np.log(np.clip(test_proba[m], 1e-9, None)) for m in names], axis=0)
+        geo = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
+        out["swgeo_" + combo] = geo / geo.sum(axis=1, keepdims=True) if fewest < 3 else out["cv0_" + combo]
     labels = np.arange(n_classes)
     return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
 
