@@ -17,13 +17,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
-from ._compat import DocLinkMixin
+from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
 
 # Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
 # waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
@@ -469,7 +468,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
         return _data.validate_X(self, X, reset=reset)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the representation from ``X`` without labels.
 
@@ -497,7 +496,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         self._fit_embedding_statistics(X)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """One pass over a chunk of samples, continuing training from the current state.
 

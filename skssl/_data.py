@@ -18,7 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 import sklearn
 import torch
-from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, validate_data
+from sklearn.utils.validation import check_array, validate_data
+
+from ._compat import check_feature_names, check_n_features
 
 # Rows read at once by the streaming passes (statistics, validation of out-of-core input, transform).
 CHUNK_ROWS = 4096
@@ -51,8 +53,8 @@ def validate_X(estimator, X, *, reset, dense_dtype=np.float32, allow_nan=False):
             )
         if not np.issubdtype(np.dtype(X.dtype), np.number):
             raise ValueError(f"Expected numeric data, got dtype {X.dtype}.")
-        _check_feature_names(estimator, X, reset=reset)
-        _check_n_features(estimator, X, reset=reset)
+        check_feature_names(estimator, X, reset=reset)
+        check_n_features(estimator, X, reset=reset)
         return X
     if not reset:
         check_column_order(estimator, X)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._compat import ema_update_
+
 
 def make_mlp(in_features, hidden_dims, out_features, *, dropout=0.0, norm=True):
     """Linear -> LayerNorm -> ReLU -> Dropout blocks, then a plain Linear output layer.
@@ -34,8 +36,7 @@ def ema_update(target, online, decay):
     """In-place exponential moving average ``target <- decay * target + (1 - decay) * online``."""
     target_params = list(target.parameters())
     online_params = list(online.parameters())
-    torch._foreach_mul_(target_params, decay)
-    torch._foreach_add_(target_params, online_params, alpha=1.0 - decay)
+    ema_update_(target_params, online_params, decay)
 
 
 class Standardize(nn.Module):

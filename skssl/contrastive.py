@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from numbers import Real
 
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ._compat import Interval, StrOptions
 from ._base import BaseSSLEstimator, fill_doc
 from ._corruption import scarf_corrupt
 from ._losses import byol_loss, nt_xent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from numbers import Real
 
-from sklearn.utils._param_validation import Interval
 from torch import nn
 
+from ._compat import Interval
 from ._base import BaseSSLEstimator, fill_doc
 from ._corruption import vime_mask
 from ._losses import vime_loss

@@ -37,10 +37,10 @@ from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from . import _ensemble
+from ._compat import InvalidParameterError
 from ._base import BaseSSLEstimator
 from ._nn import Standardize, make_mlp
 from .contrastive import ContrastiveEmbedder
@@ -916,7 +916,7 @@ def _decode_object(node, reader, where):
         setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
     if name == "GraphMember":
         params = _decode(node.get("neighbors"), reader, f"{where}.neighbors_")
-        _expect(isinstance(params, dict) and set(params) <= set(NearestNeighbors._get_param_names()), where,
+        _expect(isinstance(params, dict) and set(params) <= set(NearestNeighbors().get_params()), where,
                 "invalid neighbour search parameters")
         _expect(isinstance(getattr(obj, "points_", None), np.ndarray), where, "points_ missing")
         # The search structure is not stored: refitted on the same points, it finds the same neighbours.

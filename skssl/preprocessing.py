@@ -13,19 +13,16 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.feature_selection import SelectorMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import (
     FLOAT_DTYPES,
-    _check_feature_names_in,
-    _get_feature_names,
     check_array,
     check_is_fitted,
     check_non_negative,
     validate_data,
 )
 
-from ._compat import DocLinkMixin
+from ._compat import DocLinkMixin, Interval, StrOptions, check_feature_names_in, get_feature_names
 
 __all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
 
@@ -435,7 +432,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
         return out
 
     def _frame_names(self, X):
-        names = _get_feature_names(X)
+        names = get_feature_names(X)
         if names is not None:
             self._as_gene_array(names, "The columns of X")
         return names
@@ -463,7 +460,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
             self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True
         )
         if self.genes is None:
-            self.genes_ = _check_feature_names_in(self)
+            self.genes_ = check_feature_names_in(self)
         else:
             self.genes_ = self._as_gene_array(self.genes, "genes")
         # Without any gene names there is nothing to align by.
@@ -539,7 +536,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
             ``genes_``.
         """
         check_is_fitted(self)
-        _check_feature_names_in(self, input_features)
+        check_feature_names_in(self, input_features)
         return np.asarray(self.genes_, dtype=object).copy()
 
     def __sklearn_tags__(self):

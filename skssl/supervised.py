@@ -19,18 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.special import softmax
-from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state, get_tags
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch import nn
 
 from . import _data, _ensemble
+from ._compat import Interval, InvalidParameterError, StrOptions, fit_context
 from ._base import BaseSSLEstimator, BaseTorchEstimator, _cuda_indices, make_adamw
 from ._nn import Standardize, make_mlp
 from .masked import MaskedAutoencoder
@@ -640,7 +640,7 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         self.verbose = verbose
 
     # The embedder's own parameters are validated by its fit, so nested validation stays on.
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the labeled rows.
 
@@ -864,7 +864,7 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         self.random_state = random_state
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the rows with a target.
 

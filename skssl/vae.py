@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from . import _data
+from ._compat import Interval, StrOptions, standard_gamma, validate_params
 from ._base import BaseSSLEstimator, _cuda_indices, fill_doc
 from ._losses import gaussian_kl, gaussian_log_likelihood, nb_log_likelihood
 from ._nn import LogNormalize, Standardize, make_mlp
@@ -148,7 +148,7 @@ class _View(nn.Module):
             )
             mu = torch.softmax(out, dim=-1) * log_library.exp()
             theta = self.log_theta.exp().expand_as(mu)
-            return torch.poisson(torch._standard_gamma(theta) * (mu / theta), generator=generator)
+            return torch.poisson(standard_gamma(theta) * (mu / theta), generator=generator)
         return torch.bernoulli(torch.sigmoid(out), generator=generator)
 
 
@@ -688,7 +688,7 @@ class VAEEmbedder(BaseSSLEstimator):
                 mu = module.decode_mean(z, log_library.exp())
                 theta = module.log_theta.exp().expand_as(mu)
                 # Gamma-Poisson mixture == negative binomial with mean mu and inverse dispersion theta.
-                rate = torch._standard_gamma(theta) * (mu / theta)
+                rate = standard_gamma(theta) * (mu / theta)
                 out = torch.poisson(rate, generator=generator)
         return out.float().cpu().numpy()
 
