@@ -23,13 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
+from ._training import auto_batch_size, resolve_schedule  # noqa: F401 (auto_batch_size: re-exported)
 
-# Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
-# waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
-AUTO_STEP_BUDGET = 3000
-AUTO_MIN_EPOCHS = 3
-AUTO_MAX_EPOCHS = 500
-AUTO_PATIENCE_STEPS = 200
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
 MAX_GRAD_NORM = 10.0
 
@@ -133,11 +128,6 @@ def auto_hidden_dims(n_features):
     """Two hidden layers, wider for wider inputs (256 under 1 000 genes, else 512)."""
     width = 256 if n_features < 1000 else 512
     return (width, width)
-
-
-def auto_batch_size(n_train):
-    """A quarter of the training rows, clipped to [32, 256] and to the number of rows."""
-    return int(min(n_train, np.clip(n_train // 4, 32, 256)))
 
 
 @contextlib.contextmanager
@@ -258,17 +248,9 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
 
     def _schedule(self, n_train):
         """Batch size, epochs and early-stopping patience for ``n_train`` training rows (resolving "auto")."""
-        batch_size = auto_batch_size(n_train) if self.batch_size == "auto" else min(self.batch_size, n_train)
-        steps_per_epoch = max(1, n_train // batch_size + (n_train % batch_size >= 2))
-        if self.max_epochs == "auto":
-            max_epochs = int(np.clip(math.ceil(AUTO_STEP_BUDGET / steps_per_epoch), AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS))
-        else:
-            max_epochs = self.max_epochs
-        if self.n_iter_no_change == "auto":
-            patience = max(10, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
-        else:
-            patience = self.n_iter_no_change
-        return batch_size, max_epochs, patience
+        return resolve_schedule(
+            n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, n_iter_no_change=self.n_iter_no_change
+        )
 
     def _fit_module(self, X, targets=None, statistics=None, module=None):
         """Train on ``X`` (and ``targets``, one row per sample, if given) and set the fitted attributes.
