@@ -1,0 +1,268 @@
+"""Reading: the conversion of a file's JSON description plus tensors back to estimators and values.
+
+Every value is validated as it is decoded (kinds, dtypes, shapes, class names, parameters, attribute names);
+anything unexpected raises a ValueError that names where in the description it was found.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from .._base import BaseSSLEstimator
+from .._compat import InvalidParameterError
+from ..supervised import _BaseFineTune
+from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder
+from ._schema import (
+    _ESTIMATORS,
+    _FITTED_NAME,
+    _NUMERIC_KINDS,
+    _OBJECTS,
+    _PRIVATE_STATE,
+    _SKIPPED,
+    _SKLEARN,
+    _SKLEARN_PRIVATE,
+    _WRAPPERS,
+    _expect,
+)
+
+
+class _Reader:
+    def __init__(self, tensors):
+        self.tensors = tensors
+        self.used = set()
+
+    def tensor(self, key, where):
+        if not isinstance(key, str) or key not in self.tensors:
+            raise ValueError(f"{where}: tensor {key!r} is missing from the file; the file is corrupt.")
+        self.used.add(key)
+        return self.tensors[key]
+
+
+def _decode(node, reader, where):
+    if node is None or isinstance(node, (bool, str, int, float)):
+        return node
+    if isinstance(node, list):
+        return [_decode(v, reader, f"{where}[{i}]") for i, v in enumerate(node)]
+    _expect(isinstance(node, dict), where, f"unexpected JSON value {node!r}")
+    kind = node.get("__kind__")
+    if kind == "float":
+        _expect(node.get("value") in ("nan", "inf", "-inf"), where, "invalid float")
+        return float(node["value"])
+    if kind == "scalar":
+        dtype = _dtype(node.get("dtype"), where, "biuf")
+        value = node.get("value")
+        _expect(isinstance(value, (bool, int, float)) or isinstance(value, dict), where, "invalid scalar")
+        return dtype.type(_decode(value, reader, where))
+    if kind == "tuple":
+        return tuple(_decode(_list(node, "items", where), reader, where))
+    if kind == "dict":
+        items = _list(node, "items", where)
+        _expect(all(isinstance(item, list) and len(item) == 2 for item in items), where, "invalid dict")
+        decoded = {}
+        for key, value in items:
+            key = _decode(key, reader, where)
+            _expect(isinstance(key, (str, int, float, bool, np.generic)) or key is None, where, "invalid dict key")
+            decoded[key] = _decode(value, reader, f"{where}[{key!r}]")
+        return decoded
+    if kind == "slice":
+        parts = _decode(_list(node, "items", where), reader, where)
+        _expect(len(parts) == 3 and all(p is None or isinstance(p, int) for p in parts), where, "invalid slice")
+        return slice(*parts)
+    if kind == "ndarray":
+        return _decode_array(node, reader, where)
+    if kind == "device":
+        try:
+            return torch.device(str(node.get("value")))
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"{where}: invalid device {node.get('value')!r}.") from exc
+    if kind == "random_state":
+        keys, pos = node.get("keys"), node.get("pos")
+        _expect(isinstance(keys, list) and len(keys) == 624 and all(type(k) is int and 0 <= k < 2**32 for k in keys),
+                where, "invalid random state")
+        _expect(type(pos) is int and 0 <= pos <= 624, where, "invalid random state")
+        state = np.random.RandomState()
+        state.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, int(bool(node.get("has_gauss"))),
+                         float(node.get("cached_gaussian") or 0.0)))
+        return state
+    if kind == "csr":
+        shape = node.get("shape")
+        _expect(isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and s >= 0 for s in shape),
+                where, "invalid sparse shape")
+        data, indices, indptr = (
+            _decode_array(node.get(k), reader, f"{where}.{k}") for k in ("data", "indices", "indptr")
+        )
+        try:
+            matrix = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+            matrix.check_format(full_check=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: invalid sparse matrix ({exc}); the file is corrupt.") from exc
+        return matrix
+    if kind == "estimator":
+        return _decode_estimator(node, reader, fitted=False, where=where)
+    if kind == "sklearn":
+        return _decode_sklearn(node, reader, where)
+    if kind == "object":
+        return _decode_object(node, reader, where)
+    raise ValueError(f"{where}: unknown value kind {kind!r}; the file is corrupt or from a newer skssl.")
+
+
+def _list(node, key, where):
+    value = node.get(key)
+    _expect(isinstance(value, list), where, f"{key!r} must be a list")
+    return value
+
+
+def _dtype(text, where, kinds):
+    try:
+        dtype = np.dtype(text) if isinstance(text, str) else None
+    except TypeError:
+        dtype = None
+    _expect(dtype is not None and dtype.kind in kinds, where, f"invalid dtype {text!r}")
+    return dtype
+
+
+def _decode_array(node, reader, where):
+    _expect(isinstance(node, dict) and node.get("__kind__") == "ndarray", where, "an array was expected")
+    shape = node.get("shape")
+    _expect(isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape), where, "invalid shape")
+    dtype = _dtype(node.get("dtype"), where, _NUMERIC_KINDS + "UO")
+    if dtype.kind in _NUMERIC_KINDS:
+        tensor = reader.tensor(node.get("tensor"), where)
+        try:
+            array = tensor.numpy()
+        except (TypeError, RuntimeError) as exc:
+            raise ValueError(f"{where}: tensor of dtype {tensor.dtype} cannot hold an array.") from exc
+        if array.dtype != dtype or list(array.shape) != shape:
+            raise ValueError(
+                f"{where}: the stored tensor has dtype {array.dtype} and shape {list(array.shape)}, but the model "
+                f"description says {dtype} and {shape}; the file is corrupt or was modified."
+            )
+        return np.array(array, order="F" if node.get("order") == "F" else "C", copy=True)
+    # A string dtype sized by the file must not make the loader allocate gigabytes.
+    _expect(dtype.kind != "U" or dtype.itemsize <= 4 * 4096, where, f"string dtype {dtype} too wide")
+    items = [_decode(v, reader, where) for v in _list(node, "items", where)]
+    _expect(all(v is None or isinstance(v, (str, int, float, bool)) for v in items), where, "invalid array items")
+    _expect(len(items) == math.prod(shape), where, "the array's items disagree with its shape")
+    array = np.empty(len(items), dtype=dtype)
+    array[:] = items
+    return array.reshape(shape)
+
+
+def _check_params(node, cls, where):
+    params = node.get("params")
+    _expect(isinstance(params, dict), where, "parameters missing")
+    known = set(cls._get_param_names())
+    unknown = set(params) - known
+    if unknown:
+        raise ValueError(
+            f"{where}: {sorted(unknown)} are not parameters of {cls.__name__} in this skssl; the file was written "
+            "by another version or was modified."
+        )
+    return params
+
+
+def _validated(estimator, where):
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as exc:
+        raise ValueError(f"{where}: invalid parameters for {type(estimator).__name__}: {exc}") from exc
+    return estimator
+
+
+def _decode_estimator(node, reader, *, fitted, where):
+    name = node.get("class")
+    if name in _WRAPPERS:
+        params = _check_params(node, _WRAPPERS[name], where)
+        inner = params.get("estimator")
+        _expect(isinstance(inner, dict) and inner.get("__kind__") == "estimator", where, "wrapper without estimator")
+        return _WRAPPERS[name](_decode_estimator(inner, reader, fitted=False, where=f"{where}.estimator"))
+    cls = _ESTIMATORS.get(name)
+    if cls is None:  # already refused by _check_class_names; kept so that no path builds an unknown class
+        raise ValueError(f"{where}: class {name!r} is not an skssl estimator.")
+    params = _check_params(node, cls, where)
+    estimator = cls()
+    estimator.set_params(**{key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()})
+    _validated(estimator, where)
+    if not fitted:
+        return estimator
+    attributes = node.get("attributes")
+    _expect(isinstance(attributes, dict), where, "fitted attributes missing")
+    for key, value in attributes.items():
+        allowed = (_FITTED_NAME.match(key) and key not in _SKIPPED) or key in _PRIVATE_STATE.get(name, ())
+        if not allowed or key in params or hasattr(cls, key):
+            raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
+        if key == "embedder_" and value is not None:
+            _expect(isinstance(value, dict) and value.get("__kind__") == "estimator", where,
+                    "embedder_ must be an skssl embedder or None")
+            decoded = _decode_estimator(value, reader, fitted=True, where=f"{where}.{key}")
+            _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder or None")
+        else:
+            decoded = _decode(value, reader, f"{where}.{key}")
+        setattr(estimator, key, decoded)
+    if "device_" in attributes:
+        estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
+    module = node.get("module")
+    if module is not None:
+        _expect(isinstance(module, dict) and module.get("__kind__") == "state_dict", where, "invalid network")
+        tensors = module.get("tensors")
+        _expect(isinstance(tensors, dict), where, "invalid network")
+        state = {key: reader.tensor(value, f"{where}.module_.{key}") for key, value in tensors.items()}
+        try:
+            estimator.module_ = _rebuild_module(estimator, where)
+        except (AttributeError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise ValueError(
+                f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
+                "is corrupt or was modified."
+            ) from exc
+        try:
+            estimator.module_.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{where}: the stored network weights do not match the network that the parameters describe "
+                f"({' '.join(str(exc).split())}); the file is corrupt or was modified."
+            ) from exc
+        estimator.module_.eval()
+    _check_consistency(estimator, where)
+    if isinstance(estimator, _BaseFineTune):
+        _restore_prefit_embedder(estimator)
+    return estimator
+
+
+def _decode_sklearn(node, reader, where):
+    name = node["class"]
+    cls = _SKLEARN[name]
+    params = _check_params(node, cls, where)
+    obj = _validated(cls(**{key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()}), where)
+    attributes = node.get("attributes")
+    _expect(isinstance(attributes, dict), where, "fitted attributes missing")
+    for key, value in attributes.items():
+        if not (_FITTED_NAME.match(key) or key in _SKLEARN_PRIVATE.get(name, ())) or key in params or hasattr(cls, key):
+            raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
+        setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
+    return obj
+
+
+def _decode_object(node, reader, where):
+    name = node["class"]
+    cls, init_args, attribute_names = _OBJECTS[name]
+    init = node.get("init")
+    _expect(isinstance(init, dict) and set(init) == set(init_args), where, f"invalid arguments of {name}")
+    obj = cls(*[_decode(init[arg], reader, f"{where}.{arg}") for arg in init_args])
+    attributes = node.get("attributes")
+    _expect(isinstance(attributes, dict) and set(attributes) <= set(attribute_names), where,
+            f"unknown attributes of {name}")
+    for key, value in attributes.items():
+        setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
+    if name == "GraphMember":
+        params = _decode(node.get("neighbors"), reader, f"{where}.neighbors_")
+        _expect(isinstance(params, dict) and set(params) <= set(NearestNeighbors().get_params()), where,
+                "invalid neighbour search parameters")
+        _expect(isinstance(getattr(obj, "points_", None), np.ndarray), where, "points_ missing")
+        # The search structure is not stored: refitted on the same points, it finds the same neighbours.
+        obj.neighbors_ = _validated(NearestNeighbors(**params), where).fit(obj.points_)
+    return obj

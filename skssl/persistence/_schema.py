@@ -1,0 +1,88 @@
+"""What an skssl model file may name: the allow-lists of classes and attributes, and the checks against them.
+
+Nothing in a file is imported by name: every class a file mentions must be one of the entries here, and the
+loader refuses the file before building anything otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sklearn.decomposition import PCA
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from .. import _ensemble
+from ..contrastive import ContrastiveEmbedder
+from ..masked import MaskedAutoencoder
+from ..supervised import SSLClassifier, SSLRegressor
+from ..vae import VAEEmbedder
+
+# The only classes a file may name. Exact classes, not subclasses: a subclass may change behaviour (e.g. swap the
+# corruption) that the file cannot record, so it would load as something else.
+_ESTIMATORS = {
+    cls.__name__: cls for cls in (ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, SSLClassifier, SSLRegressor)
+}
+# Estimators that may appear as a (parameters-only) wrapper of a nested ``embedder`` parameter.
+_WRAPPERS = {"FrozenEstimator": FrozenEstimator}
+# scikit-learn objects inside the ensemble of SSLClassifier / SSLRegressor(strategy="ensemble"), and the private
+# attributes of each that are kept (public fitted attributes, ending in "_", are always kept).
+_SKLEARN = {"PCA": PCA, "LogisticRegression": LogisticRegression, "Ridge": Ridge}
+_SKLEARN_PRIVATE = {"PCA": ("_fit_svd_solver",)}
+# The ensemble's own objects: constructor arguments and fitted attributes, exhaustively (saving refuses an object
+# with an attribute not listed here, rather than silently dropping something its predictions might need).
+_OBJECTS = {
+    "SemiSupervisedEnsemble": (
+        _ensemble.SemiSupervisedEnsemble,
+        ("task", "members", "n_classes", "seed", "class_weight"),
+        ("genes_", "members_", "weights_", "held_out_loss_"),
+    ),
+    "GeneViews": (_ensemble.GeneViews, (), ("mean_", "scale_", "pca_", "pc_scale_")),
+    "LinearMember": (
+        _ensemble.LinearMember,
+        ("task", "n_classes", "seed", "class_weight"),
+        ("mean_", "scale_", "model_", "only_"),
+    ),
+    # ``neighbors_`` (a NearestNeighbors search structure) is refitted on ``points_`` at load.
+    "GraphMember": (
+        _ensemble.GraphMember,
+        ("task", "n_classes", "seed", "class_weight"),
+        ("points_", "affinity_", "scores_"),
+    ),
+}
+# Private attributes of skssl estimators that prediction needs (public fitted attributes end in "_" and are kept).
+_PRIVATE_STATE = {"SSLRegressor": ("_y_mean", "_y_scale")}
+# Attributes of skssl estimators never written: the network (written as its state dict) and training-only state.
+_SKIPPED = {"module_", "_optimizer", "_partial_rng"}
+_FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
+_NUMERIC_KINDS = "biufc"
+
+
+def _check_class_names(node, where):
+    """Refuse any class name outside the allow-lists, wherever it appears, before anything is built."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_class_names(item, f"{where}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("__kind__")
+    if kind in ("estimator", "sklearn", "object"):
+        allowed = {
+            "estimator": {**_ESTIMATORS, **_WRAPPERS},
+            "sklearn": _SKLEARN,
+            "object": _OBJECTS,
+        }[kind]
+        name = node.get("class")
+        if not isinstance(name, str) or name not in allowed:
+            raise ValueError(
+                f"{where}: class {name!r} is not allowed in an skssl model file (allowed: {sorted(allowed)}). "
+                "The file was not written by skssl.save_model, or was modified; it is not loaded."
+            )
+    for key, value in node.items():
+        _check_class_names(value, f"{where}.{key}")
+
+
+def _expect(condition, where, message):
+    if not condition:
+        raise ValueError(f"{where}: {message}; the file is corrupt or was modified.")
