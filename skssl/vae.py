@@ -51,6 +51,10 @@ class _VAEModule(nn.Module):
     def embed(self, x):
         return self.encode(x)[0]
 
+    def encoder_path(self):
+        """The part of this module that ``embed`` uses (preprocessing and encoder, shared with this module)."""
+        return _EncoderPath([_Expert(None, self.preprocess, self.encoder, self.n_latent)], prior_expert=False)
+
     def decode_mean(self, z, library=None):
         """Mean of p(x | z): standardised values (Gaussian) or counts at ``library`` total (NB)."""
         out = self.decoder(z)
@@ -198,6 +202,11 @@ class _MultiViewVAEModule(nn.Module):
     def embed(self, x):
         return self.encode(x)[0]
 
+    def encoder_path(self):
+        """The part of this module that ``embed`` uses (each view's preprocessing and encoder, shared with it)."""
+        experts = [_Expert(view.index, view.preprocess, view.encoder, self.n_latent) for view in self.views]
+        return _EncoderPath(experts, prior_expert=True)
+
     def elbo(self, x, beta=1.0, generator=None, noise=None, present=None):
         """Per-row ELBO over the present views (see ``_VAEModule.elbo`` for ``noise``)."""
         blocks, mask = self.blocks(x, present)
@@ -232,6 +241,50 @@ class _MultiViewVAEModule(nn.Module):
         for view in self.views:
             out[:, view.index] = view.sample(z, generator)
         return out
+
+
+class _Expert(nn.Module):
+    """One view's encoder: its columns (``index``; None: all), preprocessing and encoder network -> a Gaussian."""
+
+    def __init__(self, index, preprocess, encoder, n_latent):
+        super().__init__()
+        self.register_buffer("index", None if index is None else index.clone())
+        self.preprocess = preprocess
+        self.encoder = encoder
+        self.n_latent = n_latent
+
+    def forward(self, xv):
+        stats = _at_least_float32(self.encoder(self.preprocess(xv)))
+        return stats[:, : self.n_latent], stats[:, self.n_latent :].clamp(-LOG_VAR_BOUND, LOG_VAR_BOUND)
+
+
+class _EncoderPath(nn.Module):
+    """Raw features -> posterior mean: what a VAE's ``embed`` computes, holding only the modules it uses."""
+
+    def __init__(self, experts, prior_expert):
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+        self.prior_expert = prior_expert
+
+    def encode(self, x):
+        if not self.prior_expert:  # one view, never missing: its expert is the posterior
+            return self.experts[0](x)
+        precision, weighted = [], []
+        for expert in self.experts:
+            xv = x.index_select(1, expert.index)
+            here = ~torch.isnan(xv).all(dim=1, keepdim=True)
+            mean_v, log_var_v = expert(torch.where(here, xv, torch.zeros((), dtype=xv.dtype, device=xv.device)))
+            precision_v = torch.exp(-log_var_v)
+            precision.append(torch.where(here, precision_v, 0.0))
+            weighted.append(torch.where(here, precision_v * mean_v, 0.0))
+        precision = 1.0 + torch.stack(precision).sum(dim=0)
+        return torch.stack(weighted).sum(dim=0) / precision, -torch.log(precision)
+
+    def embed(self, x):
+        return self.encode(x)[0]
+
+    def forward(self, x):
+        return self.embed(x)
 
 
 _VAE_PARAMETER_DOCS = {

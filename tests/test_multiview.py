@@ -84,6 +84,25 @@ def test_embedding_is_the_product_of_the_present_experts_and_the_prior(X, fitted
     np.testing.assert_allclose(fitted.transform(row), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "nb", "views"])
+def test_encoder_path_embeds_like_the_module_with_only_the_encoder_parameters(X, fitted, likelihood):
+    if likelihood == "views":
+        module, x = fitted.module_, torch.from_numpy(X)
+    else:
+        data = np.nan_to_num(X[:, 13:19] if likelihood == "nb" else X[:, :8])
+        module = VAEEmbedder(likelihood=likelihood, **FAST).fit(data).module_
+        x = torch.from_numpy(data)
+    path = module.encoder_path()
+    assert isinstance(path, torch.nn.Module)
+    with torch.no_grad():
+        torch.testing.assert_close(path.embed(x), module.embed(x), rtol=0, atol=0)
+        torch.testing.assert_close(path(x), module.embed(x), rtol=0, atol=0)
+    # Exactly the parameters that get a gradient through embed: no decoder, no likelihood parameter.
+    embed_grads = torch.autograd.grad(module.embed(x).sum(), list(module.parameters()), allow_unused=True)
+    used = {id(p) for p, g in zip(module.parameters(), embed_grads) if g is not None}
+    assert {id(p) for p in path.parameters()} == used
+
+
 def test_loss_ignores_declared_missing_blocks(X, fitted):
     module = copy_module(fitted)
     x_nan = torch.from_numpy(X[:12].copy())  # rows 0-9 lack the mutation view, rows 10-11 the expression view
