@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ._container import ExpressionData, _str_array
+
 __all__ = ["read_h5ad", "write_embedding"]
 
 _INSTALL = 'pip install "skssl[anndata]"'
@@ -167,8 +169,6 @@ def read_h5ad(path, layer=None, label_column=None, *, backed=False):
     (True, array(['CD3E', 'MS4A1', 'LYZ'], dtype=object), array(['T cell', -1], dtype=object))
     """
     anndata = _import_anndata("read_h5ad")
-    from .io import ExpressionData, _str_array
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file.")
@@ -332,7 +332,7 @@ def write_embedding(adata, embedding, key="X_skssl", *, layer=None, path=None):
         )
     adata.obsm[key] = values
 
-    from . import __version__
+    from .. import __version__
 
     record = dict(adata.uns.get("skssl", {}))
     record[key] = {**origin, "skssl_version": __version__}
