@@ -80,6 +80,97 @@ def _read_columns(dataset, rows, cols, row_block=2048):
     return out
 
 
+def _read_ids(f, path):
+    """``(expression dataset, symbol key, gene symbols, sample accessions)`` of
+    an open ARCHS4 file, checked for the ARCHS4 layout."""
+    for required in ("data/expression", "meta/samples/geo_accession"):
+        if required not in f:
+            raise ValueError(f"{path}: not an ARCHS4 file (no '{required}').")
+    expression = f["data/expression"]
+    symbol_key = next(
+        (k for k in ("meta/genes/symbol", "meta/genes/gene_symbol") if k in f),
+        None,
+    )
+    if symbol_key is None:
+        raise ValueError(
+            f"{path}: not an ARCHS4 file (no 'meta/genes/symbol' or "
+            "'meta/genes/gene_symbol')."
+        )
+    symbols = _decode(f[symbol_key][()])
+    accessions = _decode(f["meta/samples/geo_accession"][()])
+    if expression.shape != (len(symbols), len(accessions)):
+        raise ValueError(
+            f"{path}: data/expression has shape {expression.shape} but there "
+            f"are {len(symbols)} genes and {len(accessions)} samples."
+        )
+    return expression, symbol_key, symbols, accessions
+
+
+def _select_samples(samples, accessions, max_samples, path):
+    """File columns of the requested samples, in the requested order."""
+    if samples is None:
+        cols = np.arange(len(accessions))
+    else:
+        cols = _lookup(samples, accessions, "sample", path)
+    if max_samples is not None:
+        cols = cols[:max_samples]
+    return cols
+
+
+def _group_genes(genes, symbols, path):
+    """``(out_genes, first_row, file_rows, groups)``: the output genes, the
+    first file row of each, and the file rows to read with the output gene
+    each one is summed into (ARCHS4 repeats a few symbols)."""
+    # Group file rows by symbol: output gene k sums rows with group k.
+    if genes is None:
+        out_genes, first_row = np.unique(symbols, return_index=True)
+        order = np.argsort(first_row, kind="stable")  # file order
+        out_genes, first_row = out_genes[order], first_row[order]
+    else:
+        first_row = _lookup(genes, symbols, "gene", path)
+        out_genes = symbols[first_row]
+    group_of = {name: k for k, name in enumerate(out_genes)}
+    file_rows = np.flatnonzero(np.isin(symbols, out_genes))
+    groups = np.array([group_of[s] for s in symbols[file_rows]], dtype=np.intp)
+    return out_genes, first_row, file_rows, groups
+
+
+def _summed_counts(expression, file_rows, groups, n_genes, cols, col_sorted):
+    """The (n_samples, n_genes) counts, rows of one symbol summed."""
+    block = _read_columns(expression, file_rows, col_sorted)
+    summed = np.zeros((n_genes, len(col_sorted)), dtype=np.float32)
+    np.add.at(summed, groups, block)
+    # Back from sorted columns to the requested sample order.
+    return summed[:, np.searchsorted(col_sorted, cols)].T
+
+
+def _sample_metadata(f, h5py, accessions, cols, col_sorted):
+    """The other ``meta/samples`` fields, for the selected samples."""
+    metadata = {}
+    for key, dataset in f["meta/samples"].items():
+        if key == "geo_accession" or not isinstance(dataset, h5py.Dataset):
+            continue
+        if dataset.shape != (len(accessions),):
+            continue
+        values = dataset[_index_key(col_sorted)] if col_sorted.size else dataset[:0]
+        metadata[key] = _decode(values)[np.searchsorted(col_sorted, cols)]
+    return metadata
+
+
+def _gene_metadata(f, h5py, symbol_key, symbols, first_row):
+    """The other ``meta/genes`` fields, from the first row of each output gene."""
+    gene_metadata = {}
+    for key, dataset in f["meta/genes"].items():
+        if key == symbol_key.rsplit("/", 1)[1]:
+            continue
+        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (
+            len(symbols),
+        ):
+            continue
+        gene_metadata[key] = _decode(dataset[()])[first_row]
+    return gene_metadata
+
+
 def read_archs4(path, samples=None, genes=None, max_samples=None):
     """Read a subset of an ARCHS4 HDF5 expression file.
 
@@ -147,70 +238,13 @@ def read_archs4(path, samples=None, genes=None, max_samples=None):
     ):
         raise ValueError(f"max_samples must be a positive int, got {max_samples!r}.")
     with h5py.File(path, "r") as f:
-        for required in ("data/expression", "meta/samples/geo_accession"):
-            if required not in f:
-                raise ValueError(f"{path}: not an ARCHS4 file (no '{required}').")
-        expression = f["data/expression"]
-        symbol_key = next(
-            (k for k in ("meta/genes/symbol", "meta/genes/gene_symbol") if k in f),
-            None,
-        )
-        if symbol_key is None:
-            raise ValueError(
-                f"{path}: not an ARCHS4 file (no 'meta/genes/symbol' or "
-                "'meta/genes/gene_symbol')."
-            )
-        symbols = _decode(f[symbol_key][()])
-        accessions = _decode(f["meta/samples/geo_accession"][()])
-        if expression.shape != (len(symbols), len(accessions)):
-            raise ValueError(
-                f"{path}: data/expression has shape {expression.shape} but there "
-                f"are {len(symbols)} genes and {len(accessions)} samples."
-            )
-
-        if samples is None:
-            cols = np.arange(len(accessions))
-        else:
-            cols = _lookup(samples, accessions, "sample", path)
-        if max_samples is not None:
-            cols = cols[:max_samples]
-
-        # Group file rows by symbol: output gene k sums rows with group k.
-        if genes is None:
-            out_genes, first_row = np.unique(symbols, return_index=True)
-            order = np.argsort(first_row, kind="stable")  # file order
-            out_genes, first_row = out_genes[order], first_row[order]
-        else:
-            first_row = _lookup(genes, symbols, "gene", path)
-            out_genes = symbols[first_row]
-        group_of = {name: k for k, name in enumerate(out_genes)}
-        file_rows = np.flatnonzero(np.isin(symbols, out_genes))
-        groups = np.array([group_of[s] for s in symbols[file_rows]], dtype=np.intp)
-
+        expression, symbol_key, symbols, accessions = _read_ids(f, path)
+        cols = _select_samples(samples, accessions, max_samples, path)
+        out_genes, first_row, file_rows, groups = _group_genes(genes, symbols, path)
         col_sorted = np.sort(cols)
-        block = _read_columns(expression, file_rows, col_sorted)
-        summed = np.zeros((len(out_genes), len(col_sorted)), dtype=np.float32)
-        np.add.at(summed, groups, block)
-        # Back from sorted columns to the requested sample order.
-        X = summed[:, np.searchsorted(col_sorted, cols)].T
-
-        metadata = {}
-        for key, dataset in f["meta/samples"].items():
-            if key == "geo_accession" or not isinstance(dataset, h5py.Dataset):
-                continue
-            if dataset.shape != (len(accessions),):
-                continue
-            values = dataset[_index_key(col_sorted)] if col_sorted.size else dataset[:0]
-            metadata[key] = _decode(values)[np.searchsorted(col_sorted, cols)]
-        gene_metadata = {}
-        for key, dataset in f["meta/genes"].items():
-            if key == symbol_key.rsplit("/", 1)[1]:
-                continue
-            if not isinstance(dataset, h5py.Dataset) or dataset.shape != (
-                len(symbols),
-            ):
-                continue
-            gene_metadata[key] = _decode(dataset[()])[first_row]
+        X = _summed_counts(expression, file_rows, groups, len(out_genes), cols, col_sorted)
+        metadata = _sample_metadata(f, h5py, accessions, cols, col_sorted)
+        gene_metadata = _gene_metadata(f, h5py, symbol_key, symbols, first_row)
     return ExpressionData(
         X,
         out_genes,

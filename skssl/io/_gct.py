@@ -36,6 +36,70 @@ def _parse_dims(path, lineno, row, n_expected):
     return dims
 
 
+def _read_preamble(path, rows):
+    """The version line and the dimensions line: ``(version, (n_rows, n_cols,
+    n_row_meta, n_col_meta))``, with version 1.2's one annotation
+    (``Description``) and no column annotations filled in."""
+    try:
+        lineno, row = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: the file is empty.") from None
+    version = row[0].strip()
+    if version not in ("#1.2", "#1.3"):
+        raise ValueError(
+            f"{_where(path, lineno)}: not a GCT file; the first line must be "
+            f"'#1.2' or '#1.3', found {row[0]!r}."
+        )
+    try:
+        lineno, row = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: missing the dimensions line.") from None
+    if version == "#1.2":
+        n_rows, n_cols = _parse_dims(path, lineno, row, 2)
+        return version, (n_rows, n_cols, 1, 0)  # "Description" is the one annotation
+    return version, tuple(_parse_dims(path, lineno, row, 4))
+
+
+def _read_header(path, rows, n_lead, n_cols):
+    """The header line's fields, checked against the dimensions line."""
+    try:
+        header_line, header = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: missing the header line.") from None
+    names = _check_header(path, header_line, header, col_what="sample", n_lead=n_lead)
+    if len(names) != n_lead + n_cols:
+        raise ValueError(
+            f"{_where(path, header_line)}: the header has {len(names) - n_lead} "
+            f"sample columns but the dimensions line says {n_cols}."
+        )
+    return names
+
+
+def _read_column_annotations(path, rows, names, n_lead, n_col_meta):
+    """Version 1.3's column-annotation lines (per-sample metadata)."""
+    sample_meta = {}
+    for _ in range(n_col_meta):
+        try:
+            lineno, row = next(rows)
+        except StopIteration:
+            raise ValueError(
+                f"{path}: expected {n_col_meta} column-annotation lines."
+            ) from None
+        if len(row) != len(names):
+            raise ValueError(
+                f"{_where(path, lineno)}: expected {len(names)} fields (as in "
+                f"the header) but found {len(row)}; the table is ragged."
+            )
+        key = row[0].strip()
+        if not key or key in sample_meta:
+            raise ValueError(
+                f"{_where(path, lineno)}: empty or duplicated column-annotation "
+                f"name {key!r}."
+            )
+        sample_meta[key] = _convert_column(row[n_lead:])
+    return sample_meta
+
+
 def read_gct(path):
     """Read a GCT file (Broad/GenePattern format, version 1.2 or 1.3).
 
@@ -84,56 +148,10 @@ def read_gct(path):
     """
     path = Path(path)
     rows = _read_delimited(path, "\t")
-    try:
-        lineno, row = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: the file is empty.") from None
-    version = row[0].strip()
-    if version not in ("#1.2", "#1.3"):
-        raise ValueError(
-            f"{_where(path, lineno)}: not a GCT file; the first line must be "
-            f"'#1.2' or '#1.3', found {row[0]!r}."
-        )
-    try:
-        lineno, row = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: missing the dimensions line.") from None
-    if version == "#1.2":
-        n_rows, n_cols = _parse_dims(path, lineno, row, 2)
-        n_row_meta, n_col_meta = 1, 0  # "Description" is the one annotation
-    else:
-        n_rows, n_cols, n_row_meta, n_col_meta = _parse_dims(path, lineno, row, 4)
+    version, (n_rows, n_cols, n_row_meta, n_col_meta) = _read_preamble(path, rows)
     n_lead = 1 + n_row_meta
-    try:
-        header_line, header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: missing the header line.") from None
-    names = _check_header(path, header_line, header, col_what="sample", n_lead=n_lead)
-    if len(names) != n_lead + n_cols:
-        raise ValueError(
-            f"{_where(path, header_line)}: the header has {len(names) - n_lead} "
-            f"sample columns but the dimensions line says {n_cols}."
-        )
-    sample_meta = {}
-    for _ in range(n_col_meta):
-        try:
-            lineno, row = next(rows)
-        except StopIteration:
-            raise ValueError(
-                f"{path}: expected {n_col_meta} column-annotation lines."
-            ) from None
-        if len(row) != len(names):
-            raise ValueError(
-                f"{_where(path, lineno)}: expected {len(names)} fields (as in "
-                f"the header) but found {len(row)}; the table is ragged."
-            )
-        key = row[0].strip()
-        if not key or key in sample_meta:
-            raise ValueError(
-                f"{_where(path, lineno)}: empty or duplicated column-annotation "
-                f"name {key!r}."
-            )
-        sample_meta[key] = _convert_column(row[n_lead:])
+    names = _read_header(path, rows, n_lead, n_cols)
+    sample_meta = _read_column_annotations(path, rows, names, n_lead, n_col_meta)
     genes, annotations, values, _ = _parse_matrix(
         path, rows, names, row_what="gene", col_what="sample", n_lead=n_lead
     )

@@ -35,6 +35,83 @@ def _characteristics(field_name, cells, metadata):
         metadata[_unique_key(key, metadata)] = column
 
 
+def _scan(path):
+    """One pass over the file: ``(series, sample_lines, header_line, header,
+    table_rows)``, where `series` holds the ``!Series_*`` fields,
+    `sample_lines` the ``(lineno, name, cells)`` of the ``!Sample_*`` lines
+    and the rest the expression table between its begin and end markers."""
+    series, sample_lines = {}, []
+    state, header, header_line, table_rows = "head", None, None, []
+    for lineno, row in _read_delimited(path, "\t"):
+        key = row[0].strip()
+        if state == "table":
+            if key.lower() == "!series_matrix_table_end":
+                state = "done"
+            elif header is None:
+                header, header_line = row, lineno
+            else:
+                table_rows.append((lineno, row))
+        elif key.lower() == "!series_matrix_table_begin":
+            if state == "done":
+                raise ValueError(f"{_where(path, lineno)}: a second table begins.")
+            state = "table"
+        elif key.startswith("!Series_"):
+            name, value = key[len("!Series_") :], "\t".join(row[1:]).strip()
+            if name in series:
+                # Repeated lines (e.g. the summary) are paragraphs of one field.
+                previous = series[name]
+                series[name] = (
+                    previous if isinstance(previous, list) else [previous]
+                ) + [value]
+            else:
+                series[name] = value
+        elif key.startswith("!Sample_"):
+            sample_lines.append((lineno, key[len("!Sample_") :], row[1:]))
+    if state == "head":
+        raise ValueError(
+            f"{path}: no '!series_matrix_table_begin' line; not a GEO series "
+            "matrix file."
+        )
+    if state == "table":
+        raise ValueError(
+            f"{path}: no '!series_matrix_table_end' line; the file is truncated."
+        )
+    if header is None:
+        raise ValueError(f"{path}: the expression table is empty (no header).")
+    return series, sample_lines, header_line, header, table_rows
+
+
+def _sample_metadata(path, sample_lines, samples):
+    """The ``!Sample_*`` lines as metadata columns in the table's sample order."""
+    metadata = {}
+    for lineno, name, cells in sample_lines:
+        cells = [c.strip() for c in cells]
+        while len(cells) > len(samples) and not cells[-1]:
+            cells.pop()  # trailing tab
+        if len(cells) != len(samples):
+            raise ValueError(
+                f"{_where(path, lineno)}: !Sample_{name} has {len(cells)} values "
+                f"but the table has {len(samples)} samples."
+            )
+        if name.startswith("characteristics"):
+            _characteristics(name, cells, metadata)
+        else:
+            metadata[_unique_key(name, metadata)] = cells
+    accessions = metadata.get("geo_accession")
+    if accessions is not None and list(accessions) != list(samples):
+        # Metadata lines are in the table's column order in GEO files; a
+        # mismatch means the file was edited or truncated.
+        position = {a: i for i, a in enumerate(accessions)}
+        if set(position) != set(samples):
+            raise ValueError(
+                f"{path}: the !Sample_geo_accession line does not list the "
+                "same samples as the table header."
+            )
+        order = [position[s] for s in samples]
+        metadata = {k: [v[i] for i in order] for k, v in metadata.items()}
+    return {k: _convert_column(v) for k, v in metadata.items()}
+
+
 def read_geo_series_matrix(path):
     """Read a GEO series-matrix file (``GSExxx_series_matrix.txt[.gz]``).
 
@@ -80,44 +157,7 @@ def read_geo_series_matrix(path):
     'A study'
     """
     path = Path(path)
-    series, sample_lines = {}, []
-    state, header, header_line, table_rows = "head", None, None, []
-    for lineno, row in _read_delimited(path, "\t"):
-        key = row[0].strip()
-        if state == "table":
-            if key.lower() == "!series_matrix_table_end":
-                state = "done"
-            elif header is None:
-                header, header_line = row, lineno
-            else:
-                table_rows.append((lineno, row))
-        elif key.lower() == "!series_matrix_table_begin":
-            if state == "done":
-                raise ValueError(f"{_where(path, lineno)}: a second table begins.")
-            state = "table"
-        elif key.startswith("!Series_"):
-            name, value = key[len("!Series_") :], "\t".join(row[1:]).strip()
-            if name in series:
-                # Repeated lines (e.g. the summary) are paragraphs of one field.
-                previous = series[name]
-                series[name] = (
-                    previous if isinstance(previous, list) else [previous]
-                ) + [value]
-            else:
-                series[name] = value
-        elif key.startswith("!Sample_"):
-            sample_lines.append((lineno, key[len("!Sample_") :], row[1:]))
-    if state == "head":
-        raise ValueError(
-            f"{path}: no '!series_matrix_table_begin' line; not a GEO series "
-            "matrix file."
-        )
-    if state == "table":
-        raise ValueError(
-            f"{path}: no '!series_matrix_table_end' line; the file is truncated."
-        )
-    if header is None:
-        raise ValueError(f"{path}: the expression table is empty (no header).")
+    series, sample_lines, header_line, header, table_rows = _scan(path)
     names = _check_header(path, header_line, header, col_what="sample")
     if names[0] != "ID_REF":
         raise ValueError(
@@ -128,34 +168,7 @@ def read_geo_series_matrix(path):
         path, table_rows, names, row_what="gene", col_what="sample"
     )
     samples = names[1:]
-
-    metadata = {}
-    for lineno, name, cells in sample_lines:
-        cells = [c.strip() for c in cells]
-        while len(cells) > len(samples) and not cells[-1]:
-            cells.pop()  # trailing tab
-        if len(cells) != len(samples):
-            raise ValueError(
-                f"{_where(path, lineno)}: !Sample_{name} has {len(cells)} values "
-                f"but the table has {len(samples)} samples."
-            )
-        if name.startswith("characteristics"):
-            _characteristics(name, cells, metadata)
-        else:
-            metadata[_unique_key(name, metadata)] = cells
-    accessions = metadata.get("geo_accession")
-    if accessions is not None and list(accessions) != list(samples):
-        # Metadata lines are in the table's column order in GEO files; a
-        # mismatch means the file was edited or truncated.
-        position = {a: i for i, a in enumerate(accessions)}
-        if set(position) != set(samples):
-            raise ValueError(
-                f"{path}: the !Sample_geo_accession line does not list the "
-                "same samples as the table header."
-            )
-        order = [position[s] for s in samples]
-        metadata = {k: [v[i] for i in order] for k, v in metadata.items()}
-    metadata = {k: _convert_column(v) for k, v in metadata.items()}
+    metadata = _sample_metadata(path, sample_lines, samples)
     return ExpressionData(
         values.T,
         genes,

@@ -188,16 +188,21 @@ def read_h5ad(path, layer=None, label_column=None, *, backed=False):
         if backed:
             adata.file.close()
     attrs = {"source": str(path), "layer": "X" if layer is None else str(layer)}
-    if sp.issparse(X):
-        # ExpressionData stores a dense float32 X; build it with an empty matrix (which validates the ids and
-        # the tables) and then put the CSR matrix in place, so that the data are never densified.
-        data = ExpressionData(np.empty((X.shape[0], 0), dtype=np.float32), [], samples, metadata=metadata, attrs=attrs)
-        data.genes = _str_array(genes)
-        data.gene_metadata = ExpressionData._columns(gene_metadata, len(data.genes), "gene_metadata")
-        data.X = X
-    else:
-        data = ExpressionData(X, genes, samples, metadata=metadata, gene_metadata=gene_metadata, attrs=attrs)
+    data = _expression_data(X, genes, samples, metadata, gene_metadata, attrs)
     data.labels = labels
+    return data
+
+
+def _expression_data(X, genes, samples, metadata, gene_metadata, attrs):
+    """An ExpressionData holding `X` as it is: a dense array, or a CSR matrix kept sparse."""
+    if not sp.issparse(X):
+        return ExpressionData(X, genes, samples, metadata=metadata, gene_metadata=gene_metadata, attrs=attrs)
+    # ExpressionData stores a dense float32 X; build it with an empty matrix (which validates the ids and
+    # the tables) and then put the CSR matrix in place, so that the data are never densified.
+    data = ExpressionData(np.empty((X.shape[0], 0), dtype=np.float32), [], samples, metadata=metadata, attrs=attrs)
+    data.genes = _str_array(genes)
+    data.gene_metadata = ExpressionData._columns(gene_metadata, len(data.genes), "gene_metadata")
+    data.X = X
     return data
 
 

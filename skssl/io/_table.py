@@ -3,6 +3,7 @@
 # License: BSD-3-Clause
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,25 @@ def _join_metadata(samples, table_ids, columns, path):
     for name, values in columns.items():
         metadata[name] = _convert_column([values[i] if i >= 0 else None for i in index])
     return metadata
+
+
+def _read_header(path, rows, col_what):
+    """``(names, first data row)``: the checked header fields, with the id
+    column's name added when the header lacks it (R's ``write.table``)."""
+    try:
+        header_line, header = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: the file is empty (no header).") from None
+    try:
+        first = next(rows)
+    except StopIteration:
+        first = None
+    if first is not None and len(first[1]) == len(header) + 1:
+        header = [""] + header  # R-style header without the id column name
+    names = _check_header(path, header_line, header, col_what=col_what)
+    if first is None:
+        raise ValueError(f"{path}: the table has a header but no data rows.")
+    return names, first
 
 
 def read_table(
@@ -150,26 +170,9 @@ def read_table(
         ("sample", "gene") if orient == "samples" else ("gene", "sample")
     )
     rows = _read_delimited(path, sep)
-    try:
-        header_line, header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: the file is empty (no header).") from None
-    try:
-        first = next(rows)
-    except StopIteration:
-        first = None
-    if first is not None and len(first[1]) == len(header) + 1:
-        header = [""] + header  # R-style header without the id column name
-    names = _check_header(path, header_line, header, col_what=col_what)
-    if first is None:
-        raise ValueError(f"{path}: the table has a header but no data rows.")
-
-    def all_rows():
-        yield first
-        yield from rows
-
+    names, first = _read_header(path, rows, col_what)
     ids, _, values, _ = _parse_matrix(
-        path, all_rows(), names, row_what=row_what, col_what=col_what
+        path, itertools.chain([first], rows), names, row_what=row_what, col_what=col_what
     )
     if orient == "samples":
         samples, genes, X = ids, names[1:], values
