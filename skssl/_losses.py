@@ -70,6 +70,14 @@ def nb_log_likelihood(x, mu, theta, eps=1e-8):
     return ll.sum(dim=-1)
 
 
+def bernoulli_log_likelihood(x, logits):
+    """Per-row Bernoulli log likelihood of 0/1 values ``x`` given ``logits``, summed over features.
+
+    ``logits`` may have leading dimensions (latent draws) that ``x`` is broadcast over.
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(dim=-1)
+
+
 def gaussian_kl(mean, log_var):
     """Per-row KL( N(mean, exp(log_var)) || N(0, I) ), summed over latent dimensions."""
     return 0.5 * (mean**2 + log_var.exp() - 1.0 - log_var).sum(dim=-1)

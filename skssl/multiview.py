@@ -234,7 +234,7 @@ def scan_views(X, indices, likelihoods, *, chunk_rows=_data.CHUNK_ROWS):
             observed = values[here]
             row_sums[offset : offset + len(here), k][here] = observed.sum(axis=1, dtype=np.float64)
             if observed.size:
-                _check_view_values(name, likelihoods[name], observed)
+                check_view_values(name, likelihoods[name], observed)
         empty = np.flatnonzero(~present[offset : offset + block.shape[0]].any(axis=1))
         if len(empty):
             raise ValueError(
@@ -244,10 +244,24 @@ def scan_views(X, indices, likelihoods, *, chunk_rows=_data.CHUNK_ROWS):
     return {"present": present, "row_sums": row_sums}
 
 
-def _check_view_values(name, likelihood, values):
+def check_view_values(name, likelihood, values):
+    """Raise a ``ValueError`` naming view ``name`` (None: the whole ``X`` of a model without views) when ``values``
+    do not suit ``likelihood``: negative values for ``"nb"``, values other than 0 and 1 for ``"bernoulli"``.
+
+    ``values`` is any array of the view's values (for ``"nb"`` only its minimum matters).
+    """
+    values = np.asarray(values)
+    if not values.size:
+        return
     if likelihood == "nb":
         minimum = float(values.min())
         if minimum < 0:
+            if name is None:
+                raise ValueError(
+                    f"Negative values in data passed to VAEEmbedder (minimum {minimum:g}): likelihood='nb' models "
+                    "non-negative counts. Pass raw counts, or use likelihood='gaussian' for log-scale or normalised "
+                    "data."
+                )
             raise ValueError(
                 f"Negative values in view {name!r} (minimum {minimum:g}): likelihood='nb' models non-negative "
                 "counts. Pass raw counts, or use likelihood='gaussian' for this view."
@@ -255,8 +269,9 @@ def _check_view_values(name, likelihood, values):
     elif likelihood == "bernoulli":
         bad = values[(values != 0) & (values != 1)]
         if bad.size:
+            target = "X" if name is None else f"View {name!r}"
             raise ValueError(
-                f"View {name!r} has values other than 0 and 1 (e.g. {float(bad[0]):g}): likelihood='bernoulli' "
+                f"{target} has values other than 0 and 1 (e.g. {float(bad[0]):g}): likelihood='bernoulli' "
                 "models binary calls (e.g. mutated or not). Binarise it or use likelihood='gaussian'."
             )
 

@@ -7,7 +7,15 @@ import pytest
 import torch
 from scipy import stats
 
-from skssl._losses import byol_loss, gaussian_kl, gaussian_log_likelihood, nb_log_likelihood, nt_xent, vime_loss
+from skssl._losses import (
+    bernoulli_log_likelihood,
+    byol_loss,
+    gaussian_kl,
+    gaussian_log_likelihood,
+    nb_log_likelihood,
+    nt_xent,
+    vime_loss,
+)
 
 
 def test_nt_xent_orthogonal_pairs_by_hand():
@@ -82,6 +90,18 @@ def test_gaussian_log_likelihood_matches_scipy():
     log_var = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)
     expected = stats.norm(mean.numpy(), np.exp(0.5 * log_var.numpy())).logpdf(x.numpy()).sum(axis=1)
     np.testing.assert_allclose(gaussian_log_likelihood(x, mean, log_var).numpy(), expected, rtol=1e-12)
+
+
+def test_bernoulli_log_likelihood_matches_scipy_and_broadcasts_over_draws():
+    x = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    logits = torch.tensor([[-2.0, 0.5, 3.0], [0.0, 1.5, -0.7]], dtype=torch.float64)
+    p = torch.sigmoid(logits).numpy()
+    expected = stats.bernoulli(p).logpmf(x.numpy()).sum(axis=1)
+    np.testing.assert_allclose(bernoulli_log_likelihood(x, logits).numpy(), expected, rtol=1e-12)
+    draws = torch.stack([logits, torch.zeros_like(logits)])  # (n_draws, n_rows, n_features)
+    per_draw = bernoulli_log_likelihood(x, draws)
+    assert per_draw.shape == (2, 2)
+    np.testing.assert_allclose(per_draw[1].numpy(), np.full(2, 3 * math.log(0.5)), rtol=1e-12)
 
 
 def test_gaussian_kl_by_hand():

@@ -71,8 +71,8 @@ def test_embedding_is_the_product_of_the_present_experts_and_the_prior(X, fitted
     precision, weighted = torch.ones(1, 3), torch.zeros(1, 3)
     with torch.no_grad():
         for k in (0, 2):  # expr, counts
-            view = module.views[k]
-            mean, log_var = view.encode(torch.from_numpy(row[:, view.index.numpy()]))
+            expert = module.encoder.experts[k]
+            mean, log_var = expert(torch.from_numpy(row[:, expert.index.numpy()]))
             precision += torch.exp(-log_var)
             weighted += torch.exp(-log_var) * mean
     posterior_mean = (weighted / precision).numpy()
