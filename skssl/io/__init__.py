@@ -5,13 +5,12 @@ Every reader returns an :class:`ExpressionData`: a float32 matrix laid out
 per-sample metadata. The text readers only need the standard library and
 numpy; files ending in ``.gz`` are decompressed on the fly. Malformed input
 raises a :class:`ValueError` that names the file and line.
-
-One module per format: ``_table`` (CSV/TSV), ``_gct``, ``_geo`` (GEO series
-matrix), ``_archs4`` (ARCHS4 HDF5) and ``_h5ad`` (AnnData); ``_container``
-holds :class:`ExpressionData` and ``_parse`` the parsing helpers they share.
 """
 
 # License: BSD-3-Clause
+
+# One private module per format: _table (CSV/TSV), _gct, _geo (GEO series matrix), _archs4 (ARCHS4 HDF5) and
+# _h5ad (AnnData); _container holds ExpressionData and _parse the parsing helpers the text formats share.
 
 from ._archs4 import read_archs4
 from ._container import ExpressionData

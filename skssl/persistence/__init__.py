@@ -14,12 +14,12 @@ downloaded from a colleague, a paper's supplement or a model registry and loaded
   shape.
 
 Public functions: :func:`save_model`, :func:`load_model` and :func:`read_model_info`.
-
-The code is split by task: this module holds the public functions and the archive (zip, ``meta.json``,
-``tensors.pt``); :mod:`._schema` what a file may name (the allow-lists of classes and attributes);
-:mod:`._encode` and :mod:`._decode` the conversion of values to and from JSON plus tensors; :mod:`._rebuild` the
-reconstruction of an estimator's network from its parameters, and the checks of what the network does not cover.
 """
+
+# The code is split by task: this module holds the public functions and the archive (zip, meta.json, tensors.pt);
+# _schema.py what a file may name (the allow-lists of classes and attributes, checked before anything is built);
+# _encode.py and _decode.py the conversion of values to and from JSON plus tensors; _rebuild.py the reconstruction
+# of an estimator's network by the estimators' own construction code, and the checks the network does not cover.
 
 from __future__ import annotations
 
