@@ -382,11 +382,60 @@ def test_report_opens_with_a_verdict_against_the_better_baseline():
 
     records = []
     for seed, (lr, pca, ours) in enumerate([(0.5, 0.6, 0.7), (0.5, 0.7, 0.6), (0.4, 0.6, 0.8)]):
-        records += [rec("logreg", seed, 0.1, lr), rec("pca_logreg", seed, 0.1, pca), rec("ssl_ensemble", seed, 0.1, ours)]
-        records += [rec("logreg", seed, 1.0, 0.9), rec("pca_logreg", seed, 1.0, 0.8), rec("ssl_ensemble", seed, 1.0, 0.9)]
+        records += [
+            rec("logreg", seed, 0.1, lr),
+            rec("pca_logreg", seed, 0.1, pca),
+            rec("ssl_ensemble", seed, 0.1, ours),
+        ]
+        records += [
+            rec("logreg", seed, 1.0, 0.9),
+            rec("pca_logreg", seed, 1.0, 0.8),
+            rec("ssl_ensemble", seed, 1.0, 0.9),
+        ]
     text = verdict(records)
     assert text.startswith("**Verdict.**")
     assert "0.1: `ssl_ensemble` (0.700)" in text and "1: `logreg` (0.900)" in text
     # Paired: against pca_logreg (the better baseline at 0.1), higher on seeds 0 and 2.
     assert "0.1: +0.067 against `pca_logreg` (higher on 2 of 3 seeds)" in text
     assert "1: +0.000 against `logreg` (higher on 0 of 3 seeds, equal on 3)" in text
+
+
+# ----------------------------------------------------------------------------------------------- method registry
+
+
+def test_the_registry_drives_the_cli_and_the_report(capsys):
+    from skssl.benchmark import DEFAULT_METHODS
+    from skssl.benchmark.__main__ import build_parser
+    from skssl.benchmark._methods import BASELINE_METHODS, PRETRAINED, RECOMMENDED_METHOD, Method
+
+    assert isinstance(METHODS, dict) and list(METHODS)[:2] == ["logreg", "pca_logreg"]
+    for name, method in METHODS.items():
+        assert isinstance(method, Method) and method.name == name and method.description
+        assert method.pretrained is None or method.pretrained in PRETRAINED
+    assert set(DEFAULT_METHODS) | set(BASELINE_METHODS) | {RECOMMENDED_METHOD} <= set(METHODS)
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    # argparse wraps the epilog's lines; compare without the line breaks.
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, method in METHODS.items():
+        marker = "*" if name in DEFAULT_METHODS else ""
+        assert f"{name}{marker} {' '.join(method.description.split())}" in help_text, name
+
+    args = build_parser().parse_args(["--methods", "logreg,vime_probe", "default"])
+    assert args.methods == [("logreg", "vime_probe"), ("default",)]
+    assert build_parser().parse_args([]).methods == [("default",)]
+
+
+def test_classifier_step_budget_is_the_estimators_schedule_rule():
+    from skssl._training import resolve_schedule
+    from skssl.benchmark._methods import epochs_for_steps, with_budget
+
+    # 40 rows: 4 held out for early stopping, batches of 32 -> 2 steps per epoch -> 150 epochs for 300 steps.
+    assert epochs_for_steps(40, 300, {}) == 150 == resolve_schedule(36, steps=300).max_epochs
+    assert epochs_for_steps(40, 300, {"early_stopping": False, "batch_size": 10}) == 75
+    # Large labeled sets: the estimators' minimum of 3 epochs (the benchmark's own rule used to say 10).
+    assert epochs_for_steps(100_000, 300, {}) == 3
+    assert with_budget({"max_epochs": 7}, 40, 300) == {"max_epochs": 7}
+    assert with_budget({}, 40, None) == {}

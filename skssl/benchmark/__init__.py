@@ -7,13 +7,10 @@ Python API: :func:`label_efficiency` (one row per run) and :func:`summarize` (me
 
 from __future__ import annotations
 
+from ._methods import CLASSIFIER_STEP_BUDGET, DEFAULT_METHODS, EMBEDDER_STEP_BUDGET, METHODS
 from ._protocol import (
-    CLASSIFIER_STEP_BUDGET,
     DEFAULT_CLASSIFIER_PARAMS,
     DEFAULT_EMBEDDER_PARAMS,
-    DEFAULT_METHODS,
-    EMBEDDER_STEP_BUDGET,
-    METHODS,
     METRICS,
     RESULT_COLUMNS,
     _check_params,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
+import textwrap
 import time
 
 DEFAULT_OUT = "skssl_benchmark"
@@ -54,16 +56,48 @@ def _non_negative_int(value):
     return number
 
 
-def build_parser():
-    from . import DEFAULT_FRACTIONS, DEFAULT_METHODS, DEFAULT_SEEDS, METHODS
+def _methods(value):
+    """One ``--methods`` item: method names of the registry (or 'default' / 'all'), comma-separated or not."""
+    from ._protocol import check_methods
 
+    names = tuple(name for name in value.split(",") if name)
+    try:
+        check_methods(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
+def _help_width():
+    """The width argparse wraps its help to (the terminal's, less 2)."""
+    return max(40, shutil.get_terminal_size().columns - 2)
+
+
+def _methods_epilog(width):
+    """The ``--help`` list of methods and their descriptions, from the registry (``*``: run by default)."""
+    from ._methods import DEFAULT_METHODS, METHODS
+
+    pad = max(map(len, METHODS)) + 4
+    lines = ["methods (--methods; * = in 'default'):"]
+    for name, method in METHODS.items():
+        label = f"  {name}{'*' if name in DEFAULT_METHODS else ''}".ljust(pad)
+        lines.append(textwrap.fill(method.description, width, initial_indent=label, subsequent_indent=" " * pad))
+    return "\n".join(lines)
+
+
+def build_parser():
+    from . import DEFAULT_FRACTIONS, DEFAULT_SEEDS
+
+    description = (
+        "Label-efficiency benchmark of skssl's self-supervised embedders against supervised baselines. "
+        "Writes results.csv, summary.csv, macro_f1.png and report.md into --out. Without --data it uses a "
+        "synthetic cohort (skssl.datasets.make_expression) and takes a few minutes on 2 CPU cores."
+    )
     parser = argparse.ArgumentParser(
         prog="skssl-benchmark",
-        description=(
-            "Label-efficiency benchmark of skssl's self-supervised embedders against supervised baselines. "
-            "Writes results.csv, summary.csv, macro_f1.png and report.md into --out. Without --data it uses a "
-            "synthetic cohort (skssl.datasets.make_expression) and takes a few minutes on 2 CPU cores."
-        ),
+        description=textwrap.fill(description, _help_width()),
+        epilog=_methods_epilog(_help_width()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data",
@@ -99,8 +133,9 @@ def build_parser():
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["default"],
-        help=f"methods, or 'default' ({' '.join(DEFAULT_METHODS)}) or 'all'; available: {' '.join(METHODS)} "
+        type=_methods,
+        default=[("default",)],
+        help="methods (listed below; comma-separated names also work), 'default' (those marked *) or 'all' "
         "(default: default)",
     )
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda or cuda:N (default: auto)")
@@ -160,7 +195,7 @@ def run(args, argv_text=""):
         torch.set_num_threads(args.threads)
     fractions = args.fractions or list(QUICK_FRACTIONS if args.quick else DEFAULT_FRACTIONS)
     seeds = list(dict.fromkeys(args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)))
-    methods = check_methods([m for item in args.methods for m in item.split(",") if m])
+    methods = check_methods([name for names in args.methods for name in names])
     embedder_params, classifier_params = {}, {}
     if args.quick:
         embedder_params.update(QUICK_EMBEDDER)

@@ -1,8 +1,11 @@
-"""The label-efficiency protocol: splits, methods, one run per (seed, method, labeled fraction), metrics.
+"""The label-efficiency protocol: splits, one run per (seed, method, labeled fraction), metrics.
+
+The methods themselves are objects of :data:`skssl.benchmark._methods.METHODS`, found by name.
 
 Leakage rule, enforced by construction: for each seed the test indices are computed first, then the train and test
-blocks are copied out of ``X`` (``X_train = X[train]``, ``X_test = X[test]``). Every ``fit`` in this module receives
-``X_train`` or a row subset of it; ``X_test`` only ever reaches ``transform`` / ``predict`` / ``predict_proba``.
+blocks are copied out of ``X`` (``X_train = X[train]``, ``X_test = X[test]``). Every ``fit`` here and in the methods
+(:mod:`._methods`, which get a :class:`~._methods.Run`) receives ``X_train`` or a row subset of it; ``X_test`` only
+ever reaches ``transform`` / ``predict`` / ``predict_proba``.
 """
 
 from __future__ import annotations
@@ -13,77 +16,11 @@ import time
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    roc_auc_score,
-)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-# ---------------------------------------------------------------------------------------------------------------
-# Methods
-# ---------------------------------------------------------------------------------------------------------------
-
-#: The self-supervised embedders, by the short name used in method names.
-EMBEDDERS = ("scarf", "byol", "vime", "vae")
-
-#: Every method, in display order. ``<embedder>_probe``: the embedder is pre-trained on the whole train split
-#: (labels hidden), then a standardised logistic regression is fitted on the embeddings of the labeled rows.
-#: ``<embedder>_finetune``: the same pre-trained encoder plus a linear head, trained end to end on the labeled rows
-#: (``SSLClassifier(prefit=True, finetune="full")``).
-METHODS = (
-    "logreg",
-    "pca_logreg",
-    "ssl_ensemble",
-    "mlp_scratch",
-    "scarf_probe",
-    "byol_probe",
-    "vime_probe",
-    "vae_probe",
-    "scarf_finetune",
-    "byol_finetune",
-    "vime_finetune",
-    "vae_finetune",
-)
-
-#: What each method is, for the report.
-METHOD_DESCRIPTIONS = {
-    "logreg": "logistic regression on the standardised input (labeled rows)",
-    "pca_logreg": "PCA fitted on the whole train split, then logistic regression (labeled rows)",
-    "ssl_ensemble": (
-        "SSLClassifier() with its defaults, the recommended start: linear models on the standardised genes and on the "
-        "whitened top principal components, and label spreading over a nearest-neighbour graph, all fitted on the "
-        "whole train split (labels of the unlabeled rows hidden), weighted by held-out predictions of the labeled rows"
-    ),
-    "mlp_scratch": "the fine-tuning network (same encoder + linear head), random init, labeled rows only",
-    "scarf_probe": "SCARF (ContrastiveEmbedder) pre-trained on the train split + logistic-regression probe",
-    "byol_probe": "BYOL (ContrastiveEmbedder(objective='byol')) pre-trained on the train split + probe",
-    "vime_probe": "VIME (MaskedAutoencoder) pre-trained on the train split + probe",
-    "vae_probe": "VAEEmbedder (Gaussian) pre-trained on the train split + probe (posterior mean)",
-    "scarf_finetune": "SCARF encoder + linear head, fine-tuned on the labeled rows",
-    "byol_finetune": "BYOL encoder + linear head, fine-tuned on the labeled rows",
-    "vime_finetune": "VIME encoder + linear head, fine-tuned on the labeled rows",
-    "vae_finetune": "VAE encoder (posterior mean) + linear head, fine-tuned on the labeled rows",
-}
-
-#: The methods run by default: the three baselines, a probe on each kind of embedder (contrastive, masked,
-#: generative) and one fine-tuning, so that the default (synthetic) benchmark stays well under 5 minutes on 2 CPU
-#: cores (about 190 s of CPU time). ``methods="all"`` runs every method of :data:`METHODS`.
-DEFAULT_METHODS = (
-    "logreg",
-    "pca_logreg",
-    "ssl_ensemble",
-    "mlp_scratch",
-    "scarf_probe",
-    "vime_probe",
-    "vae_probe",
-    "vime_finetune",
-)
+from ..preprocessing import HighlyVariableGenes
+from ._methods import DEFAULT_METHODS, METHODS, Run, pretrain
 
 #: Parameters of every self-supervised embedder (and of the from-scratch MLP's encoder) unless overridden by
 #: ``embedder_params``: none, so the benchmark measures the estimators exactly as users get them by default.
@@ -93,19 +30,6 @@ DEFAULT_EMBEDDER_PARAMS = {}
 #: ``strategy="finetune"``) unless overridden by ``classifier_params``. ``ssl_ensemble`` always runs
 #: ``SSLClassifier()``'s defaults.
 DEFAULT_CLASSIFIER_PARAMS = {}
-#: The method that stands for "what skssl recommends"; the report's verdict compares it with the baselines.
-RECOMMENDED_METHOD = "ssl_ensemble"
-BASELINE_METHODS = ("logreg", "pca_logreg")
-
-#: Unless ``max_epochs`` is given in ``embedder_params`` / ``classifier_params``, each fit gets the number of
-#: epochs that makes about this many optimisation steps (at least 10 and at most 500 epochs; early stopping still
-#: applies); None keeps the estimators' own schedule (about 3 000 steps). Embedders are pre-trained once per seed
-#: and keep their default schedule. Classifiers are fitted once per (seed, fraction): a budget in steps, not
-#: epochs, gives a 3-sample labeled subset as many updates as the full train split, and keeps the default run
-#: within its time budget.
-EMBEDDER_STEP_BUDGET = None
-CLASSIFIER_STEP_BUDGET = 300
-MIN_EPOCHS, MAX_EPOCHS = 10, 500
 
 #: The metrics of every run (ROC-AUC is NaN where it is undefined).
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
@@ -124,61 +48,6 @@ RESULT_COLUMNS = (
     "fit_seconds",
     "pretrain_seconds",
 )
-
-PCA_COMPONENTS = 32
-LOGREG_MAX_ITER = 2000
-
-
-def epochs_for_steps(n_rows, steps, params):
-    """Epochs giving about ``steps`` optimisation steps on ``n_rows`` rows under the estimators' batching rules."""
-    from .._base import auto_batch_size
-
-    n_val = 0
-    if params.get("early_stopping", True):
-        n_val = round(params.get("validation_fraction", 0.1) * n_rows)
-        if n_val < 2 or n_rows - n_val < 2:
-            n_val = 0
-    n_train = n_rows - n_val
-    batch_size = params.get("batch_size", "auto")
-    batch_size = auto_batch_size(n_train) if batch_size == "auto" else min(int(batch_size), n_train)
-    steps_per_epoch = max(1, n_train // batch_size + (n_train % batch_size >= 2))
-    return int(np.clip(math.ceil(steps / steps_per_epoch), MIN_EPOCHS, MAX_EPOCHS))
-
-
-def _with_budget(params, n_rows, steps):
-    if "max_epochs" in params or steps is None:
-        return params
-    return {**params, "max_epochs": epochs_for_steps(n_rows, steps, params)}
-
-
-def _make_embedder(name, params, seed, device):
-    from .. import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
-
-    common = {"random_state": seed, "device": device, **params}
-    if name == "scarf":
-        return ContrastiveEmbedder(objective="scarf", **common)
-    if name == "byol":
-        return ContrastiveEmbedder(objective="byol", **common)
-    if name == "vime":
-        return MaskedAutoencoder(**common)
-    if name == "vae":
-        return VAEEmbedder(likelihood="gaussian", **common)
-    raise ValueError(f"unknown embedder {name!r}")  # pragma: no cover - guarded by _check_methods
-
-
-def _ssl_classifier(**kwargs):
-    try:
-        from ..supervised import SSLClassifier
-    except ImportError as exc:  # pragma: no cover - the module ships with the package
-        raise ImportError(
-            "The mlp_scratch and *_finetune methods need skssl.supervised.SSLClassifier, which could not be "
-            f"imported ({exc}). Run only the probe and linear methods, e.g. methods=['logreg', 'scarf_probe']."
-        ) from exc
-    return SSLClassifier(**kwargs)
-
-
-def _logreg(seed):
-    return LogisticRegression(max_iter=LOGREG_MAX_ITER, random_state=seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -420,12 +289,6 @@ class _Progress:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _predict(model, X):
-    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-    pred = model.predict(X) if proba is None else np.asarray(model.classes_)[np.argmax(proba, axis=1)]
-    return pred, proba
-
-
 def _as_dense_float32(X):
     if hasattr(X, "toarray"):
         X = X.toarray()
@@ -472,85 +335,32 @@ def run_protocol(
             y_train, y_test = codes[train], codes[test]
             hvg = None
             if top_genes is not None and top_genes < X.shape[1]:
-                from ..preprocessing import HighlyVariableGenes
-
                 hvg = HighlyVariableGenes(n_top_genes=top_genes).fit(X_train)
                 X_train, X_test = hvg.transform(X_train), hvg.transform(X_test)
             subsets = labeled_subsets(y_train, fractions, random_state=seed)
             pretrained = {}  # shared unsupervised parts of this seed: fitted once on X_train, reused per fraction
-
-            def pretrain(key, seed=seed, X_train=X_train, pretrained=pretrained):
-                if key not in pretrained:
-                    start = time.perf_counter()
-                    if key == "pca":
-                        n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
-                        model = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed))
-                        model.fit(X_train)
-                    else:
-                        params = _with_budget(emb_params, X_train.shape[0], EMBEDDER_STEP_BUDGET)
-                        model = _make_embedder(key, params, seed, device).fit(X_train)
-                    embedding = model.transform(X_train)
-                    pretrained[key] = (model, embedding, time.perf_counter() - start)
-                return pretrained[key]
-
-            for method in methods:
+            for name in methods:
+                method = METHODS[name]
                 for fraction in fractions:
-                    bar.show(f"{method} frac={fraction:.2f} seed={seed}")
+                    bar.show(f"{name} frac={fraction:.2f} seed={seed}")
                     lab = subsets[fraction]
-                    X_lab, y_lab = X_train[lab], y_train[lab]
-                    pre_model, pre_seconds = None, math.nan
+                    pre, pre_model, pre_seconds = None, None, math.nan
+                    key = method.pretrained
+                    if key is not None:
+                        if key not in pretrained:
+                            bar.show(f"{name} frac={fraction:.2f} seed={seed} (pre-training {key})")
+                            start = time.perf_counter()
+                            fitted = pretrain(key, X_train, seed=seed, device=device, embedder_params=emb_params)
+                            pretrained[key] = (fitted, time.perf_counter() - start)
+                        pre, pre_seconds = pretrained[key]
+                        pre_model = pre[0]
+                    run = Run(X_train, y_train, lab, X_test, seed, device, emb_params, clf_params)
                     start = time.perf_counter()
-                    if method == "logreg":
-                        model = make_pipeline(StandardScaler(), _logreg(seed)).fit(X_lab, y_lab)
-                        pred, proba = _predict(model, X_test)
-                    elif method == "pca_logreg" or method.endswith("_probe"):
-                        key = "pca" if method == "pca_logreg" else method[: -len("_probe")]
-                        if key not in pretrained:
-                            bar.show(f"{method} frac={fraction:.2f} seed={seed} (pre-training {key})")
-                        pre_model, embedding, pre_seconds = pretrain(key)
-                        start = time.perf_counter()
-                        model = make_pipeline(StandardScaler(), _logreg(seed)).fit(embedding[lab], y_lab)
-                        pred, proba = _predict(model, pre_model.transform(X_test))
-                    elif method == "ssl_ensemble":
-                        # Every train row, its label hidden unless it is in the labeled subset.
-                        y_semi = np.full(len(y_train), -1, dtype=np.int64)
-                        y_semi[lab] = y_lab
-                        model = _ssl_classifier(random_state=seed, device=device).fit(X_train, y_semi)
-                        pred, proba = _predict(model, X_test)
-                    elif method == "mlp_scratch":
-                        from .. import MaskedAutoencoder
-
-                        # The encoder architecture of the embedders (hidden_dims, n_components, dropout).
-                        arch = {k: v for k, v in emb_params.items() if k in ("n_components", "hidden_dims", "dropout")}
-                        model = _ssl_classifier(
-                            embedder=MaskedAutoencoder(**arch),
-                            strategy="finetune",
-                            pretrain=False,
-                            random_state=seed,
-                            device=device,
-                            **_with_budget(clf_params, len(lab), CLASSIFIER_STEP_BUDGET),
-                        ).fit(X_lab, y_lab)
-                        pred, proba = _predict(model, X_test)
-                    else:  # <embedder>_finetune
-                        key = method[: -len("_finetune")]
-                        if key not in pretrained:
-                            bar.show(f"{method} frac={fraction:.2f} seed={seed} (pre-training {key})")
-                        pre_model, _, pre_seconds = pretrain(key)
-                        start = time.perf_counter()
-                        model = _ssl_classifier(
-                            embedder=pre_model,
-                            strategy="finetune",
-                            prefit=True,
-                            finetune="full",
-                            random_state=seed,
-                            device=device,
-                            **_with_budget(clf_params, len(lab), CLASSIFIER_STEP_BUDGET),
-                        ).fit(X_lab, y_lab)
-                        pred, proba = _predict(model, X_test)
+                    model, pred, proba = method.fit_predict(run, pre)
                     fit_seconds = time.perf_counter() - start
                     record = {
                         "dataset": dataset,
-                        "method": method,
+                        "method": name,
                         "seed": seed,
                         "fraction": fraction,
                         "n_labeled": len(lab),

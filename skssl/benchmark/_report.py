@@ -11,7 +11,14 @@ import time
 
 import numpy as np
 
-from ._protocol import BASELINE_METHODS, METHOD_DESCRIPTIONS, METRICS, RECOMMENDED_METHOD, RESULT_COLUMNS
+from ._methods import (
+    BASELINE_METHODS,
+    CLASSIFIER_STEP_BUDGET,
+    EMBEDDER_STEP_BUDGET,
+    METHOD_DESCRIPTIONS,
+    RECOMMENDED_METHOD,
+)
+from ._protocol import METRICS, RESULT_COLUMNS
 
 PLOT_FILE = "macro_f1.png"
 RESULTS_FILE = "results.csv"
@@ -282,9 +289,7 @@ def verdict(records):
             )
     text = f"**Verdict.** Best mean macro-F1 at each labeled fraction — {'; '.join(best)}."
     if versus:
-        text += (
-            f" `{RECOMMENDED_METHOD}` against the better baseline at each fraction — {'; '.join(versus)}."
-        )
+        text += f" `{RECOMMENDED_METHOD}` against the better baseline at each fraction — {'; '.join(versus)}."
     return text
 
 
@@ -378,7 +383,6 @@ def write_report(records, summary, path, info):
     ]
     lines += [f"- `{m}`: {METHOD_DESCRIPTIONS.get(m, '')}" for m in methods]
     if info.get("embedder_params") is not None:
-        from ._protocol import CLASSIFIER_STEP_BUDGET, EMBEDDER_STEP_BUDGET
 
         def budget(params, steps):
             if "max_epochs" in params:
