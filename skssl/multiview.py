@@ -7,8 +7,8 @@ the encoder and in the loss. Only the VAE takes ``views``: the corruptions of :c
 and :class:`skssl.MaskedAutoencoder` draw replacement values from other samples, which a missing view does not
 have, so those embedders still reject NaN.
 
-:func:`assemble_views` builds such a matrix from one table per omic keyed by sample id; :func:`resolve_views` and
-:func:`scan_views` are the checks an estimator runs on its ``views`` and on the data.
+:func:`assemble_views` builds such a matrix from one table per omic keyed by sample id; :func:`resolve_views`,
+:func:`scan_views` and :func:`check_view_values` are the checks an estimator runs on its ``views`` and on the data.
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def assemble_views(tables, *, how="outer", likelihoods=None, sep=":"):
     parts = {name: _table_parts(name, table) for name, table in tables.items()}
 
     order, seen = [], set()
-    for values, ids, _ in parts.values():
+    for _, ids, _ in parts.values():
         for sample in ids:
             if sample not in seen:
                 seen.add(sample)

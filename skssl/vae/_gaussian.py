@@ -25,7 +25,7 @@ class Gaussian(Likelihood):
     >>> likelihood = Gaussian(2, mean=np.array([1.0, 2.0]), std=np.array([2.0, 1.0]))
     >>> likelihood.mean(torch.tensor([[0.5, -1.0]]))
     tensor([[2., 1.]])
-    >>> round(float(likelihood.log_prob(torch.tensor([[2.0, 1.0]]), torch.tensor([[0.5, -1.0]]))), 4)
+    >>> round(float(likelihood.log_prob(torch.tensor([[2.0, 1.0]]), torch.tensor([[0.5, -1.0]])).detach()), 4)
     -1.8379
     """
 
