@@ -103,6 +103,34 @@ def test_encoder_path_embeds_like_the_module_with_only_the_encoder_parameters(X,
     assert {id(p) for p in path.parameters()} == used
 
 
+@pytest.mark.parametrize("views", [VIEWS, None], ids=["views", "single"])
+def test_hooks_set_no_fitted_attribute_and_fit_sets_the_view_attributes(X, views):
+    data = X if views is not None else np.nan_to_num(X[:, 13:19])
+    params = {**FAST, "likelihood": "gaussian" if views is not None else "nb"}
+    vae = VAEEmbedder(views=views, **params)
+    valid = vae._validate_input(data, reset=True)  # sets n_features_in_ (and feature names) like validate_data
+    before = dict(vars(vae))
+    statistics = vae._fit_statistics(valid)
+    vae._check_fit_values(statistics)
+    module = vae._build_module(valid.shape[1], (16,), statistics)
+    assert vars(vae).keys() == before.keys()
+    vae.fit(data)
+    if views is None:
+        # Library sizes live in the module's buffers in every case; the attributes are copies made by fit.
+        likelihood = vae.module_.likelihoods[0]
+        assert vae.library_size_ == float(likelihood.library_size) == np.median(data.sum(axis=1))
+        assert vae.log_library_mean_ == float(likelihood.log_library_mean)
+        assert not hasattr(vae, "views_") and not module.multiview
+    else:
+        assert list(vae.views_) == list(VIEWS) and vae.view_likelihoods_["mut"] == "bernoulli"
+        assert vae.view_counts_ == {"expr": 52, "mut": 50, "counts": 56}
+        assert float(vae.module_.likelihoods[2].library_size) > 0  # the "nb" view's library sizes
+        assert not hasattr(vae, "library_size_")
+        # Refitting without views drops the attributes that described the views.
+        vae.set_params(views=None).fit(np.nan_to_num(X[:, :8]))
+        assert not any(hasattr(vae, name) for name in ("views_", "view_likelihoods_", "view_counts_"))
+
+
 def test_loss_ignores_declared_missing_blocks(X, fitted):
     module = copy_module(fitted)
     x_nan = torch.from_numpy(X[:12].copy())  # rows 0-9 lack the mutation view, rows 10-11 the expression view
