@@ -426,3 +426,48 @@ def resolve_device(device):
 
 def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def streaming_mean_covariance(blocks):
+    """Mean and (population) covariance of the rows of ``blocks`` (2-D arrays of equal width), in float64.
+
+    Merges per-block means and co-moment matrices (Chan et al.), so only one block and a (width, width) matrix
+    are held at a time.
+    """
+    count, mean, comoment = 0, None, None
+    for z in blocks:
+        z = np.asarray(z, dtype=np.float64)
+        if mean is None:
+            mean, comoment = np.zeros(z.shape[1]), np.zeros((z.shape[1], z.shape[1]))
+        n, batch_mean = len(z), z.mean(axis=0)
+        delta, total = batch_mean - mean, count + n
+        centred = z - batch_mean
+        mean += delta * (n / total)
+        comoment += centred.T @ centred + np.outer(delta, delta) * (count * n / total)
+        count = total
+    return mean, comoment / count
+
+
+def variance_cap(covariance, cap=1.0):
+    """Symmetric matrix ``W`` such that ``z @ W`` has every principal variance above ``cap`` reduced to ``cap``.
+
+    With ``covariance = V diag(lambda) V^T``, ``W = V diag(sqrt(cap / max(lambda, cap))) V^T``: directions with
+    at most ``cap`` variance are left as they are, larger ones are scaled down to exactly ``cap`` (a whitening
+    of the dominant directions only). ``W`` is always invertible (its eigenvalues lie in ``(0, 1]``) and is the
+    identity for uncorrelated components of variance at most ``cap``, including constant ones.
+
+    >>> import numpy as np
+    >>> W = variance_cap(np.array([[1.0, 0.8], [0.8, 1.0]]))
+    >>> np.round(W.T @ np.array([[1.0, 0.8], [0.8, 1.0]]) @ W, 3)
+    array([[0.6, 0.4],
+           [0.4, 0.6]])
+    >>> variance_cap(np.diag([1.0, 0.5, 0.0]))
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
+    covariance = np.asarray(covariance, dtype=np.float64)
+    eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    factors = np.sqrt(cap / np.maximum(eigenvalues, cap))
+    whitening = (vectors * factors) @ vectors.T
+    return (whitening + whitening.T) / 2

@@ -70,3 +70,19 @@ class LogNormalize(nn.Module):
     def forward(self, x):
         library = x.sum(dim=1, keepdim=True).clamp_min(1.0)
         return torch.log1p(x / library * self.target_sum)
+
+
+class EncoderPath(nn.Module):
+    """Raw features -> embedding through ``preprocess`` then ``encoder``: the part of an embedder's module that its
+    ``embed`` uses (see ``encoder_path()`` of the masked and contrastive modules), sharing their layers."""
+
+    def __init__(self, preprocess, encoder):
+        super().__init__()
+        self.preprocess = preprocess
+        self.encoder = encoder
+
+    def embed(self, x):
+        return self.encoder(self.preprocess(x))
+
+    def forward(self, x):
+        return self.embed(x)

@@ -7,11 +7,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._compat import Interval, StrOptions
 from ._base import BaseSSLEstimator, fill_doc
+from ._compat import Interval, StrOptions
 from ._corruption import scarf_corrupt
 from ._losses import byol_loss, nt_xent
-from ._nn import Standardize, ema_update, make_mlp
+from ._nn import EncoderPath, Standardize, ema_update, make_mlp
 
 
 class _ContrastiveModule(nn.Module):
@@ -30,6 +30,10 @@ class _ContrastiveModule(nn.Module):
 
     def embed(self, x):
         return self.encoder(self.preprocess(x))
+
+    def encoder_path(self):
+        """The part of this module that ``embed`` uses: preprocessing and encoder (shared, not copied)."""
+        return EncoderPath(self.preprocess, self.encoder)
 
     def online(self, x_std):
         return self.projector(self.encoder(x_std))

@@ -6,11 +6,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._compat import Interval
 from ._base import BaseSSLEstimator, fill_doc
+from ._compat import Interval
 from ._corruption import vime_mask
 from ._losses import vime_loss
-from ._nn import Standardize, make_mlp
+from ._nn import EncoderPath, Standardize, make_mlp
 
 
 class _MaskedModule(nn.Module):
@@ -24,6 +24,10 @@ class _MaskedModule(nn.Module):
 
     def embed(self, x):
         return self.encoder(self.preprocess(x))
+
+    def encoder_path(self):
+        """The part of this module that ``embed`` uses: preprocessing and encoder (shared, not copied)."""
+        return EncoderPath(self.preprocess, self.encoder)
 
 
 @fill_doc

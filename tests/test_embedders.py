@@ -474,11 +474,31 @@ def test_auto_sizes_scale_with_data():
     assert wide.hidden_dims_ == (512, 512)
 
 
-def test_verbose_reports_epochs_on_stderr(data, capsys):
+def test_verbose_reports_epochs_on_stdout(data, capsys):
     X, _ = data
     MaskedAutoencoder(**FAST, verbose=1).fit(X)
-    err = capsys.readouterr().err
-    assert "epoch 1/3" in err and "validation loss" in err
+    captured = capsys.readouterr()
+    assert "epoch 1/3" in captured.out and "validation loss" in captured.out and captured.err == ""
+    assert captured.out.splitlines()[-1].startswith("[MaskedAutoencoder] done: 3 of at most 3 epochs")
+
+
+@pytest.mark.parametrize(
+    "embedder", [ContrastiveEmbedder(**FAST), ContrastiveEmbedder(objective="byol", **FAST), MaskedAutoencoder(**FAST)],
+    ids=["scarf", "byol", "vime"],
+)
+def test_encoder_path_embeds_like_the_module_with_only_the_parameters_embed_uses(data, embedder):
+    X, _ = data
+    module = embedder.fit(X).module_
+    x = torch.from_numpy(X)
+    path = module.encoder_path()
+    with torch.no_grad():
+        torch.testing.assert_close(path.embed(x), module.embed(x), rtol=0, atol=0)
+        torch.testing.assert_close(path(x), module.embed(x), rtol=0, atol=0)
+    trainable = [p for p in module.parameters() if p.requires_grad]  # not BYOL's target network
+    grads = torch.autograd.grad(module.embed(x).sum(), trainable, allow_unused=True)
+    used = {id(p) for p, g in zip(trainable, grads) if g is not None}
+    assert {id(p) for p in path.parameters()} == used
+    assert len(used) < len(trainable)  # the heads / the projector are left out
 
 
 # ----------------------------------------------------------------------------- VAE specifics

@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl._finetune import split_labeled
 from skssl.supervised import SSLClassifier, SSLRegressor
 
 TINY = dict(
@@ -298,8 +299,7 @@ def test_validation_split_is_stratified_and_skipped_with_few_labels(cohort, fitt
     assert clf.history_["validation_loss"] == []
     many, _ = hide_labels(y, 30)  # 90 labels: 9 validation rows, 3 per class
     clf = SSLClassifier(fitted_embedder, prefit=True, random_state=0, **SMALL_FIT)
-    clf._fit_rows, clf._fit_strata = np.flatnonzero(many >= 0), many[many >= 0]
-    train, val = clf._split(len(y), np.random.RandomState(0))
+    train, val = split_labeled(np.flatnonzero(many >= 0), many[many >= 0], 0.1, True, np.random.RandomState(0))
     assert len(val) == 9 and np.bincount(y[val]).tolist() == [3, 3, 3]
     assert set(train).isdisjoint(val) and len(train) + len(val) == 90
     assert len(clf.fit(X, many).history_["validation_loss"]) == clf.n_iter_

@@ -7,7 +7,9 @@ from _synthetic import low_rank_classes
 from scipy import stats
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl import _data
 from skssl._base import auto_batch_size
+from skssl._training import FitResult, Schedule, fit_loop, make_adamw, resolve_schedule
 from skssl._corruption import scarf_corrupt, vime_mask
 
 FAST = dict(hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
@@ -128,3 +130,114 @@ def test_passes_over_a_memmap_keep_its_resident_pages_bounded(tmp_path):
         peak = max(peak, _mapped_megabytes(path))
     # A batch of 256 random rows may map up to ~256 MB before it is released; never the whole 480 MB file.
     assert peak < 330, peak
+
+
+# ----------------------------------------------------------------------------- the schedule and the loop as functions
+def test_resolve_schedule_is_the_documented_auto_rule():
+    # "auto": a quarter of the rows clipped to [32, 256]; about 3 000 steps, 3 to 500 epochs; patience about 200
+    # steps, at least 10 epochs.
+    assert resolve_schedule(54) == Schedule(32, 500, 100)  # 2 steps per epoch
+    assert resolve_schedule(4000) == Schedule(256, 188, 13)  # 16 steps per epoch (15 full + a remainder of 160)
+    assert resolve_schedule(1_000_000) == Schedule(256, 3, 10)
+    assert resolve_schedule(10).batch_size == 10
+    assert resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2) == (100, 7, 2)
+    # A 1-row remainder is no step: 65 rows in batches of 32 are 2 steps per epoch, 66 rows 3.
+    assert resolve_schedule(65, batch_size=32) == (32, 500, 100)
+    assert resolve_schedule(66, batch_size=32) == (32, 500, 67)
+    with pytest.raises(ValueError, match="at least 1"):
+        resolve_schedule(0)
+
+
+def test_estimators_use_the_shared_schedule():
+    model = MaskedAutoencoder(batch_size=64, max_epochs="auto", n_iter_no_change=5)
+    assert model._schedule(1000) == resolve_schedule(1000, batch_size=64, n_iter_no_change=5)
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.layer(x)[:, 0]
+
+
+def _run(module, loss_fn, X, *, train_rows, validation_rows=(), targets=None, max_epochs=5, patience=100, **kwargs):
+    device = torch.device("cpu")
+    return fit_loop(
+        module,
+        loss_fn,
+        reader=_data.BatchReader(X, device),
+        train_rows=np.asarray(train_rows),
+        validation_rows=np.asarray(validation_rows, dtype=int),
+        schedule=Schedule(4, max_epochs, patience),
+        device=device,
+        generator=np.random.RandomState(0),
+        seed=0,
+        optimizer=make_adamw(module.parameters(), lr=1e-2, weight_decay=0.0),
+        targets=targets,
+        **kwargs,
+    )
+
+
+def test_fit_loop_draws_labeled_and_unlabeled_batches_in_one_step():
+    X = np.arange(36, dtype=np.float32).reshape(12, 3)
+    labeled, unlabeled = np.arange(8), np.arange(8, 12)
+    targets = torch.arange(12, dtype=torch.float32)
+    seen = []
+
+    def loss_fn(module, x, batch_targets, generator=None, unlabeled=None):
+        seen.append((x[:, 0].tolist(), batch_targets.tolist(), None if unlabeled is None else unlabeled[:, 0].tolist()))
+        supervised = ((module(x) - batch_targets) ** 2).mean()
+        if unlabeled is None:  # validation batches come without unlabeled rows
+            return supervised
+        return supervised + module(unlabeled).var()  # e.g. a consistency term on the unlabeled rows
+
+    result = _run(
+        _Linear(), loss_fn, X, train_rows=labeled[:6], validation_rows=labeled[6:], targets=targets,
+        unlabeled_rows=unlabeled, unlabeled_batch_size=2, max_epochs=2,
+    )
+    steps = [batch for batch in seen if batch[2] is not None]
+    assert len(steps) == 4  # 2 epochs of 6 labeled rows in batches of 4: 4 + 2 rows
+    for x_first, batch_targets, unlabeled_first in steps:
+        assert set(x_first) <= {3.0 * i for i in labeled[:6]} and len(unlabeled_first) == 2
+        assert set(unlabeled_first) <= {3.0 * i for i in unlabeled}
+        assert batch_targets == [value / 3 for value in x_first]  # each row's own target
+    # The unlabeled batches cycle through every unlabeled row before repeating one.
+    assert sorted(sum((batch[2] for batch in steps[:2]), [])) == [24.0, 27.0, 30.0, 33.0]
+    assert [batch for batch in seen if batch[2] is None] == [([18.0, 21.0], [6.0, 7.0], None)] * 2
+    assert isinstance(result, FitResult) and result.n_epochs == 2 and len(result.history["validation_loss"]) == 2
+
+
+def test_fit_loop_early_stopping_keeps_the_best_weights_and_says_why():
+    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    targets = torch.from_numpy(X @ np.array([1.0, -2.0, 0.5], dtype=np.float32))
+    rng = np.random.default_rng(1)
+
+    def noisy_validation(module, x, batch_targets, generator=None):
+        # Training steps learn; the validation loss is noise, so it stops improving at once.
+        if generator is not None:
+            return torch.tensor(float(rng.random()))
+        return ((module(x) - batch_targets) ** 2).mean()
+
+    module = _Linear()
+    result = _run(
+        module, noisy_validation, X, train_rows=np.arange(30), validation_rows=np.arange(30, 40), targets=targets,
+        max_epochs=50, patience=3, early_stopping=True,
+    )
+    losses = result.history["validation_loss"]
+    assert result.stop_reason == "early_stopping" and result.n_epochs < 50 and result.restored_best
+    assert result.best_epoch == int(np.argmin(losses)) + 1 and result.n_epochs == result.best_epoch + 3
+    assert not module.training
+    full = _run(_Linear(), noisy_validation, X, train_rows=np.arange(30), targets=targets, max_epochs=4)
+    assert full.stop_reason == "max_epochs" and full.n_epochs == 4 and not full.restored_best
+
+
+def test_fit_loop_after_step_and_divergence():
+    X = np.ones((8, 3), dtype=np.float32)
+    steps = []
+    _run(_Linear(), lambda m, x, t, generator=None: m(x).pow(2).mean(), X, train_rows=np.arange(8), max_epochs=3,
+         after_step=lambda module: steps.append(1))
+    assert len(steps) == 6  # 2 steps per epoch
+    with pytest.raises(FloatingPointError, match="Toy training diverged.*learning_rate"):
+        _run(_Linear(), lambda m, x, t, generator=None: m(x).sum() * np.inf, X, train_rows=np.arange(8), name="Toy")

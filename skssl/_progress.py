@@ -1,0 +1,156 @@
+"""Progress of a training run on stdout, as scikit-learn's verbose estimators print it.
+
+At ``verbose=1`` a terminal or a Jupyter notebook shows one line updated in place (carriage return); any other
+stream (a log file, a pipe) gets a plain line every few epochs. At ``verbose>=2`` every epoch gets its own line.
+Either way a run ends with one summary line: epochs run out of the budget, why it stopped, the epoch whose
+weights were kept and the wall time. A fit nested in another one (the embedder pre-trained by
+``SSLClassifier(strategy="finetune")``) names its phase: ``[SSLClassifier] pre-training (MaskedAutoencoder)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import sys
+import time
+
+# Plain (non-interactive) output: about this many progress lines per run, whatever its length.
+PLAIN_LINES_PER_RUN = 10
+# An interactive line is redrawn at most this often (every redraw is a message to a notebook's front end).
+REDRAW_SECONDS = 0.2
+
+# The estimator and phase of an enclosing fit, e.g. ("SSLClassifier", "pre-training"): set by the outer fit
+# around the inner one, read by the inner fit's progress label. Display only: no result depends on it.
+_enclosing_phase = contextvars.ContextVar("skssl_enclosing_phase", default=None)
+
+
+@contextlib.contextmanager
+def phase(estimator_name, name):
+    """Within this block, progress of nested fits is labelled ``[estimator_name] name (inner estimator)``."""
+    token = _enclosing_phase.set((estimator_name, name))
+    try:
+        yield
+    finally:
+        _enclosing_phase.reset(token)
+
+
+def is_interactive(stream):
+    """Whether ``stream`` redraws a carriage-returned line: a terminal, or a Jupyter notebook's output stream
+    (ipykernel's ``OutStream``, recognised by its class so that IPython is never imported)."""
+    kind = type(stream)
+    if kind.__name__ == "OutStream" and (kind.__module__ or "").startswith("ipykernel"):
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+def _loss(value):
+    return f"{value:.4g}"
+
+
+class EpochProgress:
+    """Reports the epochs of one training run; ``fit_loop`` calls ``start``, ``epoch``, then ``finish`` or ``abort``.
+
+    Parameters
+    ----------
+    estimator_name : str
+        Name of the estimator being fitted.
+    phase : str or None, default=None
+        The phase this run is, e.g. "fine-tuning"; None for a run that is the whole fit. Inside a
+        :func:`phase` block the enclosing fit's name and phase take its place, followed by ``estimator_name``.
+    max_epochs_param : "auto" or int, default="auto"
+        The ``max_epochs`` parameter behind the budget, quoted in the summary.
+    verbose : int, default=1
+        1: an updating line (terminal, notebook) or a line every few epochs; 2 or more: a line per epoch.
+    stream : file-like or None, default=None
+        Where to write; None is ``sys.stdout`` at the time of writing.
+    """
+
+    def __init__(self, estimator_name, *, phase=None, max_epochs_param="auto", verbose=1, stream=None):
+        enclosing = _enclosing_phase.get()
+        if enclosing is not None:
+            outer, outer_phase = enclosing
+            self.label = f"[{outer}] {outer_phase} ({estimator_name})"
+        elif phase is not None:
+            self.label = f"[{estimator_name}] {phase}"
+        else:
+            self.label = f"[{estimator_name}]"
+        # Whose budget: inside a phase, name the estimator whose max_epochs it is (not the enclosing one's).
+        owner = "" if enclosing is None and phase is None else f"{estimator_name}."
+        self.budget = f"{owner}max_epochs={max_epochs_param!r}"
+        self.verbose = verbose
+        self._stream = stream
+        self._interactive = False
+        self._line_open = False
+        self._last_draw = -math.inf
+
+    @property
+    def stream(self):
+        return sys.stdout if self._stream is None else self._stream
+
+    def start(self, schedule, *, has_validation):
+        self.max_epochs, self.patience = schedule.max_epochs, schedule.patience
+        self.has_validation = has_validation
+        self._interactive = self.verbose < 2 and is_interactive(self.stream)
+        self._every = 1 if self.verbose >= 2 else max(1, math.ceil(self.max_epochs / PLAIN_LINES_PER_RUN))
+        self._start = time.perf_counter()
+        self._epochs_seen = 0
+
+    def epoch(self, epoch, train_loss, validation_loss=None):
+        """After ``epoch`` (counted from 1) with its mean training loss and, if any, validation loss."""
+        self._epochs_seen = epoch
+        elapsed = time.perf_counter() - self._start
+        validation = "" if validation_loss is None else f", validation loss {_loss(validation_loss)}"
+        text = (
+            f"{self.label} epoch {epoch}/{self.max_epochs} ({self.budget}): train loss {_loss(train_loss)}"
+            f"{validation}, {elapsed:.1f} s"
+        )
+        if self._interactive:
+            now = time.perf_counter()
+            if epoch == 1 or epoch == self.max_epochs or now - self._last_draw >= REDRAW_SECONDS:
+                self._redraw(text)
+                self._last_draw = now
+        elif epoch == 1 or epoch % self._every == 0:
+            self._write_line(text)
+
+    def finish(self, result):
+        """Close the run with one summary line (replacing the updating line on a terminal)."""
+        self._write_line(self.summary(result))
+
+    def abort(self, reason):
+        """End the run early on an exception: terminate the updating line, say why, then let it propagate."""
+        self._write_line(f"{self.label} {reason} after {self._epochs_seen} epoch(s)")
+
+    def summary(self, result):
+        stopped = {
+            "early_stopping": f"stopped early (no improvement in {self.patience} epochs)",
+            "max_epochs": "reached max_epochs",
+        }.get(result.stop_reason, result.stop_reason)
+        monitored = "validation loss" if self.has_validation else "train loss"
+        losses = result.history["validation_loss" if self.has_validation else "train_loss"]
+        best = losses[result.best_epoch - 1] if 0 < result.best_epoch <= len(losses) else math.nan
+        kept = "its weights kept" if result.restored_best else "the last epoch's weights kept"
+        return (
+            f"{self.label} done: {result.n_epochs} of at most {self.max_epochs} epochs ({self.budget}), {stopped}; "
+            f"best epoch {result.best_epoch} ({monitored} {_loss(best)}), {kept}; {result.seconds:.1f} s"
+        )
+
+    def _redraw(self, text):
+        # Pad over the remains of a longer previous line.
+        width = max(len(text), getattr(self, "_drawn_width", 0))
+        self.stream.write("\r" + text.ljust(width))
+        self.stream.flush()
+        self._drawn_width = len(text)
+        self._line_open = True
+
+    def _write_line(self, text):
+        if self._line_open:
+            width = getattr(self, "_drawn_width", 0)
+            self.stream.write("\r" + text.ljust(width) + "\n")
+            self._line_open = False
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()

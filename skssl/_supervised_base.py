@@ -1,0 +1,386 @@
+"""The shared base of SSLClassifier and SSLRegressor: label handling, the embedder, and the two strategies.
+
+``strategy="ensemble"`` hands the rows to :mod:`skssl._ensemble`; ``strategy="finetune"`` builds the fine-tuning
+network (:mod:`skssl._finetune`) and trains it with the shared loop (:meth:`BaseTorchEstimator._train`), the rows,
+strata and class weights of the fit passed as arguments. The parameter and attribute descriptions the two
+estimators share are at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+
+from . import _data, _ensemble, _finetune, _progress
+from ._base import BaseSSLEstimator, BaseTorchEstimator
+from ._compat import Interval, InvalidParameterError, StrOptions
+from .masked import MaskedAutoencoder
+
+_SHARED_KEYS = (
+    "dropout",
+    "batch_size",
+    "max_epochs",
+    "learning_rate",
+    "weight_decay",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+    "tol",
+    "device",
+    "random_state",
+    "verbose",
+)
+
+
+class _BaseFineTune(BaseTorchEstimator):
+    """Shared fitting of SSLClassifier and SSLRegressor; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "embedder": [BaseSSLEstimator, FrozenEstimator, None],
+        "strategy": [StrOptions({"ensemble", "finetune"})],
+        "members": [tuple, list, None],
+        "pretrain": ["boolean"],
+        "prefit": ["boolean"],
+        "finetune": [StrOptions({"full", "head"})],
+        "encoder_lr_ratio": [Interval(Real, 0.0, None, closed="neither")],
+        "head_hidden_dims": [tuple, list],
+        **{key: BaseTorchEstimator._parameter_constraints[key] for key in _SHARED_KEYS},
+    }
+
+    # ------------------------------------------------------------------ target handling, per task
+    def _labeled_mask(self, y):
+        raise NotImplementedError
+
+    def _encode_targets(self, y_labeled):
+        """Validate the labeled targets and set the target attributes; return the encoded targets, the strata of a
+        stratified split (or None) and the class weights (float32 array, or None)."""
+        raise NotImplementedError
+
+    def _n_outputs(self):
+        raise NotImplementedError
+
+    def _full_targets(self, n_samples, rows, encoded):
+        raise NotImplementedError
+
+    def _loss_function(self, class_weight):
+        """The loss of a batch, ``loss(module, x, targets, generator=None)``, for these class weights."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def _resolved_embedder(self):
+        embedder = MaskedAutoencoder() if self.embedder is None else self.embedder
+        return embedder.estimator if isinstance(embedder, FrozenEstimator) else embedder
+
+    def _uses_prefit(self):
+        # A FrozenEstimator is fitted by definition: clone() keeps it, fit() does not change it.
+        return self.prefit or isinstance(self.embedder, FrozenEstimator)
+
+    def _configured_embedder(self, seed):
+        """A clone of the embedder that follows this estimator's seed, device and verbosity where it has none."""
+        embedder = clone(self._resolved_embedder())
+        params = embedder.get_params(deep=False)
+        overrides = {}
+        if "random_state" in params and params["random_state"] is None:
+            overrides["random_state"] = seed
+        if "device" in params and isinstance(params["device"], str) and params["device"] == "auto":
+            overrides["device"] = self.device
+        if "verbose" in params and not params["verbose"] and self.verbose:
+            overrides["verbose"] = self.verbose
+        return embedder.set_params(**overrides)
+
+    def _fit(self, X, y):
+        if not isinstance(self._resolved_embedder(), BaseSSLEstimator):
+            raise InvalidParameterError(
+                f"The 'embedder' parameter of {type(self).__name__} must be an skssl embedder (possibly in a "
+                f"FrozenEstimator) or None. Got {self.embedder!r} instead."
+            )
+        if self.prefit and not self.pretrain:
+            raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
+        if not all(_data.is_integer(width) and width >= 1 for width in self.head_hidden_dims):
+            raise ValueError(
+                f"head_hidden_dims must be a sequence of positive integers, got {self.head_hidden_dims!r}."
+            )
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        X = _data.validate_X(self, X, reset=True)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        rows = np.flatnonzero(self._labeled_mask(y))
+        if len(rows) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 labeled samples, got {len(rows)} sample(s) with a label "
+                f"among {len(y)}."
+            )
+        encoded, strata, class_weight = self._encode_targets(y[rows])
+        if self.strategy == "ensemble":
+            return self._fit_ensemble(X, rows, encoded, class_weight)
+        return self._fit_finetune(X, rows, encoded, strata, class_weight)
+
+    def _check_prefit_embedder(self, embedder, X):
+        try:
+            check_is_fitted(embedder)
+        except NotFittedError as exc:
+            raise NotFittedError(
+                f"The embedder {type(embedder).__name__} is not fitted, but prefit=True (or a FrozenEstimator "
+                "embedder) means it is used as is. Fit it first, or use prefit=False to let fit pre-train a copy "
+                "of it on X. Note that clone() (used by cross-validation "
+                "and grid searches) returns an unfitted copy of the embedder: wrap the fitted embedder in "
+                "sklearn.frozen.FrozenEstimator to keep it fitted."
+            ) from exc
+        if embedder.n_features_in_ != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the prefit embedder was fitted on {embedder.n_features_in_}."
+            )
+        names, fitted_names = getattr(self, "feature_names_in_", None), getattr(embedder, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
+            raise ValueError("The feature names of X differ from those the prefit embedder was fitted on.")
+
+    def _resolved_members(self):
+        if self.members is None:
+            # The embedding joins when the user asks for an embedder; without one, the members the
+            # leave-one-dataset-out selection kept (docs/benchmarks.md) need no pre-training at all.
+            return _ensemble.DEFAULT_MEMBERS + (() if self.embedder is None else ("embedding",))
+        members = tuple(self.members)
+        unknown = [m for m in members if m not in _ensemble.MEMBERS]
+        if not members or unknown or len(set(members)) != len(members):
+            raise ValueError(
+                f"members must be a non-empty sequence of distinct names among {_ensemble.MEMBERS} (or None for the "
+                f"default); got {self.members!r}."
+            )
+        return members
+
+    def _pretrained_embedder(self, X, seed):
+        """A copy of the prefit embedder (checked against ``X``), or a clone pre-trained on every row of ``X``."""
+        if self._uses_prefit():
+            self._check_prefit_embedder(self._resolved_embedder(), X)
+            return copy.deepcopy(self._resolved_embedder())
+        # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
+        with _progress.phase(type(self).__name__, "pre-training"):
+            return self._configured_embedder(seed).fit(X)
+
+    def _fit_ensemble(self, X, rows, encoded, class_weight):
+        members = self._resolved_members()
+        rng = check_random_state(self.random_state)
+        embedder_seed, seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        self.embedder_, embedding = None, None
+        if "embedding" in members:
+            if not self.pretrain:
+                raise ValueError(
+                    "pretrain=False (the from-scratch network) belongs to strategy='finetune'; the 'embedding' member "
+                    "of strategy='ensemble' needs a pre-trained embedder. Use strategy='finetune', or drop "
+                    "'embedding' from members."
+                )
+            self.embedder_ = self._pretrained_embedder(X, embedder_seed)
+            embedding = self._embed(X)
+        task = "classification" if isinstance(self, ClassifierMixin) else "regression"
+        n_classes = len(self.classes_) if task == "classification" else None
+        target = self._full_targets(X.shape[0], rows, encoded)
+        class_weight = None if class_weight is None else class_weight.astype(np.float64)
+        self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed, class_weight)
+        self.ensemble_.fit(_ensemble.dense_rows(X), rows, target, embedding)
+        self.members_ = members
+        self.weights_ = dict(self.ensemble_.weights_)
+        return self
+
+    def _ensemble_outputs(self, X):
+        """Weighted member average: class probabilities, or standardised predictions."""
+        check_is_fitted(self)
+        X = _data.validate_X(self, X, reset=False)
+        embedding = self._embed(X) if "embedding" in self.members_ else None
+        return self.ensemble_.predict(_ensemble.dense_rows(X), embedding)
+
+    def _embed(self, X):
+        """``embedder_.transform`` of the validated ``X``. Validation turned a DataFrame into an array; its gene
+        names were already checked against ours (and, for a prefit embedder, ours against the embedder's), so the
+        embedder's warning about an array without names says nothing here."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+            return self.embedder_.transform(X)
+
+    def _fit_finetune(self, X, rows, encoded, strata, class_weight):
+        rng = check_random_state(self.random_state)
+        embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        if self.pretrain:
+            self.embedder_ = self._pretrained_embedder(X, embedder_seed)
+            source = self.embedder_.module_
+        else:
+            # From-scratch baseline: the module the embedder would start from, on the labeled rows only.
+            self.embedder_ = None
+            source = self._configured_embedder(embedder_seed)._initial_module(X[rows])
+        init_head = None
+        if self.embedder_ is not None and not self.head_hidden_dims:
+            # Linear probe, then fine-tuning (LP-FT, Kumar et al. 2022): the head starts as the probe that fits
+            # the labeled rows, so the first gradient steps refine the pre-trained features instead of pushing
+            # them around to fit a random head.
+            init_head = functools.partial(
+                self._init_linear_head, encoded=encoded, seed=head_seed, class_weight=class_weight
+            )
+        device = _data.resolve_device(self.device)
+        module, self.n_components_ = _finetune.build_network(
+            source,
+            X,
+            rows,
+            n_outputs=self._n_outputs(),
+            head_hidden_dims=self.head_hidden_dims,
+            dropout=self.dropout,
+            frozen=self.finetune == "head",
+            seed=head_seed,
+            device=device,
+            init_head=init_head,
+        )
+        # The loop reads rows of all of X, but only the labeled rows are ever among its training and validation rows.
+        # Its RandomState starts again from random_state (its first draw seeds torch), as it always did.
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_rows, validation_rows = _finetune.split_labeled(
+            rows, strata, self.validation_fraction, self.early_stopping, rng
+        )
+        loss_weight = None if class_weight is None else torch.as_tensor(class_weight, device=device)
+        self._train(
+            X,
+            module.to(device),
+            self._loss_function(loss_weight),
+            device=device,
+            rng=rng,
+            seed=seed,
+            train_rows=train_rows,
+            validation_rows=validation_rows,
+            targets=self._full_targets(X.shape[0], rows, encoded),
+            phase="fine-tuning" if self.embedder_ is not None else "training from scratch",
+        )
+        return self
+
+    def _init_linear_head(self, layer, embeddings, *, encoded, seed, class_weight):
+        """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""
+
+    def _make_optimizer(self, module):
+        # A pre-trained encoder moves slowly so the few labels adjust, not overwrite, what it learned.
+        ratio = 1.0 if self.embedder_ is None else self.encoder_lr_ratio
+        return _finetune.make_optimizer(
+            module,
+            learning_rate=self.learning_rate,
+            encoder_learning_rate=self.learning_rate * ratio,
+            weight_decay=self.weight_decay,
+        )
+
+    def _outputs(self, X):
+        """Network outputs (logits, or standardised predictions) in float64."""
+        check_is_fitted(self)
+        X = _data.validate_X(self, X, reset=False)
+        return _finetune.network_outputs(self.module_, X, self._n_outputs(), max(self.batch_size_, 1024))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = get_tags(self._resolved_embedder()).input_tags.positive_only
+        return tags
+
+
+_STRATEGY_PARAMETERS = """strategy : {"ensemble", "finetune"}, default="ensemble"
+        ``"ensemble"``: the recommended start (described above). Members read views of all rows of ``X`` (labeled and
+        unlabeled) and are trained on the labeled rows; their predictions are averaged with weights chosen on
+        held-out predictions of the labeled rows. ``"finetune"``: the reference study's protocol, pre-training then
+        fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose`` apply to it only).
+    members : tuple of str or None, default=None
+        Members of the ensemble, among ``"genes"`` (linear model on the standardised genes), ``"pcs"`` (linear
+        model on the 8 whitened top principal components of all rows), ``"graph"`` (label spreading over the
+        10-nearest-neighbour graph of all rows in the space of their 10 top principal components) and
+        ``"embedding"`` (linear model on the embedding of ``embedder``, pre-trained on all rows). None:
+        ``("genes", "pcs", "graph")``, plus ``"embedding"`` when ``embedder`` is given."""
+
+_COMMON_PARAMETERS = """pretrain : bool, default=True
+        Pre-train the embedder on all rows of ``X`` (labels hidden) before fine-tuning. ``False`` gives the
+        supervised baseline: the same encoder and head, from the random initial weights the embedder would start
+        from (standardised with statistics of the labeled rows), trained on the labeled rows only.
+    prefit : bool, default=False
+        Whether ``embedder`` is already fitted (as in ``SelectFromModel(prefit=True)``): it is then used as is, not
+        refitted, so one pre-training can serve many fine-tunings. A copy is stored as ``embedder_``. As
+        ``clone`` (cross-validation, grid search) unfits a nested estimator, pass
+        ``embedder=FrozenEstimator(fitted_embedder)`` there instead (``sklearn.frozen.FrozenEstimator``): a frozen
+        embedder counts as prefit.
+    finetune : {"full", "head"}, default="full"
+        ``"full"`` trains the encoder and the head; ``"head"`` freezes the encoder (weights unchanged, no
+        dropout) and trains the head only.
+    encoder_lr_ratio : float > 0, default=0.1
+        The pre-trained encoder learns at ``learning_rate * encoder_lr_ratio`` with ``finetune="full"``, so the
+        few labels adjust rather than overwrite it. The from-scratch baseline trains its encoder at
+        ``learning_rate``.
+    head_hidden_dims : tuple of int, default=()
+        Hidden layer widths of the head; ``()`` is a linear head on the embedding."""
+
+_TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
+        Dropout after each hidden layer of the head (the encoder keeps the embedder's dropout).
+    batch_size : "auto" or int, default="auto"
+        Labeled rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
+    max_epochs : "auto" or int, default="auto"
+        Passes over the labeled rows; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
+        The embedder's pre-training follows the embedder's own ``max_epochs``.
+    learning_rate : float, default=1e-3
+        AdamW learning rate of the head (and of the baseline's encoder).
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the labeled rows (stratified by class for classification), stop when
+        their loss stops improving and keep the weights of the best epoch. Skipped when fewer than 2 rows would be
+        held out, or, for classification, too few to include every class; training then stops when the training
+        loss stops improving.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of the labeled rows held out for early stopping.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as an improvement.
+    device : str, default="auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N". Also used for the embedder's
+        pre-training when the embedder's own ``device`` is "auto".
+    random_state : int, RandomState instance or None, default=None
+        Seeds the head's weights, the split and the batch order; when the embedder's own ``random_state`` is
+        None, it also seeds the pre-training, so one seed makes the whole fit reproducible on CPU.
+    verbose : int, default=0
+        Progress on stdout, each phase named ("pre-training", "fine-tuning") with its own epoch budget (the
+        pre-training's is the embedder's ``max_epochs``): 1 shows the epochs (one updating line in a terminal or
+        notebook, a line every tenth of the budget otherwise) and a closing line per phase (epochs run, why
+        training stopped, best epoch, wall time); 2 prints a line per epoch. Also applies to the pre-training when
+        the embedder's ``verbose`` is 0."""
+
+_COMMON_ATTRIBUTES = """embedder_ : estimator or None
+        The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the
+        baseline (``pretrain=False``) and for an ensemble without the ``"embedding"`` member. Fine-tuning changes a
+        copy of its encoder, not ``embedder_`` itself.
+    members_ : tuple of str
+        With ``strategy="ensemble"``: the members used.
+    weights_ : dict of str to float
+        With ``strategy="ensemble"``: each member's weight in the average (they sum to 1). Uniform when the labels
+        are too few to judge the members (fewer than 3 per class, or 10 labeled rows for regression); otherwise
+        from greedy ensemble selection on leave-one-out (up to 40 labeled rows) or 5-fold held-out predictions.
+    ensemble_ : object
+        With ``strategy="ensemble"``: the fitted members and views (``ensemble_.held_out_loss_``: each member's
+        held-out log-loss or squared error, None when the weights are uniform).
+    module_ : torch.nn.Module
+        With ``strategy="finetune"`` (as the attributes below): the trained network: ``module_.body`` (the
+        encoder, raw features to embedding), ``module_.scale`` (a fixed standardisation of the embedding,
+        statistics of the labeled rows) and ``module_.head``.
+    n_components_ : int
+        Dimension of the embedding the head reads.
+    history_ : dict
+        ``"train_loss"`` and ``"validation_loss"`` of the supervised training, per epoch.
+    n_iter_ : int
+        Number of epochs of supervised training run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    batch_size_ : int
+        Batch size used for the supervised training.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when X has string column names)."""

@@ -1,0 +1,137 @@
+"""Progress display (verbose): an updating line on terminals and notebooks, plain lines elsewhere, a closing line."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+from _synthetic import low_rank_classes
+
+from skssl import MaskedAutoencoder
+from skssl._progress import EpochProgress, is_interactive, phase
+from skssl._training import FitResult, Schedule
+from skssl.supervised import SSLClassifier
+
+FAST = dict(hidden_dims=(16,), n_components=4, device="cpu", random_state=0)
+
+
+class FakeStream(io.StringIO):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def _run(stream, *, max_epochs=50, n_epochs=50, verbose=1, stop_reason="max_epochs", **kwargs):
+    progress = EpochProgress("Model", max_epochs_param=max_epochs, verbose=verbose, stream=stream, **kwargs)
+    progress.start(Schedule(32, max_epochs, 10), has_validation=True)
+    history = {"train_loss": [], "validation_loss": []}
+    for epoch in range(1, n_epochs + 1):
+        history["train_loss"].append(1.0 / epoch)
+        history["validation_loss"].append(2.0 / epoch)
+        progress.epoch(epoch, 1.0 / epoch, 2.0 / epoch)
+    progress.finish(FitResult(history, n_epochs, n_epochs, stop_reason, True, 1.25))
+    return stream.getvalue()
+
+
+def test_terminal_gets_one_updating_line_and_a_closing_line(monkeypatch):
+    monkeypatch.setattr("skssl._progress.REDRAW_SECONDS", 0.0)  # redraw at every epoch
+    out = _run(FakeStream(tty=True))
+    assert out.count("\n") == 1 and out.endswith("\n")  # one line, redrawn in place, then closed
+    assert out.count("\r") == 51  # 50 redraws, then the closing line over them
+    assert "epoch 50/50 (max_epochs=50): train loss 0.02, validation loss 0.04" in out
+    closing = out.split("\r")[-1].strip()
+    assert closing == (
+        "[Model] done: 50 of at most 50 epochs (max_epochs=50), reached max_epochs; best epoch 50 (validation loss "
+        "0.04), its weights kept; 1.2 s"
+    )
+
+
+def test_plain_stream_gets_a_line_every_tenth_of_the_budget():
+    out = _run(FakeStream(tty=False))
+    assert "\r" not in out
+    lines = out.splitlines()
+    epochs = [int(line.split("epoch ")[1].split("/")[0]) for line in lines[:-1]]
+    assert epochs == [1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
+    assert lines[-1].startswith("[Model] done: 50 of at most 50 epochs")
+    # verbose=2: every epoch on its own line, even on a terminal.
+    every = _run(FakeStream(tty=True), max_epochs=5, n_epochs=5, verbose=2)
+    assert "\r" not in every and len(every.splitlines()) == 6
+
+
+def test_closing_line_says_why_training_stopped():
+    out = _run(FakeStream(tty=False), n_epochs=23, stop_reason="early_stopping")
+    assert "23 of at most 50 epochs (max_epochs=50), stopped early (no improvement in 10 epochs)" in out
+    assert "best epoch 23 (validation loss 0.08696)" in out
+
+
+def test_notebook_stream_is_interactive_without_importing_ipython():
+    OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+    assert is_interactive(OutStream()) and is_interactive(FakeStream(tty=True))
+    assert not is_interactive(FakeStream(tty=False)) and not is_interactive(object())
+    closed = io.StringIO()
+    closed.close()  # isatty() raises on a closed stream
+    assert not is_interactive(closed)
+
+
+def test_interrupted_run_closes_its_line():
+    stream = FakeStream(tty=True)
+    progress = EpochProgress("Model", stream=stream)
+    progress.start(Schedule(32, 50, 10), has_validation=False)
+    progress.epoch(1, 0.5)
+    progress.abort("interrupted")
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and out.endswith("\n")
+    assert out.split("\r")[-1].strip() == "[Model] interrupted after 1 epoch(s)"
+
+
+def test_phase_names_the_enclosing_fit_and_whose_budget():
+    with phase("SSLClassifier", "pre-training"):
+        nested = EpochProgress("MaskedAutoencoder", max_epochs_param="auto")
+    assert nested.label == "[SSLClassifier] pre-training (MaskedAutoencoder)"
+    assert nested.budget == "MaskedAutoencoder.max_epochs='auto'"
+    own = EpochProgress("SSLClassifier", phase="fine-tuning", max_epochs_param=3)
+    assert own.label == "[SSLClassifier] fine-tuning" and own.budget == "SSLClassifier.max_epochs=3"
+    assert EpochProgress("MaskedAutoencoder").label == "[MaskedAutoencoder]"
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    X, y = low_rank_classes(n_samples=120, n_features=20, seed=0)
+    y = np.where(np.arange(len(y)) % 3 == 0, y, -1)
+    return X, y
+
+
+def test_finetune_reports_each_phase_with_its_own_budget(cohort, capsys):
+    X, y = cohort
+    embedder = MaskedAutoencoder(**FAST)  # max_epochs="auto": its own budget, not the classifier's
+    SSLClassifier(embedder, strategy="finetune", max_epochs=3, verbose=1, device="cpu", random_state=0).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
+    pretraining = [line for line in lines if line.startswith("[SSLClassifier] pre-training (MaskedAutoencoder)")]
+    finetuning = [line for line in lines if line.startswith("[SSLClassifier] fine-tuning")]
+    assert pretraining and finetuning and len(pretraining) + len(finetuning) == len(lines)
+    budget = embedder._schedule(108).max_epochs  # 120 rows, 12 held out
+    assert f"epoch 1/{budget} (MaskedAutoencoder.max_epochs='auto')" in pretraining[0]
+    assert pretraining[-1].startswith("[SSLClassifier] pre-training (MaskedAutoencoder) done: ")
+    assert f"of at most {budget} epochs (MaskedAutoencoder.max_epochs='auto')" in pretraining[-1]
+    assert "epoch 1/3 (SSLClassifier.max_epochs=3)" in finetuning[0]
+    assert not any("/500" in line or f"/{budget}" in line for line in finetuning)
+    assert finetuning[-1].startswith(
+        "[SSLClassifier] fine-tuning done: 3 of at most 3 epochs (SSLClassifier.max_epochs=3), reached max_epochs"
+    )
+    assert math.isfinite(float(finetuning[-1].rsplit("; ", 1)[1].split(" s")[0]))
+
+
+def test_silent_by_default_and_baseline_phase_name(cohort, capsys):
+    X, y = cohort
+    SSLClassifier(MaskedAutoencoder(**FAST, max_epochs=2), strategy="finetune", max_epochs=2, random_state=0,
+                  device="cpu").fit(X, y)
+    assert capsys.readouterr().out == ""
+    SSLClassifier(MaskedAutoencoder(**FAST, max_epochs=2), strategy="finetune", pretrain=False, max_epochs=2,
+                  verbose=1, random_state=0, device="cpu").fit(X, y)
+    out = capsys.readouterr().out
+    assert "pre-training" not in out and out.splitlines()[-1].startswith("[SSLClassifier] training from scratch done")
