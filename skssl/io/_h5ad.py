@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .._atomic import atomic_path
 from ._container import ExpressionData, _str_array
 
 __all__ = ["read_h5ad", "write_embedding"]
@@ -343,5 +344,7 @@ def write_embedding(adata, embedding, key="X_skssl", *, layer=None, path=None):
     record[key] = {**origin, "skssl_version": __version__}
     adata.uns["skssl"] = record
     if path is not None:
-        adata.write_h5ad(Path(path))
+        # Through a temporary file: an interrupted write must not destroy the .h5ad it was read from.
+        with atomic_path(path, suffix=".h5ad") as tmp:
+            adata.write_h5ad(Path(tmp))
     return adata

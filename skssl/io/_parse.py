@@ -5,12 +5,16 @@ Errors name the file and line.
 
 # License: BSD-3-Clause
 
+import contextlib
 import csv
 import gzip
+import io
 import math
 from pathlib import Path
 
 import numpy as np
+
+from .._atomic import atomic_write
 
 # Cells that mean "missing" (compared case-insensitively after stripping).
 _MISSING = frozenset({"", "na", "nan", "-nan", "null", "n/a", "#n/a"})
@@ -20,12 +24,30 @@ _SUFFIX_SEP = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 
 def _open_text(path, mode="r"):
     path = Path(path)
+    if mode == "w":
+        return _open_text_atomic(path)
     # newline="" lets the csv module handle quoted fields with line breaks;
     # utf-8-sig drops the byte-order mark some spreadsheet exports add.
-    encoding = "utf-8-sig" if mode == "r" else "utf-8"
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding=encoding, newline="")
-    return open(path, mode, encoding=encoding, newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, mode, encoding="utf-8-sig", newline="")
+
+
+@contextlib.contextmanager
+def _open_text_atomic(path):
+    # Written to a temporary file and renamed onto `path` at the end, so that an interrupted
+    # write leaves the previous file intact instead of a truncated table.
+    if path.suffix != ".gz":
+        with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+            yield f
+        return
+    # filename= names the target (not the temporary file) in the gzip header, as gzip.open would.
+    with (
+        atomic_write(path, "wb") as raw,
+        gzip.GzipFile(filename=str(path), mode="wb", fileobj=raw) as compressed,
+        io.TextIOWrapper(compressed, encoding="utf-8", newline="") as f,
+    ):
+        yield f
 
 
 def _base_suffix(path):

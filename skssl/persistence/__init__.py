@@ -27,7 +27,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import zipfile
 import zlib
 
@@ -36,6 +35,7 @@ import sklearn
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from .._atomic import atomic_write
 from ._decode import _decode, _decode_estimator, _Reader
 from ._encode import _encode_estimator, _Writer
 from ._schema import _ESTIMATORS, _check_class_names
@@ -131,22 +131,11 @@ def save_model(estimator, path, *, metadata=None):
     torch.save(writer.tensors, tensor_buffer)
 
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".skssl-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file, zipfile.ZipFile(file, "w") as archive:
-            archive.writestr(_META, meta_bytes, compress_type=zipfile.ZIP_DEFLATED)
-            # Stored, not deflated: float weights barely compress, and deflating a large network is slow.
-            archive.writestr(_TENSORS, tensor_buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
-        # mkstemp creates the file readable by its owner only; a model file is meant to be shared.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # Through a temporary file renamed at the end: an interrupted save keeps the previous model file intact.
+    with atomic_write(path, "wb") as file, zipfile.ZipFile(file, "w") as archive:
+        archive.writestr(_META, meta_bytes, compress_type=zipfile.ZIP_DEFLATED)
+        # Stored, not deflated: float weights barely compress, and deflating a large network is slow.
+        archive.writestr(_TENSORS, tensor_buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
     return path
 
 
