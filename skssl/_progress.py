@@ -15,8 +15,10 @@ import math
 import sys
 import time
 
-# Plain (non-interactive) output: about this many progress lines per run, whatever its length.
+# Plain (non-interactive) output: about this many progress lines per run, whatever its length, and at least one
+# line every PLAIN_SECONDS when epochs are slow.
 PLAIN_LINES_PER_RUN = 10
+PLAIN_SECONDS = 30.0
 # An interactive line is redrawn at most this often (every redraw is a message to a notebook's front end).
 REDRAW_SECONDS = 0.2
 
@@ -62,7 +64,7 @@ class EpochProgress:
         The phase this run is, e.g. "fine-tuning"; None for a run that is the whole fit. Inside a
         :func:`phase` block the enclosing fit's name and phase take its place, followed by ``estimator_name``.
     max_epochs_param : "auto" or int, default="auto"
-        The ``max_epochs`` parameter behind the budget, quoted in the summary.
+        The ``max_epochs`` parameter behind the budget, quoted next to it.
     verbose : int, default=1
         1: an updating line (terminal, notebook) or a line every few epochs; 2 or more: a line per epoch.
     stream : file-like or None, default=None
@@ -85,6 +87,8 @@ class EpochProgress:
         self._stream = stream
         self._interactive = False
         self._line_open = False
+        self._drawn_width = 0
+        self._epochs_seen = 0
         self._last_draw = -math.inf
 
     @property
@@ -96,7 +100,7 @@ class EpochProgress:
         self.has_validation = has_validation
         self._interactive = self.verbose < 2 and is_interactive(self.stream)
         self._every = 1 if self.verbose >= 2 else max(1, math.ceil(self.max_epochs / PLAIN_LINES_PER_RUN))
-        self._start = time.perf_counter()
+        self._start = self._last_draw = time.perf_counter()
         self._epochs_seen = 0
 
     def epoch(self, epoch, train_loss, validation_loss=None):
@@ -108,13 +112,14 @@ class EpochProgress:
             f"{self.label} epoch {epoch}/{self.max_epochs} ({self.budget}): train loss {_loss(train_loss)}"
             f"{validation}, {elapsed:.1f} s"
         )
+        now = time.perf_counter()
         if self._interactive:
-            now = time.perf_counter()
             if epoch == 1 or epoch == self.max_epochs or now - self._last_draw >= REDRAW_SECONDS:
                 self._redraw(text)
                 self._last_draw = now
-        elif epoch == 1 or epoch % self._every == 0:
+        elif epoch == 1 or epoch % self._every == 0 or now - self._last_draw >= PLAIN_SECONDS:
             self._write_line(text)
+            self._last_draw = now
 
     def finish(self, result):
         """Close the run with one summary line (replacing the updating line on a terminal)."""
@@ -140,7 +145,7 @@ class EpochProgress:
 
     def _redraw(self, text):
         # Pad over the remains of a longer previous line.
-        width = max(len(text), getattr(self, "_drawn_width", 0))
+        width = max(len(text), self._drawn_width)
         self.stream.write("\r" + text.ljust(width))
         self.stream.flush()
         self._drawn_width = len(text)
@@ -148,8 +153,7 @@ class EpochProgress:
 
     def _write_line(self, text):
         if self._line_open:
-            width = getattr(self, "_drawn_width", 0)
-            self.stream.write("\r" + text.ljust(width) + "\n")
+            self.stream.write("\r" + text.ljust(self._drawn_width) + "\n")
             self._line_open = False
         else:
             self.stream.write(text + "\n")
