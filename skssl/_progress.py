@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import shutil
 import sys
 import time
 
@@ -37,11 +38,15 @@ def phase(estimator_name, name):
         _enclosing_phase.reset(token)
 
 
-def is_interactive(stream):
-    """Whether ``stream`` redraws a carriage-returned line: a terminal, or a Jupyter notebook's output stream
-    (ipykernel's ``OutStream``, recognised by its class so that IPython is never imported)."""
+def _is_notebook(stream):
+    # ipykernel's OutStream, recognised by its class so that IPython is never imported.
     kind = type(stream)
-    if kind.__name__ == "OutStream" and (kind.__module__ or "").startswith("ipykernel"):
+    return kind.__name__ == "OutStream" and (kind.__module__ or "").startswith("ipykernel")
+
+
+def is_interactive(stream):
+    """Whether ``stream`` redraws a carriage-returned line: a terminal, or a Jupyter notebook's output stream."""
+    if _is_notebook(stream):
         return True
     try:
         return bool(stream.isatty())
@@ -99,6 +104,8 @@ class EpochProgress:
         self.max_epochs, self.patience = schedule.max_epochs, schedule.patience
         self.has_validation = has_validation
         self._interactive = self.verbose < 2 and is_interactive(self.stream)
+        # A terminal returns only to the start of the last screen row: an updating line must fit in one row.
+        self._width = None if not self._interactive or _is_notebook(self.stream) else shutil.get_terminal_size().columns
         self._every = 1 if self.verbose >= 2 else max(1, math.ceil(self.max_epochs / PLAIN_LINES_PER_RUN))
         self._start = self._last_draw = time.perf_counter()
         self._epochs_seen = 0
@@ -144,6 +151,8 @@ class EpochProgress:
         )
 
     def _redraw(self, text):
+        if self._width is not None:
+            text = text[: self._width - 1]
         # Pad over the remains of a longer previous line.
         width = max(len(text), self._drawn_width)
         self.stream.write("\r" + text.ljust(width))

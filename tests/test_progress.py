@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ def _run(stream, *, max_epochs=50, n_epochs=50, verbose=1, stop_reason="max_epoc
 
 def test_terminal_gets_one_updating_line_and_a_closing_line(monkeypatch):
     monkeypatch.setattr("skssl._progress.REDRAW_SECONDS", 0.0)  # redraw at every epoch
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *args: os.terminal_size((200, 24)))
     out = _run(FakeStream(tty=True))
     assert out.count("\n") == 1 and out.endswith("\n")  # one line, redrawn in place, then closed
     assert out.count("\r") == 51  # 50 redraws, then the closing line over them
@@ -47,6 +49,16 @@ def test_terminal_gets_one_updating_line_and_a_closing_line(monkeypatch):
         "[Model] done: 50 of at most 50 epochs (max_epochs=50), reached max_epochs; best epoch 50 (validation loss "
         "0.04), its weights kept; 1.2 s"
     )
+
+
+def test_terminal_line_fits_in_one_row(monkeypatch):
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *args: os.terminal_size((40, 24)))
+    stream = FakeStream(tty=True)
+    progress = EpochProgress("Model", stream=stream)
+    progress.start(Schedule(32, 50, 10), has_validation=True)
+    progress.epoch(1, 0.5, 0.25)
+    line = "[Model] epoch 1/50 (max_epochs='auto'): train loss 0.5, validation loss 0.25"
+    assert stream.getvalue() == "\r" + line[:39]
 
 
 def test_plain_stream_gets_a_line_every_tenth_of_the_budget():
