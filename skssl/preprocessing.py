@@ -22,9 +22,24 @@ from sklearn.utils.validation import (
 )
 
 from ._compat import DocLinkMixin, Interval, StrOptions
+from ._data import _non_finite_message
 from ._gene_aligner import GeneAligner
 
 __all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
+
+
+def _validate_finite(estimator, X, **kwargs):
+    """``validate_data``, with skssl's message for NaN or infinite values: scikit-learn's names no cell and
+    suggests estimators that accept NaN (HistGradientBoosting...), which is no help before an embedder."""
+    try:
+        return validate_data(estimator, X, **kwargs)
+    except ValueError as exc:
+        # Only scikit-learn's finiteness errors ("Input X contains NaN/infinity"); feature-name errors stay as they are.
+        is_non_finite = "NaN" in str(exc) or "infinity" in str(exc)
+        message = _non_finite_message(X, dtype=np.float64) if is_non_finite else None
+        if message is None:
+            raise
+        raise ValueError(f"{type(estimator).__name__}: {message}") from exc
 
 
 def _log_cpm(X, *, pseudocount=1.0, base=2.0, scale=1e6, dtype=None):
@@ -119,7 +134,7 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         self.scale = scale
 
     def _validate(self, X, reset):
-        X = validate_data(
+        X = _validate_finite(
             self,
             X,
             accept_sparse=("csr", "csc", "coo"),
@@ -283,7 +298,7 @@ class HighlyVariableGenes(DocLinkMixin, SelectorMixin, BaseEstimator):
             Fitted selector.
         """
         self._validate_params()
-        X = validate_data(
+        X = _validate_finite(
             self, X, accept_sparse=("csr", "csc"), dtype=FLOAT_DTYPES, reset=True
         )
         if sp.issparse(X):
