@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 from .._base import BaseSSLEstimator
 from .._compat import InvalidParameterError
 from ..supervised import _BaseFineTune
-from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder
+from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder, _upgrade_state_dict
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
@@ -82,17 +82,30 @@ def _decode(node, reader, where):
             raise ValueError(f"{where}: invalid device {node.get('value')!r}.") from exc
     if kind == "random_state":
         keys, pos = node.get("keys"), node.get("pos")
-        _expect(isinstance(keys, list) and len(keys) == 624 and all(type(k) is int and 0 <= k < 2**32 for k in keys),
-                where, "invalid random state")
+        _expect(
+            isinstance(keys, list) and len(keys) == 624 and all(type(k) is int and 0 <= k < 2**32 for k in keys),
+            where,
+            "invalid random state",
+        )
         _expect(type(pos) is int and 0 <= pos <= 624, where, "invalid random state")
         state = np.random.RandomState()
-        state.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, int(bool(node.get("has_gauss"))),
-                         float(node.get("cached_gaussian") or 0.0)))
+        state.set_state(
+            (
+                "MT19937",
+                np.array(keys, dtype=np.uint32),
+                pos,
+                int(bool(node.get("has_gauss"))),
+                float(node.get("cached_gaussian") or 0.0),
+            )
+        )
         return state
     if kind == "csr":
         shape = node.get("shape")
-        _expect(isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and s >= 0 for s in shape),
-                where, "invalid sparse shape")
+        _expect(
+            isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and s >= 0 for s in shape),
+            where,
+            "invalid sparse shape",
+        )
         data, indices, indptr = (
             _decode_array(node.get(k), reader, f"{where}.{k}") for k in ("data", "indices", "indptr")
         )
@@ -197,8 +210,11 @@ def _decode_estimator(node, reader, *, fitted, where):
         if not allowed or key in params or hasattr(cls, key):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
         if key == "embedder_" and value is not None:
-            _expect(isinstance(value, dict) and value.get("__kind__") == "estimator", where,
-                    "embedder_ must be an skssl embedder or None")
+            _expect(
+                isinstance(value, dict) and value.get("__kind__") == "estimator",
+                where,
+                "embedder_ must be an skssl embedder or None",
+            )
             decoded = _decode_estimator(value, reader, fitted=True, where=f"{where}.{key}")
             _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder or None")
         else:
@@ -219,6 +235,8 @@ def _decode_estimator(node, reader, *, fitted, where):
                 f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
                 "is corrupt or was modified."
             ) from exc
+        # Files of skssl 0.1.0 name the VAE's tensors otherwise (see _rebuild.py): renamed before the strict check.
+        state = _upgrade_state_dict(estimator, estimator.module_, state, where)
         try:
             estimator.module_.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -254,14 +272,18 @@ def _decode_object(node, reader, where):
     _expect(isinstance(init, dict) and set(init) == set(init_args), where, f"invalid arguments of {name}")
     obj = cls(*[_decode(init[arg], reader, f"{where}.{arg}") for arg in init_args])
     attributes = node.get("attributes")
-    _expect(isinstance(attributes, dict) and set(attributes) <= set(attribute_names), where,
-            f"unknown attributes of {name}")
+    _expect(
+        isinstance(attributes, dict) and set(attributes) <= set(attribute_names), where, f"unknown attributes of {name}"
+    )
     for key, value in attributes.items():
         setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
     if name == "GraphMember":
         params = _decode(node.get("neighbors"), reader, f"{where}.neighbors_")
-        _expect(isinstance(params, dict) and set(params) <= set(NearestNeighbors().get_params()), where,
-                "invalid neighbour search parameters")
+        _expect(
+            isinstance(params, dict) and set(params) <= set(NearestNeighbors().get_params()),
+            where,
+            "invalid neighbour search parameters",
+        )
         _expect(isinstance(getattr(obj, "points_", None), np.ndarray), where, "points_ missing")
         # The search structure is not stored: refitted on the same points, it finds the same neighbours.
         obj.neighbors_ = _validated(NearestNeighbors(**params), where).fit(obj.points_)

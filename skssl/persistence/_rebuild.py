@@ -6,6 +6,7 @@ is mirrored here in one place.
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from .._base import BaseSSLEstimator
 from .._nn import Standardize, make_mlp
 from ..supervised import _embedding_path, _FineTuneModule
 from ..vae import VAEEmbedder
+from ..vae._module import ProductOfExperts, VAEModule
 from ._schema import _expect
 
 
@@ -58,8 +60,9 @@ def _rebuild_module(estimator, where):
     scale = Standardize(torch.zeros(n_components), torch.ones(n_components))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        head = make_mlp(n_components, tuple(estimator.head_hidden_dims), estimator._n_outputs(),
-                        dropout=estimator.dropout)
+        head = make_mlp(
+            n_components, tuple(estimator.head_hidden_dims), estimator._n_outputs(), dropout=estimator.dropout
+        )
     return _FineTuneModule(body, scale, head, frozen)
 
 
@@ -67,19 +70,25 @@ def _check_consistency(estimator, where):
     """Shapes of the fitted attributes that the network does not check."""
     try:
         check_is_fitted(estimator)
-    except Exception as exc:  # noqa: BLE001 - NotFittedError and friends
+    except Exception as exc:  # NotFittedError, and whatever a corrupt attribute raises
         raise ValueError(f"{where}: the fitted attributes are missing ({exc}).") from exc
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
-        _expect(isinstance(names, np.ndarray) and names.shape == (estimator.n_features_in_,), where,
-                "feature_names_in_ disagrees with n_features_in_")
+        _expect(
+            isinstance(names, np.ndarray) and names.shape == (estimator.n_features_in_,),
+            where,
+            "feature_names_in_ disagrees with n_features_in_",
+        )
     if isinstance(estimator, BaseSSLEstimator):
         k = estimator.n_components_
         for key, shape in (("embedding_mean_", (k,)), ("embedding_scale_", (k,)), ("embedding_whitening_", (k, k))):
             value = getattr(estimator, key, None)
             if value is not None:
-                _expect(isinstance(value, np.ndarray) and value.shape == shape, where,
-                        f"{key} has the wrong shape for n_components_={k}")
+                _expect(
+                    isinstance(value, np.ndarray) and value.shape == shape,
+                    where,
+                    f"{key} has the wrong shape for n_components_={k}",
+                )
 
 
 def _restore_prefit_embedder(estimator):
@@ -96,3 +105,106 @@ def _restore_prefit_embedder(estimator):
         return  # the parameter was changed after fitting: keep it as stored
     fitted = copy.deepcopy(estimator.embedder_)
     estimator.embedder = FrozenEstimator(fitted) if frozen else fitted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files of skssl 0.1.0: the VAE's state dict before the skssl.vae package
+# ---------------------------------------------------------------------------------------------------------------
+#
+# Rule: FORMAT_VERSION stays 1 because a file of the old layout is recognised by the names of its tensors alone,
+# and is upgraded here before load_state_dict(strict=True) checks it against the rebuilt network:
+# - a VAEEmbedder's network (VAEModule) always holds the buffer "view_counts"; the 0.1.0 network never did;
+# - the embedding path of a model fine-tuned from a VAE (ProductOfExperts) holds only "body.experts.*" tensors;
+#   the 0.1.0 path held "body.encoder.*" (one view) or "body.views.*" (several) and never "body.experts.*".
+# A later change of these networks must keep such a distinguishing name, or bump FORMAT_VERSION.
+#
+# 0.1.0 layout -> VAEModule, view k (k = 0 without views; "views.{k}." prefixed every key with views):
+#   preprocess.*                    -> encoder.experts.{k}.preprocess.* and, Gaussian, likelihoods.{k}.standardize.*
+#   index                           -> encoder.experts.{k}.index
+#   encoder.*                       -> encoder.experts.{k}.encoder.*
+#   decoder.*                       -> decoders.{k}.*
+#   log_var, log_theta, library_size, log_library_mean, log_library_std -> likelihoods.{k}.*
+# Without views, a negative-binomial model kept its library-size statistics on the estimator (library_size_,
+# log_library_mean_, log_library_std_): they become the likelihood's buffers. "view_counts" comes from view_counts_
+# (with views), or is the rebuilt network's 0 ("unknown") without views, where nothing reads it.
+_OLD_VIEW_PREFIX = re.compile(r"^views\.(\d+)\.(.*)$")
+_OLD_LIKELIHOOD_KEYS = ("log_var", "log_theta", "library_size", "log_library_mean", "log_library_std")
+_OLD_LIBRARY_ATTRIBUTES = {
+    "library_size": "library_size_",
+    "log_library_mean": "log_library_mean_",
+    "log_library_std": "log_library_std_",
+}
+
+
+def _upgrade_state_dict(estimator, module, state, where):
+    """``state`` as ``module`` (the rebuilt network of ``estimator``) names it: files of skssl 0.1.0 upgraded,
+    others returned unchanged."""
+    if isinstance(module, VAEModule) and "view_counts" not in state:
+        return _upgrade_vae_state(estimator, module, state, where)
+    body = getattr(module, "body", None)
+    if isinstance(module, _FineTuneModule) and isinstance(body, ProductOfExperts):
+        if not any(key.startswith("body.experts.") for key in state):
+            return _upgrade_finetune_state(state, where)
+    return state
+
+
+def _old_layout_error(where, problem):
+    return ValueError(
+        f"{where}: this file was written by skssl 0.1.0, whose VAE networks this skssl reads by renaming their "
+        f"weights, but {problem}; the file is corrupt or was modified. Refit the model with this skssl and save it "
+        "again."
+    )
+
+
+def _renamed_vae_keys(state, where):
+    """The 0.1.0 VAE tensors under their VAEModule names (without view_counts and the estimator's library sizes)."""
+    upgraded = {}
+    for key, tensor in state.items():
+        match = _OLD_VIEW_PREFIX.match(key)
+        view, rest = (int(match.group(1)), match.group(2)) if match else (0, key)
+        head, _, tail = rest.partition(".")
+        if head == "preprocess":
+            upgraded[f"encoder.experts.{view}.preprocess.{tail}"] = tensor
+            # Only a Gaussian view has a preprocessing with tensors (Standardize): its likelihood holds a copy.
+            upgraded[f"likelihoods.{view}.standardize.{tail}"] = tensor
+        elif head == "encoder" or (rest == "index" and match):
+            upgraded[f"encoder.experts.{view}.{rest}"] = tensor
+        elif head == "decoder" and tail:
+            upgraded[f"decoders.{view}.{tail}"] = tensor
+        elif rest in _OLD_LIKELIHOOD_KEYS:
+            upgraded[f"likelihoods.{view}.{rest}"] = tensor
+        else:
+            raise _old_layout_error(where, f"its network holds a tensor {key!r} that 0.1.0 never wrote")
+    return upgraded
+
+
+def _upgrade_vae_state(estimator, module, state, where):
+    upgraded = _renamed_vae_keys(state, where)
+    if module.multiview:
+        counts = getattr(estimator, "view_counts_", None)
+        names = list(getattr(estimator, "views_", None) or ())
+        if not isinstance(counts, dict) or list(counts) != names or not all(type(c) is int for c in counts.values()):
+            raise _old_layout_error(where, "view_counts_ does not list the number of fit samples of every view")
+        upgraded["view_counts"] = torch.as_tensor([counts[name] for name in names])
+    else:
+        upgraded["view_counts"] = module.view_counts.clone()
+        if module.likelihoods[0].name == "nb":
+            for buffer, attribute in _OLD_LIBRARY_ATTRIBUTES.items():
+                value = getattr(estimator, attribute, None)
+                if not isinstance(value, float):
+                    raise _old_layout_error(where, f"the negative-binomial model has no {attribute}")
+                # float32, as 0.1.0 computed with it (a Python float meeting float32 tensors).
+                upgraded[f"likelihoods.0.{buffer}"] = torch.tensor(value, dtype=torch.float32)
+    return upgraded
+
+
+def _upgrade_finetune_state(state, where):
+    """The 0.1.0 embedding path was a whole VAE network less its unused children (its decoder without views, kept
+    with views); the new path is the VAEModule's encoder, a ProductOfExperts: its tensors are kept, the rest
+    (decoders, noise parameters the embedding never used) dropped."""
+    body = {key[len("body.") :]: tensor for key, tensor in state.items() if key.startswith("body.")}
+    upgraded = {key: tensor for key, tensor in state.items() if not key.startswith("body.")}
+    for key, tensor in _renamed_vae_keys(body, f"{where}.body").items():
+        if key.startswith("encoder."):
+            upgraded[f"body.{key[len('encoder.') :]}"] = tensor
+    return upgraded

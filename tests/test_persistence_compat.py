@@ -1,0 +1,124 @@
+"""Models saved by skssl 0.1.0 (format version 1, the VAE before the skssl.vae package) still load and predict.
+
+The fixtures in tests/data/format1/ were written by the old code (tests/data/format1/make_fixtures.py says how),
+with the old code's outputs on fixed inputs in expected.npz.
+"""
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from skssl import SSLClassifier, VAEEmbedder, load_model, read_model_info, save_model
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "format1")
+EMBEDDERS = ["vae_gaussian", "vae_nb", "vae_views"]
+CLASSIFIERS = ["clf_finetune_vae", "clf_finetune_vae_views", "clf_finetune_vae_nb_scratch", "clf_ensemble_vae"]
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+@pytest.fixture(scope="module")
+def expected():
+    with np.load(os.path.join(DATA, "expected.npz")) as stored:
+        return dict(stored)
+
+
+def _path(name):
+    return os.path.join(DATA, f"{name}.skssl")
+
+
+@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS)
+def test_fixture_was_written_by_0_1_0(name):
+    info = read_model_info(_path(name))
+    assert info["format_version"] == 1
+    assert info["versions"]["skssl"] == "0.1.0"
+    assert info["metadata"] == {"fixture": name}
+
+
+@pytest.mark.parametrize("name", EMBEDDERS)
+def test_old_vae_embedder_gives_the_old_outputs(name, expected):
+    model = load_model(_path(name))
+    assert type(model) is VAEEmbedder
+    X = expected[f"{name}.X"]
+    Z = model.transform(X)
+    np.testing.assert_allclose(Z, expected[f"{name}.transform"], **TOLERANCE)
+    np.testing.assert_allclose(model.inverse_transform(Z), expected[f"{name}.inverse_transform"], **TOLERANCE)
+    np.testing.assert_allclose(model.score_samples(X), expected[f"{name}.score_samples"], **TOLERANCE)
+    # Draws read the noise variances, dispersions and (nb) the library-size statistics of the fit data.
+    np.testing.assert_allclose(model.sample(3, random_state=0), expected[f"{name}.sample"], **TOLERANCE)
+
+
+def test_old_nb_library_sizes_become_buffers():
+    model = load_model(_path("vae_nb"))
+    likelihood = model.module_.likelihoods[0]
+    assert float(likelihood.library_size) == pytest.approx(model.library_size_)
+    assert float(likelihood.log_library_mean) == pytest.approx(model.log_library_mean_)
+    assert float(likelihood.log_library_std) == pytest.approx(model.log_library_std_)
+
+
+def test_old_multiview_counts_become_buffers():
+    model = load_model(_path("vae_views"))
+    assert model.module_.view_counts.tolist() == [model.view_counts_[name] for name in model.views_]
+    assert model.module_.names == list(model.views_)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_old_classifier_gives_the_old_predictions(name, expected):
+    model = load_model(_path(name))
+    assert type(model) is SSLClassifier
+    X = expected[f"{name}.X"]
+    np.testing.assert_array_equal(model.predict(X), expected[f"{name}.predict"])
+    np.testing.assert_allclose(model.predict_proba(X), expected[f"{name}.predict_proba"], **TOLERANCE)
+
+
+@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS)
+def test_old_model_saved_again_loads_in_the_new_layout(name, expected, tmp_path):
+    """A loaded old model is saved in the new layout, which loads unchanged (no upgrade applies to it)."""
+    model = load_model(_path(name))
+    path = save_model(model, tmp_path / "again.skssl")
+    again = load_model(path)
+    X = expected[f"{name}.X"]
+    method = "transform" if name in EMBEDDERS else "predict_proba"
+    np.testing.assert_array_equal(getattr(again, method)(X), getattr(model, method)(X))
+    with zipfile.ZipFile(path) as archive:
+        tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)
+        meta = json.loads(archive.read("meta.json"))
+    assert meta["format_version"] == 1
+    assert tensors, "the network was written"
+
+
+def _rewrite(source, target, edit):
+    """Copy ``source`` to ``target`` with ``edit(meta, tensors)`` applied."""
+    with zipfile.ZipFile(source) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)
+    edit(meta, tensors)
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("meta.json", json.dumps(meta))
+        archive.writestr("tensors.pt", buffer.getvalue())
+    return target
+
+
+def test_old_nb_file_without_library_sizes_asks_for_a_refit(tmp_path):
+    def drop_library_size(meta, tensors):
+        del meta["estimator"]["attributes"]["library_size_"]
+
+    path = _rewrite(_path("vae_nb"), tmp_path / "broken.skssl", drop_library_size)
+    with pytest.raises(ValueError, match=r"skssl 0\.1\.0.*library_size_.*Refit"):
+        load_model(path)
+
+
+def test_old_file_with_an_unknown_tensor_asks_for_a_refit(tmp_path):
+    def add_tensor(meta, tensors):
+        meta["estimator"]["module"]["tensors"]["projection.weight"] = "extra"
+        tensors["extra"] = torch.zeros(2)
+
+    path = _rewrite(_path("vae_gaussian"), tmp_path / "broken.skssl", add_tensor)
+    with pytest.raises(ValueError, match=r"skssl 0\.1\.0.*'projection\.weight'.*Refit"):
+        load_model(path)
