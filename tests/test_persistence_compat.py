@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from skssl import SSLClassifier, VAEEmbedder, load_model, read_model_info, save_model
+from skssl import SSLClassifier, SSLRegressor, VAEEmbedder, load_model, read_model_info, save_model
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "format1")
 EMBEDDERS = ["vae_gaussian", "vae_nb", "vae_views"]
 CLASSIFIERS = ["clf_finetune_vae", "clf_finetune_vae_views", "clf_finetune_vae_nb_scratch", "clf_ensemble_vae"]
+REGRESSORS = ["reg_finetune_vae"]
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
@@ -31,7 +32,7 @@ def _path(name):
     return os.path.join(DATA, f"{name}.skssl")
 
 
-@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS)
+@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS + REGRESSORS)
 def test_fixture_was_written_by_0_1_0(name):
     info = read_model_info(_path(name))
     assert info["format_version"] == 1
@@ -75,14 +76,22 @@ def test_old_classifier_gives_the_old_predictions(name, expected):
     np.testing.assert_allclose(model.predict_proba(X), expected[f"{name}.predict_proba"], **TOLERANCE)
 
 
-@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS)
+@pytest.mark.parametrize("name", REGRESSORS)
+def test_old_regressor_gives_the_old_predictions(name, expected):
+    model = load_model(_path(name))
+    assert type(model) is SSLRegressor
+    X = expected[f"{name}.X"]
+    np.testing.assert_allclose(model.predict(X), expected[f"{name}.predict"], **TOLERANCE)
+
+
+@pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS + REGRESSORS)
 def test_old_model_saved_again_loads_in_the_new_layout(name, expected, tmp_path):
     """A loaded old model is saved in the new layout, which loads unchanged (no upgrade applies to it)."""
     model = load_model(_path(name))
     path = save_model(model, tmp_path / "again.skssl")
     again = load_model(path)
     X = expected[f"{name}.X"]
-    method = "transform" if name in EMBEDDERS else "predict_proba"
+    method = "transform" if name in EMBEDDERS else "predict_proba" if name in CLASSIFIERS else "predict"
     np.testing.assert_array_equal(getattr(again, method)(X), getattr(model, method)(X))
     with zipfile.ZipFile(path) as archive:
         tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)

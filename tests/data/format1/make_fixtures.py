@@ -65,6 +65,11 @@ def _classifier_outputs(name, model, X, expected):
     expected[f"{name}.predict_proba"] = model.predict_proba(X)
 
 
+def _regressor_outputs(name, model, X, expected):
+    expected[f"{name}.X"] = X
+    expected[f"{name}.predict"] = model.predict(X)
+
+
 def main():
     _check_old_skssl()
     torch.set_num_threads(1)
@@ -105,6 +110,13 @@ def main():
             ).fit(counts, y),
             counts,
             _classifier_outputs,
+        ),
+        "reg_finetune_vae": (
+            skssl.SSLRegressor(
+                skssl.VAEEmbedder(**SMALL), strategy="finetune", max_epochs=2, random_state=0, device="cpu"
+            ).fit(log_data, log_data[:, 0] + log_data[:, 1]),
+            log_data,
+            _regressor_outputs,
         ),
         "clf_ensemble_vae": (
             skssl.SSLClassifier(skssl.VAEEmbedder(**SMALL), random_state=0).fit(log_data, y_partial),
