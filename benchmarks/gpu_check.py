@@ -320,7 +320,7 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no GPU; use --device cpu for a dry run.")
     epochs = 1 if args.quick else 5
-    matmul_size, matmul_repeats = (256, 3) if args.quick else ((8192, 20) if device.type == "cuda" else (2048, 3))
+    matmul_size, matmul_repeats = (256, 3) if args.quick else ((8192, 50) if device.type == "cuda" else (2048, 3))
     n_check, g_check = min(args.check_rows, args.rows), max(10, min(args.check_genes, args.genes))
 
     report = Report()
