@@ -131,3 +131,14 @@ def test_old_file_with_an_unknown_tensor_asks_for_a_refit(tmp_path):
     path = _rewrite(_path("vae_gaussian"), tmp_path / "broken.skssl", add_tensor)
     with pytest.raises(ValueError, match=r"skssl 0\.1\.0.*'projection\.weight'.*Refit"):
         load_model(path)
+
+
+def test_new_file_missing_a_tensor_is_not_taken_for_an_old_one(tmp_path):
+    def drop_view_counts(meta, tensors):
+        del meta["estimator"]["module"]["tensors"]["view_counts"]
+
+    new = save_model(load_model(_path("vae_nb")), tmp_path / "new.skssl")
+    path = _rewrite(new, tmp_path / "broken.skssl", drop_view_counts)
+    with pytest.raises(ValueError, match="do not match the network") as info:
+        load_model(path)
+    assert "0.1.0" not in str(info.value)

@@ -113,7 +113,8 @@ def _restore_prefit_embedder(estimator):
 #
 # Rule: FORMAT_VERSION stays 1 because a file of the old layout is recognised by the names of its tensors alone,
 # and is upgraded here before load_state_dict(strict=True) checks it against the rebuilt network:
-# - a VAEEmbedder's network (VAEModule) always holds the buffer "view_counts"; the 0.1.0 network never did;
+# - a VAEEmbedder's network (VAEModule) always holds the buffer "view_counts" and "encoder.experts.*",
+#   "decoders.*" and "likelihoods.*" tensors; the 0.1.0 network held none of these;
 # - the embedding path of a model fine-tuned from a VAE (ProductOfExperts) holds only "body.experts.*" tensors;
 #   the 0.1.0 path held "body.encoder.*" (one view) or "body.views.*" (several) and never "body.experts.*".
 # A later change of these networks must keep such a distinguishing name, or bump FORMAT_VERSION.
@@ -129,6 +130,7 @@ def _restore_prefit_embedder(estimator):
 # (with views), or is the rebuilt network's 0 ("unknown") without views, where nothing reads it.
 _OLD_VIEW_PREFIX = re.compile(r"^views\.(\d+)\.(.*)$")
 _OLD_LIKELIHOOD_KEYS = ("log_var", "log_theta", "library_size", "log_library_mean", "log_library_std")
+_NEW_VAE_PREFIXES = ("encoder.experts.", "decoders.", "likelihoods.")
 _OLD_LIBRARY_ATTRIBUTES = {
     "library_size": "library_size_",
     "log_library_mean": "log_library_mean_",
@@ -139,7 +141,7 @@ _OLD_LIBRARY_ATTRIBUTES = {
 def _upgrade_state_dict(estimator, module, state, where):
     """``state`` as ``module`` (the rebuilt network of ``estimator``) names it: files of skssl 0.1.0 upgraded,
     others returned unchanged."""
-    if isinstance(module, VAEModule) and "view_counts" not in state:
+    if isinstance(module, VAEModule) and _is_old_vae_layout(state):
         return _upgrade_vae_state(estimator, module, state, where)
     body = getattr(module, "body", None)
     if isinstance(module, _FineTuneModule) and isinstance(body, ProductOfExperts):
@@ -148,11 +150,16 @@ def _upgrade_state_dict(estimator, module, state, where):
     return state
 
 
+def _is_old_vae_layout(state):
+    # No name of the new layout at all: a new file that lost a tensor is left to the strict check's message.
+    return "view_counts" not in state and not any(key.startswith(_NEW_VAE_PREFIXES) for key in state)
+
+
 def _old_layout_error(where, problem):
     return ValueError(
-        f"{where}: this file was written by skssl 0.1.0, whose VAE networks this skssl reads by renaming their "
-        f"weights, but {problem}; the file is corrupt or was modified. Refit the model with this skssl and save it "
-        "again."
+        f"{where}: the network is stored in the layout of skssl 0.1.0 (before the skssl.vae package), which this "
+        f"skssl renames on load, but {problem}; the file is corrupt or was modified. Refit the model with this "
+        "skssl and save it again."
     )
 
 
