@@ -31,6 +31,7 @@ __all__ = [
     "ema_update_",
     "fit_context",
     "get_feature_names",
+    "portable_sklearn_params",
     "standard_gamma",
     "validate_params",
 ]
@@ -76,3 +77,41 @@ def ema_update_(target_params, online_params, decay):
     """
     torch._foreach_mul_(target_params, decay)
     torch._foreach_add_(target_params, online_params, alpha=1.0 - decay)
+
+
+# A model file (skssl.save_model) records the parameters of the scikit-learn estimators inside an SSLClassifier /
+# SSLRegressor ensemble as the release that wrote it has them. scikit-learn 1.8 deprecated LogisticRegression's
+# ``penalty`` (its default became "deprecated": the penalty follows ``l1_ratio``, whose default became 0.0, i.e. L2)
+# and removed ``multi_class``; 1.6 and 1.7 have penalty="l2", l1_ratio=None and multi_class="deprecated". Files move
+# between the scikit-learn releases that setup.cfg allows through this translation.
+def portable_sklearn_params(cls, params):
+    """The stored ``params`` of a scikit-learn estimator ``cls``, restated for the installed scikit-learn release.
+
+    Only LogisticRegression's ``penalty`` / ``l1_ratio`` / ``multi_class`` defaults are restated; everything else
+    (and any value that would change the model) is returned as stored, for the loader's own checks.
+
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    >>> written_by_1_9 = {"penalty": "deprecated", "l1_ratio": 0.0}
+    >>> written_by_1_6 = {"penalty": "l2", "l1_ratio": None, "multi_class": "deprecated"}
+    >>> for stored in (written_by_1_9, written_by_1_6):
+    ...     params = portable_sklearn_params(LogisticRegression, stored)
+    ...     print(LogisticRegression(**params).fit(X, y).score(X, y))
+    1.0
+    1.0
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if cls is not LogisticRegression or not isinstance(params, dict):
+        return params
+    params = dict(params)
+    installed = LogisticRegression().get_params()
+    if "multi_class" not in installed and params.get("multi_class") == "deprecated":
+        del params["multi_class"]  # written by scikit-learn < 1.8, where "deprecated" meant the default ("auto")
+    penalty, ratio = params.get("penalty"), params.get("l1_ratio")
+    if installed["penalty"] != "deprecated" and penalty == "deprecated" and ratio in (0.0, 1.0):
+        params["penalty"], params["l1_ratio"] = ("l2" if ratio == 0.0 else "l1"), None  # written by >= 1.8
+    elif installed["penalty"] == "deprecated" and penalty in ("l2", "l1") and ratio is None:
+        params["penalty"], params["l1_ratio"] = "deprecated", (0.0 if penalty == "l2" else 1.0)  # written by < 1.8
+    return params

@@ -14,7 +14,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from .._base import BaseSSLEstimator
-from .._compat import InvalidParameterError
+from .._compat import InvalidParameterError, portable_sklearn_params
 from ..supervised import _BaseFineTune
 from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder, _upgrade_state_dict
 from ._schema import (
@@ -254,6 +254,7 @@ def _decode_estimator(node, reader, *, fitted, where):
 def _decode_sklearn(node, reader, where):
     name = node["class"]
     cls = _SKLEARN[name]
+    node = {**node, "params": portable_sklearn_params(cls, node.get("params"))}  # written under another release
     params = _check_params(node, cls, where)
     obj = _validated(cls(**{key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()}), where)
     attributes = node.get("attributes")
