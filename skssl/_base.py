@@ -11,6 +11,8 @@ happens after each optimiser step (``_after_step``).
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,12 +28,16 @@ from ._docstrings import FITTED_ATTRIBUTES_DOC, TRAINING_PARAMETERS_DOC, fill_do
 from ._progress import EpochProgress
 from ._training import (  # noqa: F401 (re-exported)
     MAX_GRAD_NORM,
+    Checkpoint,
+    FitInterruptedWarning,
     auto_batch_size,
     cuda_indices,
     fit_loop,
+    interrupted_message,
     limited_torch_threads,
     make_adamw,
     resolve_schedule,
+    run_fingerprint,
     train_epoch,
     validation_size,
 )
@@ -64,6 +70,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
+    _interrupt_hint = "Fit again to train anew."  # the end of the FitInterruptedWarning: how to go on
 
     # ------------------------------------------------------------------ fitting
     def _make_optimizer(self, module):
@@ -102,13 +109,16 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         after_step=None,
         precision="float32",
         phase=None,
+        checkpoint=None,
+        resume=None,
     ):
         """Train ``module`` on rows of ``X`` with :func:`~skssl._training.fit_loop` and set the fitted attributes
         ``module_``, ``history_``, ``n_iter_``, ``best_epoch_``, ``batch_size_`` and ``device_``.
 
         ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG for the run and the validation
         corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each batch's rows of it);
-        ``phase`` names the run in the progress display (e.g. "fine-tuning").
+        ``phase`` names the run in the progress display (e.g. "fine-tuning"). A ``KeyboardInterrupt`` in the epochs
+        ends the fit with the best weights so far and a :class:`~skssl._training.FitInterruptedWarning`.
         """
         schedule = self._schedule(len(train_rows))
         reader = _data.BatchReader(X, device)
@@ -133,7 +143,12 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
                 precision=precision,
                 name=type(self).__name__,
                 progress=self._progress(phase),
+                checkpoint=checkpoint,
+                resume=resume,
             )
+        if result.stop_reason == "interrupted":
+            message = interrupted_message(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
+            warnings.warn(message, FitInterruptedWarning, stacklevel=4)
         # A later partial_fit starts a fresh optimiser on this module (keeping Adam's moments would double the
         # memory and pickle size of every fitted estimator).
         self.__dict__.pop("_optimizer", None)
@@ -200,7 +215,10 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         "hidden_dims": [StrOptions({"auto"}), tuple, list],
         "standardize": ["boolean"],
         "precision": [StrOptions({"float32", "bf16"})],
+        "warm_start": ["boolean"],
+        "checkpoint": [None, str, os.PathLike],
     }
+    _interrupt_hint = "Continue training with set_params(warm_start=True).fit(X), or with partial_fit(X)."
 
     # ------------------------------------------------------------------ hooks for the methods
     def _build_module(self, n_features, hidden_dims, statistics):
@@ -253,14 +271,28 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         return self._new_module(X.shape[1], self._fit_statistics(X), device, seed)[0]
 
-    def _fit_network(self, X):
-        """Build the network and train it on the validated ``X`` (``fit``)."""
+    def _fit_network(self, X, warm=False):
+        """Build the network (``warm``: take the fitted one) and train it on the validated ``X`` (``fit``).
+
+        A fit from scratch with a ``checkpoint`` path resumes from the file when there is one (same seed, split,
+        weights, optimiser and RNG states) and removes it once training has run to its end.
+        """
         device = _data.resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        module, hidden_dims = self._new_module(X.shape[1], self._fit_statistics(X), device, seed)
         train_rows, validation_rows = self._split(X.shape[0], rng)
-        self._train(
+        checkpoint = resume = None
+        if self.checkpoint is not None and not warm:
+            fingerprint = run_fingerprint(type(self).__name__, self.get_params(deep=False), X.shape)
+            checkpoint = Checkpoint(self.checkpoint, fingerprint)
+            resume = checkpoint.load()
+            seed, train_rows, validation_rows = checkpoint.run(resume, seed, train_rows, validation_rows)
+        history, n_iter = getattr(self, "history_", None), getattr(self, "n_iter_", 0)  # before _train resets them
+        if warm:
+            module, hidden_dims = self.module_.to(device), self.hidden_dims_
+        else:
+            module, hidden_dims = self._new_module(X.shape[1], self._fit_statistics(X), device, seed)
+        result = self._train(
             X,
             module,
             self._batch_loss,
@@ -271,24 +303,16 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             validation_rows=validation_rows,
             after_step=self._after_step,
             precision=self.precision,
+            checkpoint=checkpoint,
+            resume=resume,
         )
+        if checkpoint is not None and result.stop_reason != "interrupted":
+            checkpoint.remove()
+        if warm:  # one history across the fits, epochs counted from the first
+            self.history_ = {key: list(history[key]) + self.history_[key] for key in self.history_}
+            self.n_iter_ += n_iter
+            self.best_epoch_ += n_iter if self.best_epoch_ else 0
         self.hidden_dims_ = hidden_dims
-
-    def _train_epoch(self, module, optimizer, reader, targets, order, batch_size, device):
-        """One epoch of optimiser steps over the rows ``order`` of ``reader``; the mean training loss."""
-        return train_epoch(
-            module,
-            self._batch_loss,
-            optimizer,
-            reader,
-            order,
-            batch_size,
-            device,
-            targets=targets,
-            after_step=self._after_step,
-            precision=self.precision,
-            name=type(self).__name__,
-        )
 
     def _validate_input(self, X, *, reset):
         """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
@@ -314,12 +338,19 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         self : object
             The fitted estimator.
         """
-        X = self._validate_input(X, reset=True)
+        warm = self.warm_start and hasattr(self, "module_")
+        shape = getattr(X, "shape", None)
+        if warm and shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"warm_start=True continues training the fitted network, which takes {self.n_features_in_} "
+                f"features, but X has {shape[1]}. Fit with warm_start=False to train a new network on these features."
+            )
+        X = self._validate_input(X, reset=not warm)
         if X.shape[0] < 2:
             raise ValueError(
                 f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
             )
-        self._fit_network(X)
+        self._fit_network(X, warm)
         self.n_components_ = self.n_components
         self._fit_embedding_statistics(X)
         return self
@@ -371,14 +402,17 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         rng = self._partial_rng
         with limited_torch_threads(), torch.random.fork_rng(devices=cuda_indices(device)):
             torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-            loss = self._train_epoch(
+            loss = train_epoch(
                 self.module_,
+                self._batch_loss,
                 self._optimizer,
                 _data.BatchReader(X, device),
-                None,
                 rng.permutation(X.shape[0]),
                 min(self.batch_size_, X.shape[0]),
                 device,
+                after_step=self._after_step,
+                precision=self.precision,
+                name=type(self).__name__,
             )
         self.module_.eval()
         self.history_["train_loss"].append(loss)

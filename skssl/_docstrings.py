@@ -35,6 +35,18 @@ TRAINING_PARAMETERS_DOC = """\
     precision : {"float32", "bf16"}, default="float32"
         "bf16" runs the forward and backward passes under bfloat16 autocast (fast on recent GPUs; losses and
         optimiser state stay in float32).
+    warm_start : bool, default=False
+        When True, ``fit`` on a fitted estimator continues training its network from the current weights (same
+        standardisation statistics, a fresh optimiser, up to ``max_epochs`` more epochs; ``history_`` and
+        ``n_iter_`` grow) instead of starting anew; ``X`` must have the same features. The way to go on after a
+        fit stopped with Ctrl-C (``KeyboardInterrupt``), which keeps the best weights so far and warns with a
+        ``FitInterruptedWarning``.
+    checkpoint : str, path-like or None, default=None
+        File where ``fit`` saves its whole training state (weights, optimiser, epoch, best weights, history,
+        random generators) at the end of an epoch once a minute. A ``fit`` from scratch with the same parameters
+        and data resumes from an existing file and ends exactly (bit for bit on CPU) as an uninterrupted fit; one
+        with other parameters or data raises ValueError. The file is removed when training runs to its end and
+        kept after a Ctrl-C. Not used by ``partial_fit`` nor by a ``warm_start`` continuation.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, batch order, initial weights and random draws: same seed, same embedding on CPU.
     verbose : int, default=0

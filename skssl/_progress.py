@@ -140,6 +140,7 @@ class EpochProgress:
         stopped = {
             "early_stopping": f"stopped early (no improvement in {self.patience} epochs)",
             "max_epochs": "reached max_epochs",
+            "interrupted": "interrupted (KeyboardInterrupt)",
         }.get(result.stop_reason, result.stop_reason)
         monitored = "validation loss" if self.has_validation else "train loss"
         losses = result.history["validation_loss" if self.has_validation else "train_loss"]

@@ -1,7 +1,10 @@
 """THE training schedule and loop of every skssl network, as functions over explicit arguments.
 
 ``resolve_schedule`` turns the ``"auto"`` batch size, epoch budget and early-stopping patience into numbers (the
-estimators and the benchmark use the same rule); ``fit_loop`` trains a torch module under such a schedule.
+estimators and the benchmark use the same rule); ``fit_loop`` trains a torch module under such a schedule. A
+``KeyboardInterrupt`` during its epochs stops training as early stopping would (skorch's behaviour): the run ends
+normally with ``stop_reason="interrupted"``. A :class:`Checkpoint` saves the loop's whole state every
+``CHECKPOINT_SECONDS`` so that a killed run resumes where it was and ends bit for bit as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ._atomic import atomic_path
+
 # Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
 # waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
 AUTO_STEP_BUDGET = 3000
@@ -26,6 +31,14 @@ AUTO_MIN_PATIENCE = 10
 AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 256
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
 MAX_GRAD_NORM = 10.0
+# A checkpoint is written at the end of the first epoch that ends this long after the previous one (or the start):
+# often enough to lose at most a minute of a long fit, rarely enough to cost nothing measurable on a short one.
+CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_FORMAT = 1
+
+
+class FitInterruptedWarning(UserWarning):
+    """A ``KeyboardInterrupt`` stopped training early; the estimator is fitted with the best weights so far."""
 
 
 class Schedule(NamedTuple):
@@ -95,7 +108,7 @@ class FitResult(NamedTuple):
     history: dict  # "train_loss" and "validation_loss" per epoch
     n_epochs: int  # epochs run
     best_epoch: int  # epoch (counted from 1) with the lowest monitored loss
-    stop_reason: str  # "early_stopping" or "max_epochs"
+    stop_reason: str  # "early_stopping", "max_epochs" or "interrupted" (KeyboardInterrupt)
     restored_best: bool  # whether the module holds the best epoch's weights (not the last epoch's)
     seconds: float  # wall time of the run
 
@@ -121,6 +134,8 @@ def fit_loop(
     precision="float32",
     name="model",
     progress=None,
+    checkpoint=None,
+    resume=None,
 ):
     """Train ``module`` in place for up to ``schedule.max_epochs`` epochs; return a :class:`FitResult`.
 
@@ -143,7 +158,12 @@ def fit_loop(
 
     ``progress`` (e.g. :class:`skssl._progress.EpochProgress`) hears ``start``, every ``epoch`` and ``finish`` (or
     ``abort`` when an exception ends the run). A non-finite training loss raises ``FloatingPointError`` naming
-    ``name`` and the learning rate.
+    ``name`` and the learning rate. A ``KeyboardInterrupt`` during the epochs ends the run like early stopping
+    (best weights restored, ``stop_reason="interrupted"``, ``n_epochs`` the epochs completed); the caller warns.
+
+    ``checkpoint`` (a :class:`Checkpoint`) saves the loop's state every ``CHECKPOINT_SECONDS``; ``resume`` (what
+    :meth:`Checkpoint.load` returned) restores such a state into ``module``, ``optimizer``, ``generator`` and
+    torch's global RNG, and the run goes on from the epoch after it. Neither works with ``unlabeled_rows``.
     """
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
     n_train, has_validation = len(train_rows), len(validation_rows) > 0
@@ -153,12 +173,18 @@ def fit_loop(
         unlabeled = _cycle_batches(reader, np.asarray(unlabeled_rows), unlabeled_batch_size or batch_size, generator)
     history = {"train_loss": [], "validation_loss": []}
     best_loss, best_state, best_epoch, stale, stop_reason = math.inf, None, 1, 0, "max_epochs"
-    start = time.perf_counter()
+    if (checkpoint is not None or resume is not None) and unlabeled is not None:
+        raise ValueError("fit_loop cannot checkpoint or resume a run with unlabeled_rows.")
+    completed = 0  # epochs whose bookkeeping is done: what an interrupted run reports
+    if resume is not None:
+        completed = _restore(resume, module, optimizer, generator, device)
+        history, best_state = resume["history"], resume["best_state"]
+        best_loss, best_epoch, stale = resume["best_loss"], resume["best_epoch"], resume["stale"]
+    start = last_save = time.perf_counter()
     if progress is not None:
         progress.start(schedule, has_validation=has_validation)
     try:
-        epoch = 0
-        for epoch in range(1, schedule.max_epochs + 1):
+        for epoch in range(completed + 1, schedule.max_epochs + 1):
             order = train_rows[generator.permutation(n_train)]
             train_loss = train_epoch(
                 module,
@@ -197,21 +223,129 @@ def fit_loop(
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             else:
                 stale += 1
-                if early_stopping and stale >= schedule.patience:
-                    stop_reason = "early_stopping"
-                    break
+            completed = epoch
+            if early_stopping and stale >= schedule.patience:
+                stop_reason = "early_stopping"
+                break
+            if checkpoint is not None and time.perf_counter() - last_save >= CHECKPOINT_SECONDS:
+                state = {"epoch": epoch, "history": history, "best_state": best_state, "best_loss": best_loss}
+                checkpoint.save(module, optimizer, generator, device, **state, best_epoch=best_epoch, stale=stale)
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        # Stop, do not lose: the run ends as early stopping would, with the epochs completed so far.
+        stop_reason = "interrupted"
+        del history["train_loss"][completed:], history["validation_loss"][completed:]
+        best_epoch = best_epoch if completed else 0
     except BaseException as exc:
         if progress is not None:
-            progress.abort("interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}")
+            progress.abort(f"stopped by {type(exc).__name__}")
         raise
     if best_state is not None:
         # The weights of the best validation epoch, not of the last one.
         module.load_state_dict(best_state)
     module.eval()
-    result = FitResult(history, epoch, best_epoch, stop_reason, best_state is not None, time.perf_counter() - start)
+    result = FitResult(history, completed, best_epoch, stop_reason, best_state is not None, time.perf_counter() - start)
     if progress is not None:
         progress.finish(result)
     return result
+
+
+class Checkpoint:
+    """Where :func:`fit_loop` saves its state, and what identifies the run it belongs to.
+
+    ``fingerprint`` (plain data: strings, numbers, tuples) names the estimator, its parameters and the data shape:
+    :meth:`load` refuses a file written under another fingerprint. ``extra`` (tensors, numbers) is stored as is for
+    the caller (e.g. the seed and the validation split). The file is written atomically: a run killed while
+    writing leaves the previous checkpoint.
+    """
+
+    def __init__(self, path, fingerprint, extra=None):
+        self.path, self.fingerprint, self.extra = os.fspath(path), fingerprint, dict(extra or {})
+
+    def save(self, module, optimizer, generator, device, **loop_state):
+        keys, position, has_gauss, cached_gaussian = generator.get_state()[1:]
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "extra": self.extra,
+            "module": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            # numpy's MT19937 state as a tensor and numbers, so that torch.load(weights_only=True) reads it.
+            "numpy_rng": (torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), cached_gaussian),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            **loop_state,
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def load(self):
+        """The saved state (None when there is no file); ValueError when it belongs to another run."""
+        if not os.path.exists(self.path):
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"Cannot read the checkpoint {self.path!r} ({exc}); delete it to start afresh.") from exc
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.path!r} is not an skssl checkpoint of this version; delete it to start afresh.")
+        saved = state["fingerprint"]
+        if saved != self.fingerprint:
+            changed = sorted(k for k in {**saved, **self.fingerprint} if saved.get(k) != self.fingerprint.get(k))
+            raise ValueError(
+                f"The checkpoint {self.path!r} was written by a fit with other parameters or data (differing: "
+                f"{', '.join(changed)}). Fit with the same parameters and data to resume it, or delete it (or "
+                "choose another checkpoint path) to start afresh."
+            )
+        return state
+
+    def run(self, resume, seed, train_rows, validation_rows):
+        """The seed and split of the run: the saved ones when resuming, else the given ones (recorded in ``extra``)."""
+        if resume is not None:
+            extra = resume["extra"]
+            return int(extra["seed"]), extra["train_rows"].numpy(), extra["validation_rows"].numpy()
+        rows = {"train_rows": torch.as_tensor(train_rows), "validation_rows": torch.as_tensor(validation_rows)}
+        self.extra.update(seed=seed, **rows)
+        return seed, train_rows, validation_rows
+
+    def remove(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+
+def run_fingerprint(name, params, shape):
+    """What identifies a fit for its checkpoint: the estimator, its parameters (but those that do not change the
+    result: verbose, device, checkpoint, warm_start) and the data shape, as plain strings and numbers."""
+    skipped = {"verbose", "device", "checkpoint", "warm_start"}
+    described = {
+        key: type(value).__name__ if isinstance(value, np.random.RandomState) else repr(value)
+        for key, value in params.items()
+        if key not in skipped
+    }
+    return {"estimator": name, "shape": tuple(int(n) for n in shape), **described}
+
+
+def _restore(state, module, optimizer, generator, device):
+    """Load a checkpoint's module, optimiser and RNG states; return the number of epochs it had completed."""
+    module.load_state_dict(state["module"])
+    optimizer.load_state_dict(state["optimizer"])
+    keys, position, has_gauss, cached_gaussian = state["numpy_rng"]
+    generator.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    if state["best_state"] is not None:
+        state["best_state"] = {k: v.to(device) for k, v in state["best_state"].items()}
+    return int(state["epoch"])
+
+
+def interrupted_message(name, result, max_epochs, hint):
+    """The text of the :class:`FitInterruptedWarning` of a run that ``result`` describes."""
+    kept = f"the weights of its best epoch ({result.best_epoch})" if result.restored_best else "its last weights"
+    return (
+        f"{name}: training interrupted (KeyboardInterrupt) after {result.n_epochs} of at most {max_epochs} epochs; "
+        f"the estimator is fitted with {kept}. {hint}"
+    )
 
 
 def train_epoch(

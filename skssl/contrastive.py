@@ -127,6 +127,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         precision="float32",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.objective = objective
@@ -148,6 +150,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint = checkpoint
 
     def _build_module(self, n_features, hidden_dims, statistics):
         return _ContrastiveModule(

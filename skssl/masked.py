@@ -109,6 +109,8 @@ class MaskedAutoencoder(BaseSSLEstimator):
         precision="float32",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.mask_rate = mask_rate
@@ -128,6 +130,8 @@ class MaskedAutoencoder(BaseSSLEstimator):
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint = checkpoint
 
     def _build_module(self, n_features, hidden_dims, statistics):
         return _MaskedModule(

@@ -207,6 +207,8 @@ class VAEEmbedder(BaseSSLEstimator):
         precision="float32",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.likelihood = likelihood
@@ -227,6 +229,8 @@ class VAEEmbedder(BaseSSLEstimator):
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
     @fit_context(prefer_skip_nested_validation=True)
