@@ -1,0 +1,241 @@
+"""Ctrl-C stops a fit without losing it, ``warm_start`` continues it, and a checkpointed fit survives being killed."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import skssl._training as training
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl._training import FitInterruptedWarning
+from skssl.datasets import make_expression
+
+SMALL = dict(n_components=4, hidden_dims=(16,), max_epochs=6, n_iter_no_change=100, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_expression(n_samples=60, n_genes=12, random_state=0)[0]
+
+
+def _interrupt_at_step(estimator, step):
+    """Make the ``step``-th training loss of ``estimator`` raise KeyboardInterrupt (as Ctrl-C would)."""
+    loss, calls = estimator._batch_loss, []
+
+    def interrupted_loss(module, x, targets=None, generator=None):
+        if generator is None:  # a training step, not a validation batch
+            calls.append(1)
+            if len(calls) == step:
+                raise KeyboardInterrupt
+        return loss(module, x, targets, generator)
+
+    estimator._batch_loss = interrupted_loss
+
+
+def _state(estimator):
+    return {key: value.clone() for key, value in estimator.module_.state_dict().items()}
+
+
+def _assert_same_fit(a, b, X):
+    assert a.history_ == b.history_ and a.n_iter_ == b.n_iter_ and a.best_epoch_ == b.best_epoch_
+    state_a, state_b = a.module_.state_dict(), b.module_.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[key], state_b[key]) for key in state_a)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_keyboard_interrupt_keeps_a_fitted_model_and_warm_start_continues_it(X):
+    model = MaskedAutoencoder(**SMALL)
+    steps_per_epoch = 2  # 54 training rows in batches of 32
+    _interrupt_at_step(model, 2 * steps_per_epoch + 1)  # during the third epoch
+    with pytest.warns(FitInterruptedWarning, match=r"after 2 of at most 6 epochs.*best epoch \(2\).*warm_start=True"):
+        model.fit(X)
+    assert model.n_iter_ == 2 and model.best_epoch_ == 2
+    assert len(model.history_["train_loss"]) == len(model.history_["validation_loss"]) == 2
+    assert model.transform(X).shape == (60, 4) and np.isfinite(model.transform(X)).all()
+    del model._batch_loss  # the keyboard is quiet again
+
+    before, history = _state(model), {key: list(values) for key, values in model.history_.items()}
+    model.set_params(warm_start=True, max_epochs=3).fit(X)
+    assert model.n_iter_ == 5 and len(model.history_["train_loss"]) == 5
+    assert model.history_["train_loss"][:2] == history["train_loss"]  # the history grows, it does not restart
+    assert any(not torch.equal(before[key], value) for key, value in model.module_.state_dict().items())
+    # Continued from the trained weights: the first new epoch starts about where the interrupted fit ended.
+    fresh = MaskedAutoencoder(**{**SMALL, "max_epochs": 1}).fit(X)
+    assert model.history_["train_loss"][2] < fresh.history_["train_loss"][0]
+
+    with pytest.raises(ValueError, match="warm_start=True continues.*12 features, but X has 5"):
+        model.fit(X[:, :5])
+
+
+def test_warm_start_on_an_unfitted_estimator_is_an_ordinary_fit(X):
+    warm = MaskedAutoencoder(**{**SMALL, "max_epochs": 2}, warm_start=True).fit(X)
+    cold = MaskedAutoencoder(**{**SMALL, "max_epochs": 2}).fit(X)
+    _assert_same_fit(warm, cold, X)
+
+
+def test_interrupt_without_validation_keeps_the_last_weights(X):
+    model = MaskedAutoencoder(**SMALL, early_stopping=False)
+    _interrupt_at_step(model, 3)  # 60 rows in batches of 32: the second step of the second epoch
+    with pytest.warns(FitInterruptedWarning, match="after 1 of at most 6 epochs.*its last weights"):
+        model.fit(X)
+    assert model.n_iter_ == 1 and model.history_["validation_loss"] == []
+    assert np.isfinite(model.transform(X)).all()
+
+
+def test_interrupt_during_the_preparation_still_raises(X, monkeypatch):
+    model = MaskedAutoencoder(**SMALL)
+
+    def interrupted_statistics(X):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "_fit_statistics", interrupted_statistics)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X)
+    assert not hasattr(model, "module_")
+
+
+def test_fit_loop_reports_an_interrupted_run():
+    module = torch.nn.Linear(3, 1)
+    X = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    steps = []
+
+    def after_step(module):
+        steps.append(1)
+        if len(steps) == 9:  # 4 steps per epoch: the first step of the third epoch
+            raise KeyboardInterrupt
+
+    device = torch.device("cpu")
+    result = training.fit_loop(
+        module,
+        lambda m, x, t, generator=None: m(x).pow(2).mean(),
+        reader=training_reader(X, device),
+        train_rows=np.arange(16),
+        validation_rows=np.arange(0),
+        schedule=training.Schedule(4, 5, 100),
+        device=device,
+        generator=np.random.RandomState(0),
+        seed=0,
+        optimizer=training.make_adamw(module.parameters(), lr=1e-2, weight_decay=0.0),
+        after_step=after_step,
+    )
+    assert result.stop_reason == "interrupted" and result.n_epochs == 2 and len(result.history["train_loss"]) == 2
+    assert not module.training
+
+
+def training_reader(X, device):
+    from skssl import _data
+
+    return _data.BatchReader(X, device)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+class _Killed(Exception):
+    """Stands in for SIGKILL in-process: a fit that dies right after writing a checkpoint."""
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: MaskedAutoencoder(**SMALL, **kw),
+        lambda **kw: ContrastiveEmbedder(**SMALL, objective="byol", **kw),
+        lambda **kw: VAEEmbedder(**SMALL, **kw),
+    ],
+    ids=["masked", "byol", "vae"],
+)
+def test_a_fit_killed_after_a_checkpoint_resumes_bit_for_bit(X, tmp_path, monkeypatch, make):
+    path = tmp_path / "fit.ckpt"
+    reference = make().fit(X)
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
+    save = training.Checkpoint.save
+
+    def save_then_die(self, *args, **state):
+        save(self, *args, **state)
+        if state["epoch"] == 3:
+            raise _Killed
+
+    monkeypatch.setattr(training.Checkpoint, "save", save_then_die)
+    with pytest.raises(_Killed):
+        make(checkpoint=path).fit(X)
+    assert path.exists()
+    monkeypatch.setattr(training.Checkpoint, "save", save)
+
+    resumed_from = []
+    restore = training._restore
+    monkeypatch.setattr(training, "_restore", lambda *a: resumed_from.append(restore(*a)) or resumed_from[-1])
+    resumed = make(checkpoint=str(path)).fit(X)
+    assert resumed_from == [3]
+    _assert_same_fit(resumed, reference, X)
+    assert not path.exists()  # removed once training ran to its end
+
+
+def test_a_checkpoint_of_another_fit_is_refused(X, tmp_path, monkeypatch):
+    path = tmp_path / "fit.ckpt"
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
+    model = MaskedAutoencoder(**SMALL, checkpoint=path)
+    _interrupt_at_step(model, 5)  # in the third epoch, after two checkpoints
+    with pytest.warns(FitInterruptedWarning):
+        model.fit(X)
+    assert path.exists()  # kept after Ctrl-C: fitting again resumes from it
+    with pytest.raises(ValueError, match="other parameters or data.*mask_rate"):
+        MaskedAutoencoder(**SMALL, mask_rate=0.5, checkpoint=path).fit(X)
+    with pytest.raises(ValueError, match="other parameters or data.*shape"):
+        MaskedAutoencoder(**SMALL, checkpoint=path).fit(X[:50])
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="Cannot read the checkpoint"):
+        MaskedAutoencoder(**SMALL, checkpoint=path).fit(X)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    torch.set_num_threads(int(sys.argv[2]))
+    import skssl._training as training
+    from skssl import MaskedAutoencoder
+    from skssl.datasets import make_expression
+
+    training.CHECKPOINT_SECONDS = 0.0
+    save = training.Checkpoint.save
+
+    def save_and_wait_to_be_killed(self, *args, **state):
+        save(self, *args, **state)
+        if state["epoch"] == 3:
+            print("checkpoint written", flush=True)
+            time.sleep(600)
+
+    training.Checkpoint.save = save_and_wait_to_be_killed
+    X = make_expression(n_samples=60, n_genes=12, random_state=0)[0]
+    MaskedAutoencoder({params}, checkpoint=sys.argv[1]).fit(X)
+    """
+)
+
+
+def test_a_process_killed_after_a_checkpoint_resumes_in_another_one(X, tmp_path, monkeypatch):
+    path = tmp_path / "fit.ckpt"
+    params = ", ".join(f"{key}={value!r}" for key, value in SMALL.items())
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD.format(params=params), str(path), str(torch.get_num_threads())],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "checkpoint written"
+        assert path.exists()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    resumed_from = []
+    restore = training._restore
+    monkeypatch.setattr(training, "_restore", lambda *a: resumed_from.append(restore(*a)) or resumed_from[-1])
+    resumed = MaskedAutoencoder(**SMALL, checkpoint=path).fit(X)
+    assert resumed_from == [3]
+    _assert_same_fit(resumed, MaskedAutoencoder(**SMALL).fit(X), X)
+    assert not path.exists()
