@@ -11,8 +11,6 @@ happens after each optimiser step (``_after_step``).
 from __future__ import annotations
 
 import copy
-import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -33,13 +31,13 @@ from ._training import (  # noqa: F401 (re-exported)
     auto_batch_size,
     cuda_indices,
     fit_loop,
-    interrupted_message,
     limited_torch_threads,
     make_adamw,
     resolve_schedule,
     run_fingerprint,
     train_epoch,
     validation_size,
+    warn_interrupted,
 )
 
 _cuda_indices = cuda_indices  # the name other modules import
@@ -147,8 +145,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
                 resume=resume,
             )
         if result.stop_reason == "interrupted":
-            message = interrupted_message(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
-            warnings.warn(message, FitInterruptedWarning, stacklevel=4)
+            warn_interrupted(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
         # A later partial_fit starts a fresh optimiser on this module (keeping Adam's moments would double the
         # memory and pickle size of every fitted estimator).
         self.__dict__.pop("_optimizer", None)
@@ -216,7 +213,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         "standardize": ["boolean"],
         "precision": [StrOptions({"float32", "bf16"})],
         "warm_start": ["boolean"],
-        "checkpoint": [None, str, os.PathLike],
+        "checkpoint": [None, str],  # not path-like: save_model stores only plain data
     }
     _interrupt_hint = "Continue training with set_params(warm_start=True).fit(X), or with partial_fit(X)."
 

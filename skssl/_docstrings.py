@@ -41,7 +41,7 @@ TRAINING_PARAMETERS_DOC = """\
         ``n_iter_`` grow) instead of starting anew; ``X`` must have the same features. The way to go on after a
         fit stopped with Ctrl-C (``KeyboardInterrupt``), which keeps the best weights so far and warns with a
         ``FitInterruptedWarning``.
-    checkpoint : str, path-like or None, default=None
+    checkpoint : str or None, default=None
         File where ``fit`` saves its whole training state (weights, optimiser, epoch, best weights, history,
         random generators) at the end of an epoch once a minute. A ``fit`` from scratch with the same parameters
         and data resumes from an existing file and ends exactly (bit for bit on CPU) as an uninterrupted fit; one

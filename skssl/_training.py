@@ -10,9 +10,11 @@ normally with ``stop_reason="interrupted"``. A :class:`Checkpoint` saves the loo
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -339,13 +341,18 @@ def _restore(state, module, optimizer, generator, device):
     return int(state["epoch"])
 
 
-def interrupted_message(name, result, max_epochs, hint):
-    """The text of the :class:`FitInterruptedWarning` of a run that ``result`` describes."""
+def warn_interrupted(name, result, max_epochs, hint):
+    """Warn that ``result``'s run was interrupted, from the caller's ``fit`` line (the first frame outside skssl and
+    scikit-learn, whose ``fit_context`` wraps every ``fit``)."""
     kept = f"the weights of its best epoch ({result.best_epoch})" if result.restored_best else "its last weights"
-    return (
+    message = (
         f"{name}: training interrupted (KeyboardInterrupt) after {result.n_epochs} of at most {max_epochs} epochs; "
         f"the estimator is fitted with {kept}. {hint}"
     )
+    frame, level = inspect.currentframe().f_back, 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("skssl", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, FitInterruptedWarning, stacklevel=level)
 
 
 def train_epoch(

@@ -53,8 +53,12 @@ def test_keyboard_interrupt_keeps_a_fitted_model_and_warm_start_continues_it(X):
     model = MaskedAutoencoder(**SMALL)
     steps_per_epoch = 2  # 54 training rows in batches of 32
     _interrupt_at_step(model, 2 * steps_per_epoch + 1)  # during the third epoch
-    with pytest.warns(FitInterruptedWarning, match=r"after 2 of at most 6 epochs.*best epoch \(2\).*warm_start=True"):
+    with pytest.warns(
+        FitInterruptedWarning, match=r"after 2 of at most 6 epochs.*best epoch \(2\).*warm_start=True"
+    ) as caught:
         model.fit(X)
+    [warning] = [w for w in caught if w.category is FitInterruptedWarning]
+    assert warning.filename == __file__  # points at the fit call, not into skssl or scikit-learn
     assert model.n_iter_ == 2 and model.best_epoch_ == 2
     assert len(model.history_["train_loss"]) == len(model.history_["validation_loss"]) == 2
     assert model.transform(X).shape == (60, 4) and np.isfinite(model.transform(X)).all()
@@ -149,7 +153,7 @@ class _Killed(Exception):
     ids=["masked", "byol", "vae"],
 )
 def test_a_fit_killed_after_a_checkpoint_resumes_bit_for_bit(X, tmp_path, monkeypatch, make):
-    path = tmp_path / "fit.ckpt"
+    path = str(tmp_path / "fit.ckpt")
     reference = make().fit(X)
     monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     save = training.Checkpoint.save
@@ -162,31 +166,32 @@ def test_a_fit_killed_after_a_checkpoint_resumes_bit_for_bit(X, tmp_path, monkey
     monkeypatch.setattr(training.Checkpoint, "save", save_then_die)
     with pytest.raises(_Killed):
         make(checkpoint=path).fit(X)
-    assert path.exists()
+    assert os.path.exists(path)
     monkeypatch.setattr(training.Checkpoint, "save", save)
 
     resumed_from = []
     restore = training._restore
     monkeypatch.setattr(training, "_restore", lambda *a: resumed_from.append(restore(*a)) or resumed_from[-1])
-    resumed = make(checkpoint=str(path)).fit(X)
+    resumed = make(checkpoint=path).fit(X)
     assert resumed_from == [3]
     _assert_same_fit(resumed, reference, X)
-    assert not path.exists()  # removed once training ran to its end
+    assert not os.path.exists(path)  # removed once training ran to its end
 
 
 def test_a_checkpoint_of_another_fit_is_refused(X, tmp_path, monkeypatch):
-    path = tmp_path / "fit.ckpt"
+    path = str(tmp_path / "fit.ckpt")
     monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
     model = MaskedAutoencoder(**SMALL, checkpoint=path)
     _interrupt_at_step(model, 5)  # in the third epoch, after two checkpoints
     with pytest.warns(FitInterruptedWarning):
         model.fit(X)
-    assert path.exists()  # kept after Ctrl-C: fitting again resumes from it
+    assert os.path.exists(path)  # kept after Ctrl-C: fitting again resumes from it
     with pytest.raises(ValueError, match="other parameters or data.*mask_rate"):
         MaskedAutoencoder(**SMALL, mask_rate=0.5, checkpoint=path).fit(X)
     with pytest.raises(ValueError, match="other parameters or data.*shape"):
         MaskedAutoencoder(**SMALL, checkpoint=path).fit(X[:50])
-    path.write_bytes(b"not a checkpoint")
+    with open(path, "wb") as file:
+        file.write(b"not a checkpoint")
     with pytest.raises(ValueError, match="Cannot read the checkpoint"):
         MaskedAutoencoder(**SMALL, checkpoint=path).fit(X)
 
@@ -217,16 +222,16 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_process_killed_after_a_checkpoint_resumes_in_another_one(X, tmp_path, monkeypatch):
-    path = tmp_path / "fit.ckpt"
+    path = str(tmp_path / "fit.ckpt")
     params = ", ".join(f"{key}={value!r}" for key, value in SMALL.items())
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD.format(params=params), str(path), str(torch.get_num_threads())],
+        [sys.executable, "-c", _CHILD.format(params=params), path, str(torch.get_num_threads())],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout.readline().strip() == "checkpoint written"
-        assert path.exists()
+        assert os.path.exists(path)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=60)
@@ -238,4 +243,24 @@ def test_a_process_killed_after_a_checkpoint_resumes_in_another_one(X, tmp_path,
     resumed = MaskedAutoencoder(**SMALL, checkpoint=path).fit(X)
     assert resumed_from == [3]
     _assert_same_fit(resumed, MaskedAutoencoder(**SMALL).fit(X), X)
-    assert not path.exists()
+    assert not os.path.exists(path)
+
+
+def test_interrupted_fine_tuning_keeps_a_fitted_classifier(X, monkeypatch):
+    from skssl import SSLClassifier
+
+    y = make_expression(n_samples=60, n_genes=12, random_state=0)[1]
+    epochs, train_epoch = [], training.train_epoch
+
+    def interrupted_epoch(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 4:  # the embedder's 2 epochs, then the second epoch of fine-tuning
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", interrupted_epoch)
+    embedder = MaskedAutoencoder(**{**SMALL, "max_epochs": 2})
+    clf = SSLClassifier(embedder, strategy="finetune", max_epochs=5, random_state=0)
+    with pytest.warns(FitInterruptedWarning, match="SSLClassifier: training interrupted.*after 1 of at most 5"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 1 and clf.predict(X).shape == (60,)
