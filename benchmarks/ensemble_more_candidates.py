@@ -23,43 +23,57 @@ import sys
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ensemble_selection as es
 import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
-from sklearn.linear_model import LogisticRegression
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
-import ensemble_selection as es
+from sklearn.preprocessing import StandardScaler
+
 warnings.filterwarnings("ignore")
 TASKS = ["tcga", "bladder", "hsmm", "synthetic"]
 
+
 def lr_member(features, C=1.0):
     features = StandardScaler().fit_transform(features)
+
     def fp(rows, y_rows, pred, n_classes):
         m = LogisticRegression(max_iter=2000, C=C).fit(features[rows], y_rows)
-        p = np.full((len(pred), n_classes), 1e-9); p[:, m.classes_] = m.predict_proba(features[pred])
+        p = np.full((len(pred), n_classes), 1e-9)
+        p[:, m.classes_] = m.predict_proba(features[pred])
         return p / p.sum(1, keepdims=True)
+
     return fp
+
 
 def centroid_member(features, temp=1.0):
     def fp(rows, y_rows, pred, n_classes):
         cents = np.full((n_classes, features.shape[1]), np.nan)
-        for c in np.unique(y_rows): cents[c] = features[rows][y_rows == c].mean(0)
+        for c in np.unique(y_rows):
+            cents[c] = features[rows][y_rows == c].mean(0)
         d = ((features[pred][:, None, :] - cents[None]) ** 2).sum(-1) / features.shape[1]
         d = np.where(np.isnan(d), np.inf, d)
-        s = -d / temp; s -= s.max(1, keepdims=True); p = np.exp(s) + 1e-9
+        s = -d / temp
+        s -= s.max(1, keepdims=True)
+        p = np.exp(s) + 1e-9
         return p / p.sum(1, keepdims=True)
+
     return fp
+
 
 def lda_member(features):
     def fp(rows, y_rows, pred, n_classes):
         if np.bincount(y_rows).max() < 2 or len(rows) <= len(np.unique(y_rows)):
             return centroid_member(features)(rows, y_rows, pred, n_classes)
         m = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(features[rows], y_rows)
-        p = np.full((len(pred), n_classes), 1e-9); p[:, m.classes_] = m.predict_proba(features[pred])
+        p = np.full((len(pred), n_classes), 1e-9)
+        p[:, m.classes_] = m.predict_proba(features[pred])
         return p / p.sum(1, keepdims=True)
+
     return fp
+
 
 def evaluate(path, fraction):
     z = np.load(path)
@@ -67,47 +81,72 @@ def evaluate(path, fraction):
     lab = z[f"lab{fraction}"]
     K, n = int(max(ytr.max(), yte.max()) + 1), len(ytr)
     test = np.arange(n, n + len(yte))
-    sc = StandardScaler().fit(Xtr); A, B = sc.transform(Xtr), sc.transform(Xte)
+    sc = StandardScaler().fit(Xtr)
+    A, B = sc.transform(Xtr), sc.transform(Xte)
+
     def pcs(k, whiten=True):
         p = PCA(min(k, n - 1, A.shape[1]), whiten=whiten, random_state=0).fit(A)
         return np.vstack([p.transform(A), p.transform(B)])
+
     G = np.vstack([A, B])
     M = {
-        "genes": es.linear_member(G), "pc8": es.linear_member(pcs(8)), "ls10": es.spreading_member(pcs(10, False), n),
-        "genesC.1": lr_member(G, 0.1), "genesC.01": lr_member(G, 0.01),
-        "nc_pc8": centroid_member(pcs(8)), "nc_pc16": centroid_member(pcs(16)), "nc_genes": centroid_member(G),
+        "genes": es.linear_member(G),
+        "pc8": es.linear_member(pcs(8)),
+        "ls10": es.spreading_member(pcs(10, False), n),
+        "genesC.1": lr_member(G, 0.1),
+        "genesC.01": lr_member(G, 0.01),
+        "nc_pc8": centroid_member(pcs(8)),
+        "nc_pc16": centroid_member(pcs(16)),
+        "nc_genes": centroid_member(G),
         "nc_pc16u": centroid_member(pcs(16, False)),
-        "lda_pc16": lda_member(pcs(16)), "lda_pc32": lda_member(pcs(32)),
-        "ls20": es.spreading_member(pcs(20, False), n), "ls10_k5": es.spreading_member(pcs(10, False), n, k=5),
+        "lda_pc16": lda_member(pcs(16)),
+        "lda_pc32": lda_member(pcs(32)),
+        "ls20": es.spreading_member(pcs(20, False), n),
+        "ls10_k5": es.spreading_member(pcs(10, False), n, k=5),
         "ls10_a.95": es.spreading_member(pcs(10, False), n, alpha=0.95),
         "mae": es.linear_member(np.vstack([z["Ztr_mae@0"], z["Zte_mae@0"]])),
         "ls_mae": es.spreading_member(np.vstack([z["Ztr_mae@0"], z["Zte_mae@0"]]), n),
     }
     P = {m: f(lab, ytr[lab], test, K) for m, f in M.items()}
     out = dict(P)
-    out["logreg"] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Xtr[lab], ytr[lab]).predict_proba(Xte)
+    out["logreg"] = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Xtr[lab], ytr[lab]).predict_proba(Xte)
+    )
     pca = make_pipeline(StandardScaler(), PCA(min(32, n - 1), random_state=0)).fit(Xtr)
-    out["pca_logreg"] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(pca.transform(Xtr)[lab], ytr[lab]).predict_proba(pca.transform(Xte))
+    out["pca_logreg"] = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        .fit(pca.transform(Xtr)[lab], ytr[lab])
+        .predict_proba(pca.transform(Xte))
+    )
     fewest = np.bincount(ytr[lab], minlength=K).min()
-    combos = {"base": ["genes", "pc8", "ls10"], "base+nc16": ["genes", "pc8", "ls10", "nc_pc16"],
-              "base+lda16": ["genes", "pc8", "ls10", "lda_pc16"], "C.1": ["genesC.1", "pc8", "ls10"],
-              "base+ncg": ["genes", "pc8", "ls10", "nc_genes"], "base+ls20": ["genes", "pc8", "ls10", "ls20"],
-              "g+nc16+ls": ["genes", "nc_pc16", "ls10"], "base+lsmae": ["genes", "pc8", "ls10", "ls_mae"],
-              "base+a95": ["genes", "pc8", "ls10_a.95"]}
+    combos = {
+        "base": ["genes", "pc8", "ls10"],
+        "base+nc16": ["genes", "pc8", "ls10", "nc_pc16"],
+        "base+lda16": ["genes", "pc8", "ls10", "lda_pc16"],
+        "C.1": ["genesC.1", "pc8", "ls10"],
+        "base+ncg": ["genes", "pc8", "ls10", "nc_genes"],
+        "base+ls20": ["genes", "pc8", "ls10", "ls20"],
+        "g+nc16+ls": ["genes", "nc_pc16", "ls10"],
+        "base+lsmae": ["genes", "pc8", "ls10", "ls_mae"],
+        "base+a95": ["genes", "pc8", "ls10_a.95"],
+    }
     held = None
     for c, names in combos.items():
         avg = np.mean([P[m] for m in names], 0)
         if fewest < 3:
             out["sw_" + c] = avg
         else:
-            if held is None: held = {}
+            if held is None:
+                held = {}
             for m in names:
-                if m not in held: held[m] = es.held_out(M[m], lab, ytr, K)
+                if m not in held:
+                    held[m] = es.held_out(M[m], lab, ytr, K)
             w = es.greedy({m: held[m] for m in names}, ytr[lab])
             out["sw_" + c] = sum(w[m] * P[m] for m in names) / sum(w.values())
         out["avg_" + c] = avg
     labels = np.arange(K)
     return {m: f1_score(yte, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -117,14 +156,28 @@ def main():
     vals = [evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f) for t, s, f in jobs]
     res = dict(zip(jobs, vals))
     methods = list(vals[0])
-    def mean(t, f, m): return np.mean([res[(t, s, f)][m] for s in range(10)])
-    print(f"{'method':16s}" + "".join(f"{t[:5]+'@'+str(f):>11s}" for t in TASKS for f in (0.1, 1.0)) + "   G per task  meanG")
+
+    def mean(t, f, m):
+        return np.mean([res[(t, s, f)][m] for s in range(10)])
+
+    print(
+        f"{'method':16s}"
+        + "".join(f"{t[:5] + '@' + str(f):>11s}" for t in TASKS for f in (0.1, 1.0))
+        + "   G per task  meanG"
+    )
     for m in methods:
         gs = []
         for t in TASKS:
-            b10 = max(mean(t, .1, "logreg"), mean(t, .1, "pca_logreg")); b100 = max(mean(t, 1., "logreg"), mean(t, 1., "pca_logreg"))
-            gs.append((mean(t, .1, m) - b10) / (b100 - b10))
-        print(f"{m:16s}" + "".join(f"{mean(t, f, m):11.3f}" for t in TASKS for f in (0.1, 1.0)) + "  " + " ".join(f"{g:+.2f}" for g in gs) + f"  {np.mean(gs):+.2f}")
+            b10 = max(mean(t, 0.1, "logreg"), mean(t, 0.1, "pca_logreg"))
+            b100 = max(mean(t, 1.0, "logreg"), mean(t, 1.0, "pca_logreg"))
+            gs.append((mean(t, 0.1, m) - b10) / (b100 - b10))
+        print(
+            f"{m:16s}"
+            + "".join(f"{mean(t, f, m):11.3f}" for t in TASKS for f in (0.1, 1.0))
+            + "  "
+            + " ".join(f"{g:+.2f}" for g in gs)
+            + f"  {np.mean(gs):+.2f}"
+        )
 
 
 if __name__ == "__main__":

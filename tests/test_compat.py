@@ -30,7 +30,9 @@ def private_uses(source, filename="<string>"):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] in UPSTREAM:
-                    aliases[(alias.asname or alias.name).split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                    aliases[(alias.asname or alias.name).split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                    )
                     if any(_is_private(part) for part in alias.name.split(".")):
                         found.append((node.lineno, f"import {alias.name}"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
