@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_path
+from .exceptions import FitInterruptedWarning
 
 # Optimisation steps that the "auto" epoch budget aims for, and the least number of steps that early stopping
 # waits for an improvement: small cohorts get many short epochs, large ones few long epochs.
@@ -37,10 +38,6 @@ MAX_GRAD_NORM = 10.0
 # often enough to lose at most a minute of a long fit, rarely enough to cost nothing measurable on a short one.
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_FORMAT = 1
-
-
-class FitInterruptedWarning(UserWarning):
-    """A ``KeyboardInterrupt`` stopped training early; the estimator is fitted with the best weights so far."""
 
 
 class Schedule(NamedTuple):
@@ -229,7 +226,8 @@ def fit_loop(
             if early_stopping and stale >= schedule.patience:
                 stop_reason = "early_stopping"
                 break
-            if checkpoint is not None and time.perf_counter() - last_save >= CHECKPOINT_SECONDS:
+            due = time.perf_counter() - last_save >= CHECKPOINT_SECONDS and epoch < schedule.max_epochs
+            if checkpoint is not None and due:
                 state = {"epoch": epoch, "history": history, "best_state": best_state, "best_loss": best_loss}
                 checkpoint.save(module, optimizer, generator, device, **state, best_epoch=best_epoch, stale=stale)
                 last_save = time.perf_counter()

@@ -12,8 +12,8 @@ import torch
 
 import skssl._training as training
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
-from skssl._training import FitInterruptedWarning
 from skssl.datasets import make_expression
+from skssl.exceptions import FitInterruptedWarning
 
 SMALL = dict(n_components=4, hidden_dims=(16,), max_epochs=6, n_iter_no_change=100, random_state=0)
 
