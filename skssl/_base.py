@@ -322,6 +322,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         After training, one more pass over ``X`` takes the mean and covariance of the embedding, from which
         ``transform`` standardises and decorrelates its output (``embedding_mean_``, ``embedding_scale_``,
         ``embedding_whitening_``).
+        Ctrl-C during the epochs stops training with the best weights so far and a ``FitInterruptedWarning``.
 
         Parameters
         ----------
