@@ -172,7 +172,10 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         check_finite = _data.is_out_of_core(X)
         for rows, block in _data.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
             with torch.inference_mode():
-                yield rows, fn(_data.to_device(block, device)).float().cpu().numpy()
+                values = fn(_data.to_device(block, device)).float().cpu().numpy()
+            if not allow_nan:  # the input was finite: a non-finite output is float32 overflow, never a result
+                _data.check_finite_output(values, rows)
+            yield rows, values
 
     def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
         """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""

@@ -471,3 +471,15 @@ def variance_cap(covariance, cap=1.0):
     factors = np.sqrt(cap / np.maximum(eigenvalues, cap))
     whitening = (vectors * factors) @ vectors.T
     return (whitening + whitening.T) / 2
+
+
+def check_finite_output(values, rows):
+    """Refuse the overflow of input far outside the fit data's scale instead of returning inf/NaN silently."""
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        first = np.arange(rows.start, rows.stop)[bad][0] if isinstance(rows, slice) else np.asarray(rows)[bad][0]
+        raise ValueError(
+            f"The network's output overflowed (inf/NaN) for {int(bad.sum())} row(s), the first being row {first}: "
+            "their values are far outside the range of the data the model was fitted on. Give the input the same "
+            "scale and preprocessing as at fit (e.g. log-expression, not raw counts)."
+        )
