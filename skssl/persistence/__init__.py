@@ -45,7 +45,9 @@ __all__ = ["FORMAT_VERSION", "load_model", "read_model_info", "save_model"]
 #: Version of the file layout written by :func:`save_model`; :func:`load_model` reads this version and older ones.
 #: Bump it when a change of the estimators makes older files load wrongly (a renamed parameter, a new fitted
 #: attribute that ``transform`` needs, a module whose state dict changes), and teach the loader to upgrade the
-#: older versions (e.g. fill in the new attribute), so that published models keep loading.
+#: older versions (e.g. fill in the new attribute), so that published models keep loading. A change the loader can
+#: recognise from the file alone may keep the version: the VAE's state-dict layout of skssl 0.1.0 is told apart by
+#: its tensor names and renamed on load (``_rebuild.py``), so format 1 covers both layouts.
 FORMAT_VERSION = 1
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"
