@@ -9,7 +9,8 @@ hidden) with the estimator's default schedule, then ``StandardScaler + LogisticR
 
 Usage::
 
-    python benchmarks/defaults_sweep.py '{"lr": ["raw", {}], "pca": ["pca", {}], "mae128": ["mae", {"n_components": 128}]}' \
+    python benchmarks/defaults_sweep.py \
+        '{"lr": ["raw", {}], "pca": ["pca", {}], "mae128": ["mae", {"n_components": 128}]}' \
         synthetic,hsmm 0,1,2 results.json
 
 Configurations map a name to ``[kind, params]`` with kind ``raw``, ``pca``, ``mae``, ``scarf`` or ``vae``; the
@@ -32,8 +33,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
-from skssl.benchmark._datasets import load_benchmark_data
 from skssl.benchmark import labeled_subsets, train_test_indices
+from skssl.benchmark._datasets import load_benchmark_data
 from skssl.benchmark._protocol import encode_labels
 from skssl.preprocessing import HighlyVariableGenes
 
@@ -54,9 +55,7 @@ def load(name):
     if spec["data"] is None:
         loaded = load_benchmark_data()
     else:
-        loaded = load_benchmark_data(
-            data_dir=os.environ.get("SKSSL_DATA_DIR", "../shared/data"), **spec
-        )
+        loaded = load_benchmark_data(data_dir=os.environ.get("SKSSL_DATA_DIR", "../shared/data"), **spec)
     return loaded["X"], encode_labels(loaded["y"])[1], top
 
 
@@ -66,9 +65,7 @@ def features(kind, params, X_train, X_test, seed):
     if kind == "raw":
         return X_train, X_test, 0.0
     if kind == "pca":
-        model = PCA(
-            n_components=min(PCA_COMPONENTS, len(X_train) - 1), random_state=seed
-        ).fit(X_train)
+        model = PCA(n_components=min(PCA_COMPONENTS, len(X_train) - 1), random_state=seed).fit(X_train)
     else:
         model = EMBEDDERS[kind](random_state=seed, device="cpu", **params).fit(X_train)
     return (
@@ -92,9 +89,7 @@ def run(datasets, configs, seeds):
             for config, (kind, params) in configs.items():
                 F_train, F_test, seconds = features(kind, params, X_train, X_test, seed)
                 for fraction, labeled in subsets.items():
-                    probe = make_pipeline(
-                        StandardScaler(), LogisticRegression(max_iter=2000)
-                    )
+                    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
                     probe.fit(F_train[labeled], y[train][labeled])
                     f1 = f1_score(y[test], probe.predict(F_test), average="macro")
                     rows.append(
@@ -129,9 +124,7 @@ def main(argv):
     for name in datasets:
         print(f"== {name}")
         for config in configs:
-            means = " ".join(
-                f"{np.mean(scores[name, config, f]):.3f}" for f in FRACTIONS
-            )
+            means = " ".join(f"{np.mean(scores[name, config, f]):.3f}" for f in FRACTIONS)
             print(f"{config:28s} {means}   fit {np.mean(seconds[name, config]):.1f}s")
 
 

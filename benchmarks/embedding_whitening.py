@@ -143,8 +143,8 @@ def condition_number(F):
 def remedies():
     """``{name: function(train embedding) -> map}``; None: the embedder's own ``transform``."""
     out = {"standardise": standardisation}
-    out.update({f"shrink s={f:g}": (lambda f: lambda Z: shrinkage_whitening(Z, f))(f) for f in SHRINKAGES})
-    out.update({f"cap c={c:g}": (lambda c: lambda Z: capped(Z, c))(c) for c in CAPS})
+    out.update({f"shrink s={f:g}": (lambda f: lambda Z: shrinkage_whitening(Z, f))(f) for f in SHRINKAGES})  # noqa: B023 (bound by the outer lambda)
+    out.update({f"cap c={c:g}": (lambda c: lambda Z: capped(Z, c))(c) for c in CAPS})  # noqa: B023 (bound by the outer lambda)
     out["pca-whiten"] = lambda Z: shrinkage_whitening(Z, 1e-6)
     out["transform"] = None
     return out

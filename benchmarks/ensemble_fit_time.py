@@ -32,13 +32,21 @@ def main():
     rng = np.random.default_rng(0)
     y_semi = np.where(rng.random(len(y)) < 0.1, y, -1)
     labeled = y_semi != -1
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    )
     print(f"X {X.shape}, {labeled.sum()} labeled rows")
     runs = {
-        "LogisticRegression on the labeled rows": (lambda: make_pipeline(StandardScaler(), LogisticRegression()), X[labeled], y[labeled]),
+        "LogisticRegression on the labeled rows": (
+            lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+            X[labeled],
+            y[labeled],
+        ),
         "SSLClassifier() (default ensemble)": (lambda: SSLClassifier(random_state=0), X, y_semi),
         "SSLClassifier(MaskedAutoencoder()) (ensemble + embedding)": (
-            lambda: SSLClassifier(MaskedAutoencoder(), random_state=0), X, y_semi
+            lambda: SSLClassifier(MaskedAutoencoder(), random_state=0),
+            X,
+            y_semi,
         ),
         "SSLClassifier(strategy='finetune')": (lambda: SSLClassifier(strategy="finetune", random_state=0), X, y_semi),
     }

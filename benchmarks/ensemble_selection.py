@@ -171,7 +171,9 @@ def evaluate(path, fraction):
     held = {m: held_out(f, lab, y_train, n_classes) for m, f in members.items()}
     out = dict(test_proba)
     out["logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X_train[lab], y_train[lab]).predict_proba(X_test)
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        .fit(X_train[lab], y_train[lab])
+        .predict_proba(X_test)
     )
     pca = make_pipeline(StandardScaler(), PCA(min(32, n_train - 1), random_state=0)).fit(X_train)
     out["pca_logreg"] = (
@@ -239,7 +241,11 @@ def main():
     print(f"\nmean macro-F1 over {args.seeds} seeds")
     print(f"{'candidate':22s}" + "".join(f"{t + '@' + format(f, 'g'):>14s}" for t in tasks for f in FRACTIONS))
     for m in methods:
-        cells = [np.mean([v[m] for (t, _, f), v in res.items() if t == task and f == fr]) for task in tasks for fr in FRACTIONS]
+        cells = [
+            np.mean([v[m] for (t, _, f), v in res.items() if t == task and f == fr])
+            for task in tasks
+            for fr in FRACTIONS
+        ]
         print(f"{m:22s}" + "".join(f"{c:14.3f}" for c in cells))
     candidates = [m for m in methods if m not in ("logreg", "pca_logreg")]
     print("\nleave-one-dataset-out: chosen on the other three, scored on the one left out")

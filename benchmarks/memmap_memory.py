@@ -64,11 +64,19 @@ def child(path, rows, genes, epochs, method, hidden):
     start = time.perf_counter()
     Z = estimator.transform(X)
     transform_s = time.perf_counter() - start
-    print(json.dumps({
-        "peak_rss_mb": peak_rss_mb(resource),
-        "fit_s": fit_s, "transform_s": transform_s, "embedding_shape": list(Z.shape),
-        "epochs": estimator.n_iter_, "batch_size": estimator.batch_size_, "finite": bool(np.isfinite(Z).all()),
-    }))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": peak_rss_mb(resource),
+                "fit_s": fit_s,
+                "transform_s": transform_s,
+                "embedding_shape": list(Z.shape),
+                "epochs": estimator.n_iter_,
+                "batch_size": estimator.batch_size_,
+                "finite": bool(np.isfinite(Z).all()),
+            }
+        )
+    )
 
 
 def main(argv=None):
@@ -78,8 +86,9 @@ def main(argv=None):
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--method", default="MaskedAutoencoder")
-    parser.add_argument("--hidden-dims", type=int, nargs="*", default=None,
-                        help="encoder widths (default: the estimator's auto sizing)")
+    parser.add_argument(
+        "--hidden-dims", type=int, nargs="*", default=None, help="encoder widths (default: the estimator's auto sizing)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the memmap file afterwards")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -89,20 +98,39 @@ def main(argv=None):
         return
     start = time.perf_counter()
     create(path, args.rows, args.genes)
-    print(f"# machine: {platform.platform()}, {os.cpu_count()} CPUs; file {path} "
-          f"{path.stat().st_size / 1e9:.1f} GB (created/checked in {time.perf_counter() - start:.0f} s)")
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs; file {path} "
+        f"{path.stat().st_size / 1e9:.1f} GB (created/checked in {time.perf_counter() - start:.0f} s)"
+    )
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "--rows", str(args.rows), "--genes", str(args.genes), "--dir",
-         args.dir, "--epochs", str(args.epochs), "--method", args.method]
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--rows",
+            str(args.rows),
+            "--genes",
+            str(args.genes),
+            "--dir",
+            args.dir,
+            "--epochs",
+            str(args.epochs),
+            "--method",
+            args.method,
+        ]
         + (["--hidden-dims", *map(str, args.hidden_dims)] if args.hidden_dims else []),
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     hidden = args.hidden_dims or "auto"
-    print(f"{args.method} (hidden_dims={hidden}) fit ({result['epochs']} epoch(s), batch {result['batch_size']}) + "
-          f"transform on "
-          f"{args.rows} x {args.genes} memmap: peak RSS {result['peak_rss_mb']:.0f} MB, fit {result['fit_s']:.0f} s, "
-          f"transform {result['transform_s']:.0f} s, embedding {result['embedding_shape']}, finite {result['finite']}")
+    print(
+        f"{args.method} (hidden_dims={hidden}) fit ({result['epochs']} epoch(s), batch {result['batch_size']}) + "
+        f"transform on "
+        f"{args.rows} x {args.genes} memmap: peak RSS {result['peak_rss_mb']:.0f} MB, fit {result['fit_s']:.0f} s, "
+        f"transform {result['transform_s']:.0f} s, embedding {result['embedding_shape']}, finite {result['finite']}"
+    )
     if not args.keep:
         path.unlink()
 

@@ -44,9 +44,7 @@ def median_ms(functions, rounds, repeats=5):
 def adamw_steps(n_genes):
     est = MaskedAutoencoder(random_state=0, device="cpu")
     X = np.random.default_rng(0).normal(size=(8, n_genes)).astype(np.float32)
-    module, _ = est._new_module(
-        n_genes, _data.column_statistics(X), torch.device("cpu"), seed=0
-    )
+    module, _ = est._new_module(n_genes, _data.column_statistics(X), torch.device("cpu"), seed=0)
     params = [p for p in module.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)
@@ -68,9 +66,7 @@ def row_major_gather(x):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--genes", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
@@ -78,7 +74,8 @@ def main(argv=None):
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     print(
         f"# machine: {platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"batch {args.rows} x {args.genes}, medians of {args.rounds} interleaved rounds; allocator env: {malloc or 'none'}"
+        f"batch {args.rows} x {args.genes}, medians of {args.rounds} interleaved rounds; "
+        f"allocator env: {malloc or 'none'}"
     )
     x = torch.randn(args.rows, args.genes)
     shape = x.shape

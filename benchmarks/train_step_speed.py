@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
-from skssl import _data
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
 
 METHODS = {
     "scarf": lambda: ContrastiveEmbedder(random_state=0),
@@ -162,20 +161,36 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     device = _data.resolve_device(args.device)
-    print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"# batch {args.batch_size}, {args.batches} batches per epoch; medians of {args.rounds} interleaved rounds "
-          "(vectorised epoch, per-row epoch, matmul reference, corruptions alone) in one run")
-    header = ("method", "genes", "samples/s", "step GFLOP", "GFLOP/s", "matmul GFLOP/s", "fraction", "naive samples/s",
-              "speed-up", "corruption alone: speed-up")
+    print(
+        f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    print(
+        f"# batch {args.batch_size}, {args.batches} batches per epoch; medians of {args.rounds} interleaved rounds "
+        "(vectorised epoch, per-row epoch, matmul reference, corruptions alone) in one run"
+    )
+    header = (
+        "method",
+        "genes",
+        "samples/s",
+        "step GFLOP",
+        "GFLOP/s",
+        "matmul GFLOP/s",
+        "fraction",
+        "naive samples/s",
+        "speed-up",
+        "corruption alone: speed-up",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for n_genes in args.genes:
         for method in args.methods:
             est, module, optimizer, X = setup(method, n_genes, args.batch_size, args.batches, device)
-            timers = {"ours": epoch_timer(est, module, optimizer, X, args.batch_size, device),
-                      "matmul": matmul_timer(n_genes, module.encoder[0].out_features, args.batch_size, device)}
+            timers = {
+                "ours": epoch_timer(est, module, optimizer, X, args.batch_size, device),
+                "matmul": matmul_timer(n_genes, module.encoder[0].out_features, args.batch_size, device),
+            }
             naive_est = per_row_variant(est, method)
             if naive_est is not None:
                 timers["naive"] = epoch_timer(naive_est, module, optimizer, X, args.batch_size, device)
@@ -197,8 +212,11 @@ def main(argv=None):
                 naive = float(np.median(rates["naive"]))
                 alone = np.median(rates["corrupt"]) / np.median(rates["corrupt_naive"])
                 naive_text = f"{naive:,.0f} | {rate / naive:.1f}x | {alone:.1f}x"
-            print(f"| {method} | {n_genes} | {rate:,.0f} | {step_flops / 1e9:.2f} | {achieved / 1e9:.1f} | "
-                  f"{peak / 1e9:.1f} | {achieved / peak:.0%} | {naive_text} |", flush=True)
+            print(
+                f"| {method} | {n_genes} | {rate:,.0f} | {step_flops / 1e9:.2f} | {achieved / 1e9:.1f} | "
+                f"{peak / 1e9:.1f} | {achieved / peak:.0%} | {naive_text} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

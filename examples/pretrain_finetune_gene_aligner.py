@@ -9,8 +9,8 @@ different order. The recipe:
    value to fill in when a new data set lacks it (``fill_value="mean"``: the gene's mean in the large cohort);
 3. in front of the fine-tuned classifier, the aligner maps any DataFrame onto that gene order by column name
    (extra genes dropped, missing genes filled, a warning when many are missing);
-4. :class:`~skssl.SSLClassifier` with ``strategy="finetune", prefit=True`` starts from the pre-trained encoder and fine-tunes
-   it with a linear head on the labeled samples of the small study.
+4. :class:`~skssl.SSLClassifier` with ``strategy="finetune", prefit=True`` starts from the pre-trained encoder and
+   fine-tunes it with a linear head on the labeled samples of the small study.
 
 Both cohorts are simulated here by one :func:`~skssl.make_expression` call (same gene programs) with three
 processing batches: batches 0-1 form the large cohort, batch 2 the small study, which has its own batch effect,

@@ -93,11 +93,17 @@ clf = SSLClassifier(
 clf.fit(X_train, y_semi)
 seconds = time.perf_counter() - start
 pred = clf.predict(X_test)
-print(f"{'SSLClassifier ft':<18} {np.mean(pred == y_test):9.3f} {balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}")
+print(
+    f"{'SSLClassifier ft':<18} {np.mean(pred == y_test):9.3f} "
+    f"{balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}"
+)
 
 # 6. The default ensemble: every training row shapes it, the labeled ones train it.
 start = time.perf_counter()
 pred = SSLClassifier(random_state=0).fit(X_train, y_semi).predict(X_test)
 seconds = time.perf_counter() - start
-print(f"{'SSLClassifier()':<18} {np.mean(pred == y_test):9.3f} {balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}")
+print(
+    f"{'SSLClassifier()':<18} {np.mean(pred == y_test):9.3f} "
+    f"{balanced_accuracy_score(y_test, pred):14.3f} {seconds:8.1f}"
+)
 print("\n(chance level: 0.333)")

@@ -10,10 +10,10 @@ Data: ``bladderbatch`` from ``../shared/data`` (57 bladder samples x 22 283 Affy
    outside the fraction are marked unlabeled (a missing label, as pandas' ``Series.where`` gives) and three models
    are fitted:
 
-   - ``SSL + fine-tune``: ``SSLClassifier(strategy="finetune", prefit=True)`` starts from the pre-trained encoder and fine-tunes it,
-     with a linear head, on the labeled samples;
-   - ``from scratch``: ``SSLClassifier(strategy="finetune", pretrain=False)``, the same network from random weights, labeled samples
-     only;
+   - ``SSL + fine-tune``: ``SSLClassifier(strategy="finetune", prefit=True)`` starts from the pre-trained encoder and
+     fine-tunes it, with a linear head, on the labeled samples;
+   - ``from scratch``: ``SSLClassifier(strategy="finetune", pretrain=False)``, the same network from random weights,
+     labeled samples only;
    - ``logistic regression``: standardised probes, labeled samples only.
 
 The table gives the macro-F1 on the held-out samples, mean +- standard deviation over the seeds. What it showed when

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import sklearn
 import torch
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import validate_data
 
 from ._compat import check_feature_names, check_n_features
 
@@ -48,8 +48,7 @@ def validate_X(estimator, X, *, reset, dense_dtype=np.float32, allow_nan=False):
         n_samples, n_features = X.shape
         if n_samples < 1 or n_features < 1:
             raise ValueError(
-                f"Found array with {n_samples} sample(s) and {n_features} feature(s) while a minimum of 1 is "
-                "required."
+                f"Found array with {n_samples} sample(s) and {n_features} feature(s) while a minimum of 1 is required."
             )
         if not np.issubdtype(np.dtype(X.dtype), np.number):
             raise ValueError(f"Expected numeric data, got dtype {X.dtype}.")

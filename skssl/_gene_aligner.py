@@ -153,9 +153,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         names = self._frame_names(X)
-        X = validate_data(
-            self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True
-        )
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True)
         if self.genes is None:
             self.genes_ = check_feature_names_in(self)
         else:

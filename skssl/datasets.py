@@ -223,28 +223,18 @@ def make_expression(
     n_genes = _check_int(n_genes, "n_genes", 10)
     n_classes = _check_int(n_classes, "n_classes", 2)
     if n_samples < n_classes:
-        raise ValueError(
-            f"n_samples={n_samples} must be >= n_classes={n_classes} so that "
-            "every class has a sample."
-        )
+        raise ValueError(f"n_samples={n_samples} must be >= n_classes={n_classes} so that every class has a sample.")
     n_programs = _check_int(n_programs, "n_programs", 1)
     if n_informative_programs is None:
         n_informative_programs = min(3, n_programs)
-    n_informative_programs = _check_int(
-        n_informative_programs, "n_informative_programs", 1
-    )
+    n_informative_programs = _check_int(n_informative_programs, "n_informative_programs", 1)
     if n_informative_programs > n_programs:
-        raise ValueError(
-            f"n_informative_programs={n_informative_programs} must be <= "
-            f"n_programs={n_programs}."
-        )
+        raise ValueError(f"n_informative_programs={n_informative_programs} must be <= n_programs={n_programs}.")
     program_size = _check_real(program_size, "program_size", high=1.0)
     n_batches = _check_int(n_batches, "n_batches", 1)
     if output not in ("log_cpm", "counts"):
         raise ValueError(f"output must be 'log_cpm' or 'counts', got {output!r}.")
-    signal_strength = _check_real(
-        signal_strength, "signal_strength", low_inclusive=True
-    )
+    signal_strength = _check_real(signal_strength, "signal_strength", low_inclusive=True)
     mean_library_size = _check_real(mean_library_size, "mean_library_size")
     dispersion = _check_real(dispersion, "dispersion")
 
@@ -257,9 +247,7 @@ def make_expression(
     base_log = _BASELINE_SD * rng.standard_normal(n_genes)
     base_log[rng.random(n_genes) < _OFF_FRACTION] += _OFF_SHIFT
     base_log -= np.log(np.exp(base_log).sum())
-    gene_dispersion = dispersion * np.exp(
-        _DISPERSION_SD * rng.standard_normal(n_genes) - _DISPERSION_SD**2 / 2
-    )
+    gene_dispersion = dispersion * np.exp(_DISPERSION_SD * rng.standard_normal(n_genes) - _DISPERSION_SD**2 / 2)
 
     # Programs: sparse signed loadings.
     size = max(2, int(round(program_size * n_genes)))
@@ -280,9 +268,7 @@ def make_expression(
     batch_shift = _BATCH_SD * rng.standard_normal((n_batches, n_genes))
     if n_batches == 1:
         batch_shift[:] = 0.0
-    library_size = mean_library_size * np.exp(
-        _LIBRARY_SD * rng.standard_normal(n_samples) - _LIBRARY_SD**2 / 2
-    )
+    library_size = mean_library_size * np.exp(_LIBRARY_SD * rng.standard_normal(n_samples) - _LIBRARY_SD**2 / 2)
 
     counts = np.empty((n_samples, n_genes), dtype=np.float32)
     X = counts if output == "counts" else np.empty_like(counts)
@@ -314,8 +300,7 @@ def make_expression(
     starts = range(0, n_samples, block)
     block_seeds = np.random.SeedSequence(seed).spawn(len(starts))
     tasks = [
-        (slice(start, min(start + block, n_samples)), block_seed)
-        for start, block_seed in zip(starts, block_seeds)
+        (slice(start, min(start + block, n_samples)), block_seed) for start, block_seed in zip(starts, block_seeds)
     ]
     n_threads = min(len(tasks), cpu_count(), 8)
     if n_threads == 1:

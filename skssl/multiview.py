@@ -62,9 +62,7 @@ def resolve_views(views, n_features, feature_names=None, default_likelihood="gau
     ({'a': [0, 1], 'b': [2]}, {'a': 'gaussian', 'b': 'bernoulli'})
     """
     if not isinstance(views, Mapping) or len(views) == 0:
-        raise ValueError(
-            f"views must be a non-empty mapping from view name to columns, got {views!r}."
-        )
+        raise ValueError(f"views must be a non-empty mapping from view name to columns, got {views!r}.")
     names = None if feature_names is None else {str(name): i for i, name in enumerate(feature_names)}
     indices, likelihoods, owner = {}, {}, np.full(n_features, -1)
     for k, (name, spec) in enumerate(views.items()):
@@ -108,9 +106,7 @@ def _split_spec(name, spec, default_likelihood):
     else:
         columns, likelihood = spec, default_likelihood
     if likelihood not in VIEW_LIKELIHOODS:
-        raise ValueError(
-            f"View {name!r}: likelihood must be one of {list(VIEW_LIKELIHOODS)}, got {likelihood!r}."
-        )
+        raise ValueError(f"View {name!r}: likelihood must be one of {list(VIEW_LIKELIHOODS)}, got {likelihood!r}.")
     return columns, likelihood
 
 

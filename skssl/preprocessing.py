@@ -181,9 +181,7 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         if not sp.issparse(X):
-            return _log_cpm(
-                X, pseudocount=self.pseudocount, base=self.base, scale=self.scale
-            )
+            return _log_cpm(X, pseudocount=self.pseudocount, base=self.base, scale=self.scale)
         if self.pseudocount != 1:
             return _log_cpm(
                 X.toarray(),
@@ -194,9 +192,7 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         X = X.tocsr(copy=True)
         X.sum_duplicates()
         totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        factor = np.divide(
-            self.scale, totals, out=np.zeros_like(totals), where=totals > 0
-        )
+        factor = np.divide(self.scale, totals, out=np.zeros_like(totals), where=totals > 0)
         # Scale the stored values row by row: indptr gives each row's slice.
         row_factor = np.repeat(factor, np.diff(X.indptr))
         data = np.log1p(X.data.astype(np.float64) * row_factor) / np.log(self.base)
@@ -298,9 +294,7 @@ class HighlyVariableGenes(DocLinkMixin, SelectorMixin, BaseEstimator):
             Fitted selector.
         """
         self._validate_params()
-        X = _validate_finite(
-            self, X, accept_sparse=("csr", "csc"), dtype=FLOAT_DTYPES, reset=True
-        )
+        X = _validate_finite(self, X, accept_sparse=("csr", "csc"), dtype=FLOAT_DTYPES, reset=True)
         if sp.issparse(X):
             means, variances = mean_variance_axis(X, axis=0)
         else:

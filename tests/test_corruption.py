@@ -40,7 +40,7 @@ def test_scarf_positions_are_uniform():
 
 def test_marginal_sample_donors_are_uniform_over_other_rows():
     x = coded_matrix(5, 2000)
-    donors = (marginal_sample(x, torch.Generator().manual_seed(3)).long() // 100000)
+    donors = marginal_sample(x, torch.Generator().manual_seed(3)).long() // 100000
     for row in range(5):
         counts = torch.bincount(donors[row], minlength=5).double() / 2000
         assert counts[row] == 0

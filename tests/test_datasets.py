@@ -33,12 +33,8 @@ def test_seeding_is_deterministic():
     assert_array_equal(a[2].activities, b[2].activities)
     assert not np.array_equal(a[0], c[0])
     # A RandomState instance is accepted, and consumed like an int seed.
-    d = make_expression(
-        n_samples=40, n_genes=100, random_state=np.random.RandomState(3)
-    )
-    e = make_expression(
-        n_samples=40, n_genes=100, random_state=np.random.RandomState(3)
-    )
+    d = make_expression(n_samples=40, n_genes=100, random_state=np.random.RandomState(3))
+    e = make_expression(n_samples=40, n_genes=100, random_state=np.random.RandomState(3))
     assert_array_equal(d[0], e[0])
 
 
@@ -78,13 +74,9 @@ def test_counts_are_non_negative_integers_with_zeros():
 
 
 def test_log_cpm_output_matches_transformer():
-    X, y, info = make_expression(
-        n_samples=60, n_genes=200, random_state=1, return_info=True
-    )
+    X, y, info = make_expression(n_samples=60, n_genes=200, random_state=1, return_info=True)
     assert_array_equal(X, LogCPM().fit_transform(info.counts))
-    counts, y2 = make_expression(
-        n_samples=60, n_genes=200, output="counts", random_state=1
-    )
+    counts, y2 = make_expression(n_samples=60, n_genes=200, output="counts", random_state=1)
     assert_array_equal(counts, info.counts)
     assert_array_equal(y, y2)
 
@@ -131,9 +123,7 @@ def test_programs_carry_the_class():
 
 def test_class_signal_recoverable_but_weak_per_gene():
     X, y, info = make_expression(n_samples=600, random_state=0, return_info=True)
-    train, test = train_test_split(
-        np.arange(len(y)), test_size=0.5, stratify=y, random_state=0
-    )
+    train, test = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y, random_state=0)
     few = np.concatenate([train[y[train] == c][:5] for c in range(3)])
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=500))
     many_score = model.fit(X[train], y[train]).score(X[test], y[test])
@@ -151,23 +141,17 @@ def test_class_signal_recoverable_but_weak_per_gene():
     # from the same few labels.
     signs = np.sign(info.loadings)
     pooled = Xs @ signs.T / np.abs(signs).sum(axis=1)
-    pooled_score = (
-        LogisticRegression().fit(pooled[few], y[few]).score(pooled[test], y[test])
-    )
+    pooled_score = LogisticRegression().fit(pooled[few], y[few]).score(pooled[test], y[test])
     assert pooled_score > few_score + 0.05
 
 
 def test_signal_strength_zero_gives_no_class_signal():
-    X, y, info = make_expression(
-        n_samples=300, signal_strength=0.0, random_state=0, return_info=True
-    )
+    X, y, info = make_expression(n_samples=300, signal_strength=0.0, random_state=0, return_info=True)
     assert_allclose(info.class_means, 0.0)
 
 
 def test_single_batch_has_no_batch_effect():
-    _, _, info = make_expression(
-        n_samples=30, n_genes=50, n_batches=1, random_state=0, return_info=True
-    )
+    _, _, info = make_expression(n_samples=30, n_genes=50, n_batches=1, random_state=0, return_info=True)
     assert_array_equal(info.batch, 0)
 
 

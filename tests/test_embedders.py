@@ -1,7 +1,6 @@
 """Behaviour of the three self-supervised embedders beyond scikit-learn's API checks."""
 
 import pickle
-import sys
 import warnings
 
 import joblib
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _synthetic import low_rank_classes
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
@@ -18,8 +18,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, make_expression
-
-from _synthetic import low_rank_classes
 
 FAST = dict(max_epochs=3, hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
 
@@ -483,7 +481,8 @@ def test_verbose_reports_epochs_on_stdout(data, capsys):
 
 
 @pytest.mark.parametrize(
-    "embedder", [ContrastiveEmbedder(**FAST), ContrastiveEmbedder(objective="byol", **FAST), MaskedAutoencoder(**FAST)],
+    "embedder",
+    [ContrastiveEmbedder(**FAST), ContrastiveEmbedder(objective="byol", **FAST), MaskedAutoencoder(**FAST)],
     ids=["scarf", "byol", "vime"],
 )
 def test_encoder_path_embeds_like_the_module_with_only_the_parameters_embed_uses(data, embedder):

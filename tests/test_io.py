@@ -85,9 +85,7 @@ def test_to_frame(data):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["expr.csv", "expr.tsv", "expr.csv.gz", "expr.tsv.gz", "expr.txt"]
-)
+@pytest.mark.parametrize("name", ["expr.csv", "expr.tsv", "expr.csv.gz", "expr.tsv.gz", "expr.txt"])
 @pytest.mark.parametrize("orient", ["samples", "genes"])
 def test_table_round_trip(tmp_path, data, name, orient):
     path = tmp_path / name
@@ -202,16 +200,12 @@ def test_table_integer_gene_ids_are_a_valid_header(tmp_path):
 
 @pytest.mark.parametrize("name", ["x.gct", "x.gct.gz"])
 def test_gct_round_trip(tmp_path, data, name):
-    data.gene_metadata["Description"] = np.array(
-        ["tumor protein", None, "x", "y", "z", "w", "v"], dtype=object
-    )
+    data.gene_metadata["Description"] = np.array(["tumor protein", None, "x", "y", "z", "w", "v"], dtype=object)
     write_gct(data, tmp_path / name)
     back = read_gct(tmp_path / name)
     assert_same(back, data)
     assert back.attrs["gct_version"] == "1.2"
-    assert_array_equal(
-        back.gene_metadata["Description"], data.gene_metadata["Description"]
-    )
+    assert_array_equal(back.gene_metadata["Description"], data.gene_metadata["Description"])
 
 
 def test_gct_13_round_trip_with_annotations(tmp_path, data):
@@ -230,18 +224,13 @@ def test_gct_13_round_trip_with_annotations(tmp_path, data):
 def test_gct_reads_handwritten_file(tmp_path):
     path = _write(
         tmp_path / "h.gct",
-        "#1.2\n3\t2\nName\tDescription\tA1\tB2\n"
-        "TP53\ttumor protein p53\t1.5\t2\n"
-        "EGFR\tna\t\t4\n"
-        "MYC\tmyc\t5\t6\n",
+        "#1.2\n3\t2\nName\tDescription\tA1\tB2\nTP53\ttumor protein p53\t1.5\t2\nEGFR\tna\t\t4\nMYC\tmyc\t5\t6\n",
     )
     data = read_gct(path)
     assert_array_equal(data.genes, ["TP53", "EGFR", "MYC"])
     assert_array_equal(data.samples, ["A1", "B2"])
     assert_array_equal(data.X, [[1.5, np.nan, 5], [2, 4, 6]])
-    assert_array_equal(
-        data.gene_metadata["Description"], ["tumor protein p53", None, "myc"]
-    )
+    assert_array_equal(data.gene_metadata["Description"], ["tumor protein p53", None, "myc"])
 
 
 @pytest.mark.parametrize(
@@ -291,8 +280,7 @@ def _geo_text(values=None):
         '!Sample_title\t"tumour 1"\t"normal 1"\t"tumour 2"',
         '!Sample_geo_accession\t"GSM100"\t"GSM101"\t"GSM102"',
         '!Sample_source_name_ch1\t"liver"\t"liver"\t"liver"',
-        '!Sample_characteristics_ch1\t"tissue: tumour"\t"tissue: normal"'
-        '\t"tissue: tumour"',
+        '!Sample_characteristics_ch1\t"tissue: tumour"\t"tissue: normal"\t"tissue: tumour"',
         '!Sample_characteristics_ch1\t"age: 61"\t"age: 54"\t""',
         '!Sample_characteristics_ch1\t"Sex: F"\t"Sex: M"\t"treatment: none"',
         '!Sample_data_processing\t"RMA"\t"RMA"\t"RMA"',
@@ -396,9 +384,7 @@ def archs4_file(tmp_path):
 
 def test_archs4_subset(archs4_file):
     path, counts, symbols, accessions = archs4_file
-    data = read_archs4(
-        path, samples=["GSM1020", "GSM1003", "GSM1011"], genes=["G5", "G40", "G1"]
-    )
+    data = read_archs4(path, samples=["GSM1020", "GSM1003", "GSM1011"], genes=["G5", "G40", "G1"])
     assert data.shape == (3, 3)
     assert data.X.dtype == np.float32
     assert_array_equal(data.samples, ["GSM1020", "GSM1003", "GSM1011"])
@@ -406,9 +392,7 @@ def test_archs4_subset(archs4_file):
     assert_array_equal(data.X, counts[np.ix_([5, 40, 1], [20, 3, 11])].T)
     assert_array_equal(data.metadata["series_id"], ["GSE2", "GSE0", "GSE1"])
     assert_array_equal(data.metadata["readsaligned"], [2000, 300, 1100])
-    assert_array_equal(
-        data.gene_metadata["ensembl_gene_id"], ["ENSG00005", "ENSG00040", "ENSG00001"]
-    )
+    assert_array_equal(data.gene_metadata["ensembl_gene_id"], ["ENSG00005", "ENSG00040", "ENSG00001"])
     assert "geo_accession" not in data.metadata
 
 
@@ -444,9 +428,7 @@ def test_archs4_reads_only_the_requested_block(archs4_file, monkeypatch):
 
 def test_archs4_errors(archs4_file, tmp_path):
     path = archs4_file[0]
-    with pytest.raises(
-        ValueError, match=r"1 requested sample\(s\) not in the file, e.g. \['GSM1'\]"
-    ):
+    with pytest.raises(ValueError, match=r"1 requested sample\(s\) not in the file, e.g. \['GSM1'\]"):
         read_archs4(path, samples=["GSM1000", "GSM1"])
     with pytest.raises(ValueError, match="gene"):
         read_archs4(path, genes=["NOPE"])

@@ -72,8 +72,9 @@ def test_bernoulli_reads_logits():
     likelihood = Bernoulli(3).double()
     calls = (X > 1).double()
     p = torch.sigmoid(OUT).numpy()
-    np.testing.assert_allclose(likelihood.log_prob(calls, OUT).numpy(),
-                               stats.bernoulli(p).logpmf(calls.numpy()).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        likelihood.log_prob(calls, OUT).numpy(), stats.bernoulli(p).logpmf(calls.numpy()).sum(axis=1), rtol=1e-12
+    )
     np.testing.assert_allclose(likelihood.mean(OUT).numpy(), p, rtol=1e-12)
     assert torch.equal(likelihood.preprocess()(calls), calls)  # 0/1 calls reach the encoder as they are
     draws = likelihood.sample(OUT.expand(20000, 4, 3), torch.Generator().manual_seed(0)).numpy()
@@ -84,8 +85,11 @@ def test_bernoulli_reads_logits():
 
 def test_log_prob_broadcasts_over_latent_draws():
     draws = torch.stack([OUT, OUT + 1.0])  # (n_draws, n_rows, n_features), as the ELBO calls it
-    for likelihood, x in [(Gaussian(3, np.zeros(3), np.ones(3)), X), (NegativeBinomial(3, [5.0]), X),
-                          (Bernoulli(3), (X > 1).double())]:
+    for likelihood, x in [
+        (Gaussian(3, np.zeros(3), np.ones(3)), X),
+        (NegativeBinomial(3, [5.0]), X),
+        (Bernoulli(3), (X > 1).double()),
+    ]:
         likelihood = likelihood.double().requires_grad_(False)
         per_draw = likelihood.log_prob(x, draws)
         assert per_draw.shape == (2, 4)

@@ -90,7 +90,9 @@ def test_embedder_round_trip_is_bitwise(make, data, tmp_path):
     np.testing.assert_array_equal(loaded.feature_names_in_, fitted.feature_names_in_)
     assert loaded.history_ == fitted.history_
     assert (loaded.n_iter_, loaded.best_epoch_, loaded.hidden_dims_) == (
-        fitted.n_iter_, fitted.best_epoch_, fitted.hidden_dims_
+        fitted.n_iter_,
+        fitted.best_epoch_,
+        fitted.hidden_dims_,
     )
     for key in ("embedding_mean_", "embedding_scale_"):
         _assert_same(getattr(loaded, key), getattr(fitted, key))

@@ -150,9 +150,7 @@ def test_hvg_picks_high_variance_columns():
 def test_hvg_dispersion_differs_from_variance():
     # Gene 0: large mean and variance but low dispersion; gene 1: the reverse.
     rng = np.random.RandomState(0)
-    X = np.column_stack(
-        [1000 + 5 * rng.normal(size=100), np.abs(3 * rng.normal(size=100))]
-    )
+    X = np.column_stack([1000 + 5 * rng.normal(size=100), np.abs(3 * rng.normal(size=100))])
     assert HighlyVariableGenes(1).fit(X).get_support().tolist() == [True, False]
     hvg = HighlyVariableGenes(1, flavor="dispersion").fit(X)
     assert hvg.get_support().tolist() == [False, True]
@@ -182,9 +180,7 @@ def test_hvg_sparse_matches_dense():
 @needs_pandas
 def test_hvg_dataframe_feature_names():
     rng = np.random.RandomState(0)
-    X = pd.DataFrame(
-        rng.normal(size=(30, 4)) * [1, 10, 0.1, 5], columns=["A", "B", "C", "D"]
-    )
+    X = pd.DataFrame(rng.normal(size=(30, 4)) * [1, 10, 0.1, 5], columns=["A", "B", "C", "D"])
     hvg = HighlyVariableGenes(n_top_genes=2).fit(X)
     assert_array_equal(hvg.get_feature_names_out(), ["B", "D"])
     out = hvg.set_output(transform="pandas").transform(X)
@@ -243,9 +239,7 @@ def test_aligner_with_given_genes(reference):
     aligner.fit(reference)
     assert_array_equal(aligner.genes_, target)
     # A gene absent from the reference data has no mean: it is filled with 0.
-    assert_allclose(
-        aligner.fill_values_, [reference["G9"].mean(), 0.0, reference["G0"].mean()]
-    )
+    assert_allclose(aligner.fill_values_, [reference["G9"].mean(), 0.0, reference["G0"].mean()])
     out = aligner.transform(reference)
     assert_array_equal(out[:, 0], reference["G9"])
     assert_array_equal(out[:, 2], reference["G0"])
@@ -295,9 +289,7 @@ def test_aligner_without_names_is_positional():
     # Nothing to align a DataFrame by: its width must match.
     frame = pd.DataFrame(X, columns=list("abcd"))
     assert_array_equal(aligner.transform(frame), X)
-    with pytest.raises(
-        ValueError, match="X has 3 features, but GeneAligner is expecting 4"
-    ):
+    with pytest.raises(ValueError, match="X has 3 features, but GeneAligner is expecting 4"):
         aligner.transform(X[:, :3])
 
 
@@ -313,9 +305,7 @@ def test_aligner_passes_nan_and_ignores_it_for_means(reference):
 
 @needs_pandas
 def test_log_cpm_pandas_output():
-    counts = pd.DataFrame(
-        {"g1": [1, 0], "g2": [3, 5]}, index=["s1", "s2"], dtype=np.float64
-    )
+    counts = pd.DataFrame({"g1": [1, 0], "g2": [3, 5]}, index=["s1", "s2"], dtype=np.float64)
     out = LogCPM(scale=4).set_output(transform="pandas").fit_transform(counts)
     assert list(out.columns) == ["g1", "g2"]
     assert list(out.index) == ["s1", "s2"]

@@ -140,10 +140,18 @@ def test_finetune_reports_each_phase_with_its_own_budget(cohort, capsys):
 
 def test_silent_by_default_and_baseline_phase_name(cohort, capsys):
     X, y = cohort
-    SSLClassifier(MaskedAutoencoder(**FAST, max_epochs=2), strategy="finetune", max_epochs=2, random_state=0,
-                  device="cpu").fit(X, y)
+    SSLClassifier(
+        MaskedAutoencoder(**FAST, max_epochs=2), strategy="finetune", max_epochs=2, random_state=0, device="cpu"
+    ).fit(X, y)
     assert capsys.readouterr().out == ""
-    SSLClassifier(MaskedAutoencoder(**FAST, max_epochs=2), strategy="finetune", pretrain=False, max_epochs=2,
-                  verbose=1, random_state=0, device="cpu").fit(X, y)
+    SSLClassifier(
+        MaskedAutoencoder(**FAST, max_epochs=2),
+        strategy="finetune",
+        pretrain=False,
+        max_epochs=2,
+        verbose=1,
+        random_state=0,
+        device="cpu",
+    ).fit(X, y)
     out = capsys.readouterr().out
     assert "pre-training" not in out and out.splitlines()[-1].startswith("[SSLClassifier] training from scratch done")

@@ -379,7 +379,12 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
     X, y = X[keep], y[keep]
     y_semi, labeled = hide_labels(y, 10)
     model = SSLClassifier(
-        fitted_embedder, strategy="finetune", prefit=True, learning_rate=1e-12, max_epochs=1, random_state=0,
+        fitted_embedder,
+        strategy="finetune",
+        prefit=True,
+        learning_rate=1e-12,
+        max_epochs=1,
+        random_state=0,
         device="cpu",
     ).fit(X, y_semi)
     # The head reads the encoder's output standardised, not decorrelated: undo transform's embedding_whitening_.
@@ -388,7 +393,12 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
     np.testing.assert_allclose(model.predict_proba(X), probe.predict_proba(Z), atol=1e-3)
     # The test can fail: a randomly initialised head predicts something else.
     scratch = SSLClassifier(
-        MaskedAutoencoder(**SMALL_EMBEDDER), strategy="finetune", pretrain=False, learning_rate=1e-12, max_epochs=1,
-        random_state=0, device="cpu",
+        MaskedAutoencoder(**SMALL_EMBEDDER),
+        strategy="finetune",
+        pretrain=False,
+        learning_rate=1e-12,
+        max_epochs=1,
+        random_state=0,
+        device="cpu",
     ).fit(X, y_semi)
     assert np.abs(scratch.predict_proba(X) - probe.predict_proba(Z)).max() > 0.05

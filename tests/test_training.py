@@ -6,11 +6,10 @@ import torch
 from _synthetic import low_rank_classes
 from scipy import stats
 
-from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
-from skssl import _data
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
 from skssl._base import auto_batch_size
-from skssl._training import FitResult, Schedule, fit_loop, make_adamw, resolve_schedule
 from skssl._corruption import scarf_corrupt, vime_mask
+from skssl._training import FitResult, Schedule, fit_loop, make_adamw, resolve_schedule
 
 FAST = dict(hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
 
@@ -194,8 +193,15 @@ def test_fit_loop_draws_labeled_and_unlabeled_batches_in_one_step():
         return supervised + module(unlabeled).var()  # e.g. a consistency term on the unlabeled rows
 
     result = _run(
-        _Linear(), loss_fn, X, train_rows=labeled[:6], validation_rows=labeled[6:], targets=targets,
-        unlabeled_rows=unlabeled, unlabeled_batch_size=2, max_epochs=2,
+        _Linear(),
+        loss_fn,
+        X,
+        train_rows=labeled[:6],
+        validation_rows=labeled[6:],
+        targets=targets,
+        unlabeled_rows=unlabeled,
+        unlabeled_batch_size=2,
+        max_epochs=2,
     )
     steps = [batch for batch in seen if batch[2] is not None]
     assert len(steps) == 4  # 2 epochs of 6 labeled rows in batches of 4: 4 + 2 rows
@@ -222,8 +228,15 @@ def test_fit_loop_early_stopping_keeps_the_best_weights_and_says_why():
 
     module = _Linear()
     result = _run(
-        module, noisy_validation, X, train_rows=np.arange(30), validation_rows=np.arange(30, 40), targets=targets,
-        max_epochs=50, patience=3, early_stopping=True,
+        module,
+        noisy_validation,
+        X,
+        train_rows=np.arange(30),
+        validation_rows=np.arange(30, 40),
+        targets=targets,
+        max_epochs=50,
+        patience=3,
+        early_stopping=True,
     )
     losses = result.history["validation_loss"]
     assert result.stop_reason == "early_stopping" and result.n_epochs < 50 and result.restored_best
@@ -236,8 +249,14 @@ def test_fit_loop_early_stopping_keeps_the_best_weights_and_says_why():
 def test_fit_loop_after_step_and_divergence():
     X = np.ones((8, 3), dtype=np.float32)
     steps = []
-    _run(_Linear(), lambda m, x, t, generator=None: m(x).pow(2).mean(), X, train_rows=np.arange(8), max_epochs=3,
-         after_step=lambda module: steps.append(1))
+    _run(
+        _Linear(),
+        lambda m, x, t, generator=None: m(x).pow(2).mean(),
+        X,
+        train_rows=np.arange(8),
+        max_epochs=3,
+        after_step=lambda module: steps.append(1),
+    )
     assert len(steps) == 6  # 2 steps per epoch
     with pytest.raises(FloatingPointError, match="Toy training diverged.*learning_rate"):
         _run(_Linear(), lambda m, x, t, generator=None: m(x).sum() * np.inf, X, train_rows=np.arange(8), name="Toy")

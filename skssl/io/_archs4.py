@@ -8,6 +8,7 @@ import numpy as np
 
 from ._container import ExpressionData
 
+
 def _import_h5py(what):
     try:
         import h5py
@@ -33,10 +34,7 @@ def _lookup(requested, available, what, path):
         index = requested.astype(np.intp)
         bad = (index < 0) | (index >= len(available))
         if bad.any():
-            raise ValueError(
-                f"{path}: {what} index {index[bad][0]} is out of range "
-                f"(0..{len(available) - 1})."
-            )
+            raise ValueError(f"{path}: {what} index {index[bad][0]} is out of range (0..{len(available) - 1}).")
     else:
         position = {}
         for i, name in enumerate(available):
@@ -44,10 +42,7 @@ def _lookup(requested, available, what, path):
         index = np.array([position.get(str(r), -1) for r in requested], dtype=np.intp)
         if (index < 0).any():
             missing = [str(r) for r in requested[index < 0][:5]]
-            raise ValueError(
-                f"{path}: {int((index < 0).sum())} requested {what}(s) not in "
-                f"the file, e.g. {missing}."
-            )
+            raise ValueError(f"{path}: {int((index < 0).sum())} requested {what}(s) not in the file, e.g. {missing}.")
     if len(np.unique(index)) != len(index):
         raise ValueError(f"{path}: the requested {what}s contain duplicates.")
     return index
@@ -92,10 +87,7 @@ def _read_ids(f, path):
         None,
     )
     if symbol_key is None:
-        raise ValueError(
-            f"{path}: not an ARCHS4 file (no 'meta/genes/symbol' or "
-            "'meta/genes/gene_symbol')."
-        )
+        raise ValueError(f"{path}: not an ARCHS4 file (no 'meta/genes/symbol' or 'meta/genes/gene_symbol').")
     symbols = _decode(f[symbol_key][()])
     accessions = _decode(f["meta/samples/geo_accession"][()])
     if expression.shape != (len(symbols), len(accessions)):
@@ -163,9 +155,7 @@ def _gene_metadata(f, h5py, symbol_key, symbols, first_row):
     for key, dataset in f["meta/genes"].items():
         if key == symbol_key.rsplit("/", 1)[1]:
             continue
-        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (
-            len(symbols),
-        ):
+        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (len(symbols),):
             continue
         gene_metadata[key] = _decode(dataset[()])[first_row]
     return gene_metadata
@@ -233,9 +223,7 @@ def read_archs4(path, samples=None, genes=None, max_samples=None):
     """
     h5py = _import_h5py("read_archs4")
     path = Path(path)
-    if max_samples is not None and (
-        not isinstance(max_samples, (int, np.integer)) or max_samples < 1
-    ):
+    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
         raise ValueError(f"max_samples must be a positive int, got {max_samples!r}.")
     with h5py.File(path, "r") as f:
         expression, symbol_key, symbols, accessions = _read_ids(f, path)

@@ -67,13 +67,10 @@ class ExpressionData:
         self.samples = _str_array(self.samples)
         if self.X.shape != (len(self.samples), len(self.genes)):
             raise ValueError(
-                f"X has shape {self.X.shape} but there are {len(self.samples)} "
-                f"samples and {len(self.genes)} genes."
+                f"X has shape {self.X.shape} but there are {len(self.samples)} samples and {len(self.genes)} genes."
             )
         self.metadata = self._columns(self.metadata, len(self.samples), "metadata")
-        self.gene_metadata = self._columns(
-            self.gene_metadata, len(self.genes), "gene_metadata"
-        )
+        self.gene_metadata = self._columns(self.gene_metadata, len(self.genes), "gene_metadata")
 
     @staticmethod
     def _columns(table, n, what):
@@ -82,9 +79,7 @@ class ExpressionData:
         for key, values in table.items():
             values = np.asarray(values)
             if values.shape != (n,):
-                raise ValueError(
-                    f"{what}[{key!r}] has shape {values.shape}, expected ({n},)."
-                )
+                raise ValueError(f"{what}[{key!r}] has shape {values.shape}, expected ({n},).")
             out[str(key)] = values
         return out
 
@@ -129,9 +124,7 @@ class ExpressionData:
             Indexed by sample id, one column per metadata field.
         """
         pd = _import_pandas("ExpressionData.metadata_frame")
-        return pd.DataFrame(
-            dict(self.metadata), index=pd.Index(self.samples, name="sample_id")
-        )
+        return pd.DataFrame(dict(self.metadata), index=pd.Index(self.samples, name="sample_id"))
 
     def __repr__(self):
         parts = [f"n_samples={self.n_samples}", f"n_genes={self.n_genes}"]

@@ -30,8 +30,7 @@ def _parse_dims(path, lineno, row, n_expected):
         dims = []
     if len(dims) != n_expected or any(d < 0 for d in dims):
         raise ValueError(
-            f"{_where(path, lineno)}: expected {n_expected} non-negative "
-            f"integers (the dimensions), found {row!r}."
+            f"{_where(path, lineno)}: expected {n_expected} non-negative integers (the dimensions), found {row!r}."
         )
     return dims
 
@@ -47,8 +46,7 @@ def _read_preamble(path, rows):
     version = row[0].strip()
     if version not in ("#1.2", "#1.3"):
         raise ValueError(
-            f"{_where(path, lineno)}: not a GCT file; the first line must be "
-            f"'#1.2' or '#1.3', found {row[0]!r}."
+            f"{_where(path, lineno)}: not a GCT file; the first line must be '#1.2' or '#1.3', found {row[0]!r}."
         )
     try:
         lineno, row = next(rows)
@@ -82,9 +80,7 @@ def _read_column_annotations(path, rows, names, n_lead, n_col_meta):
         try:
             lineno, row = next(rows)
         except StopIteration:
-            raise ValueError(
-                f"{path}: expected {n_col_meta} column-annotation lines."
-            ) from None
+            raise ValueError(f"{path}: expected {n_col_meta} column-annotation lines.") from None
         if len(row) != len(names):
             raise ValueError(
                 f"{_where(path, lineno)}: expected {len(names)} fields (as in "
@@ -92,10 +88,7 @@ def _read_column_annotations(path, rows, names, n_lead, n_col_meta):
             )
         key = row[0].strip()
         if not key or key in sample_meta:
-            raise ValueError(
-                f"{_where(path, lineno)}: empty or duplicated column-annotation "
-                f"name {key!r}."
-            )
+            raise ValueError(f"{_where(path, lineno)}: empty or duplicated column-annotation name {key!r}.")
         sample_meta[key] = _convert_column(row[n_lead:])
     return sample_meta
 
@@ -152,18 +145,10 @@ def read_gct(path):
     n_lead = 1 + n_row_meta
     names = _read_header(path, rows, n_lead, n_cols)
     sample_meta = _read_column_annotations(path, rows, names, n_lead, n_col_meta)
-    genes, annotations, values, _ = _parse_matrix(
-        path, rows, names, row_what="gene", col_what="sample", n_lead=n_lead
-    )
+    genes, annotations, values, _ = _parse_matrix(path, rows, names, row_what="gene", col_what="sample", n_lead=n_lead)
     if len(genes) != n_rows:
-        raise ValueError(
-            f"{path}: the dimensions line says {n_rows} genes but the file has "
-            f"{len(genes)} data rows."
-        )
-    gene_meta = {
-        names[1 + j]: _convert_column([a[j] for a in annotations])
-        for j in range(n_row_meta)
-    }
+        raise ValueError(f"{path}: the dimensions line says {n_rows} genes but the file has {len(genes)} data rows.")
+    gene_meta = {names[1 + j]: _convert_column([a[j] for a in annotations]) for j in range(n_row_meta)}
     return ExpressionData(
         values.T,
         genes,
@@ -208,13 +193,7 @@ def write_gct(data, path, version="1.2"):
     n_samples, n_genes = data.shape
     if version == "1.2":
         descriptions = data.gene_metadata.get("Description")
-        row_meta = {
-            "Description": (
-                np.full(n_genes, "na", dtype=object)
-                if descriptions is None
-                else descriptions
-            )
-        }
+        row_meta = {"Description": (np.full(n_genes, "na", dtype=object) if descriptions is None else descriptions)}
         col_meta = {}
         dims = [n_genes, n_samples]
         header = ["Name", "Description"]
@@ -228,9 +207,7 @@ def write_gct(data, path, version="1.2"):
         writer.writerow(dims)
         writer.writerow([*header, *data.samples])
         for key, values in col_meta.items():
-            writer.writerow(
-                [key, *(["na"] * len(row_meta)), *map(_format_cell, values)]
-            )
+            writer.writerow([key, *(["na"] * len(row_meta)), *map(_format_cell, values)])
         for g, values in enumerate(data.X.T):
             annotations = [_format_cell(row_meta[k][g]) for k in row_meta]
             writer.writerow([data.genes[g], *annotations, *_format_values(values)])

@@ -60,22 +60,15 @@ def _scan(path):
             if name in series:
                 # Repeated lines (e.g. the summary) are paragraphs of one field.
                 previous = series[name]
-                series[name] = (
-                    previous if isinstance(previous, list) else [previous]
-                ) + [value]
+                series[name] = (previous if isinstance(previous, list) else [previous]) + [value]
             else:
                 series[name] = value
         elif key.startswith("!Sample_"):
             sample_lines.append((lineno, key[len("!Sample_") :], row[1:]))
     if state == "head":
-        raise ValueError(
-            f"{path}: no '!series_matrix_table_begin' line; not a GEO series "
-            "matrix file."
-        )
+        raise ValueError(f"{path}: no '!series_matrix_table_begin' line; not a GEO series matrix file.")
     if state == "table":
-        raise ValueError(
-            f"{path}: no '!series_matrix_table_end' line; the file is truncated."
-        )
+        raise ValueError(f"{path}: no '!series_matrix_table_end' line; the file is truncated.")
     if header is None:
         raise ValueError(f"{path}: the expression table is empty (no header).")
     return series, sample_lines, header_line, header, table_rows
@@ -104,8 +97,7 @@ def _sample_metadata(path, sample_lines, samples):
         position = {a: i for i, a in enumerate(accessions)}
         if set(position) != set(samples):
             raise ValueError(
-                f"{path}: the !Sample_geo_accession line does not list the "
-                "same samples as the table header."
+                f"{path}: the !Sample_geo_accession line does not list the same samples as the table header."
             )
         order = [position[s] for s in samples]
         metadata = {k: [v[i] for i in order] for k, v in metadata.items()}
@@ -160,13 +152,8 @@ def read_geo_series_matrix(path):
     series, sample_lines, header_line, header, table_rows = _scan(path)
     names = _check_header(path, header_line, header, col_what="sample")
     if names[0] != "ID_REF":
-        raise ValueError(
-            f"{_where(path, header_line)}: the table header must start with "
-            f"'ID_REF', found {names[0]!r}."
-        )
-    genes, _, values, _ = _parse_matrix(
-        path, table_rows, names, row_what="gene", col_what="sample"
-    )
+        raise ValueError(f"{_where(path, header_line)}: the table header must start with 'ID_REF', found {names[0]!r}.")
+    genes, _, values, _ = _parse_matrix(path, table_rows, names, row_what="gene", col_what="sample")
     samples = names[1:]
     metadata = _sample_metadata(path, sample_lines, samples)
     return ExpressionData(

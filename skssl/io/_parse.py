@@ -115,8 +115,7 @@ def _check_unique(ids, what, path, where):
     for i, name in enumerate(ids):
         if name in seen:
             raise ValueError(
-                f"{path}: duplicated {what} {name!r} ({where(seen[name])} and "
-                f"{where(i)}). Identifiers must be unique."
+                f"{path}: duplicated {what} {name!r} ({where(seen[name])} and {where(i)}). Identifiers must be unique."
             )
         seen[name] = i
 
@@ -143,9 +142,7 @@ def _convert_column(values):
         except ValueError:
             pass
         else:
-            return np.array(
-                [np.nan if m else next(numbers) for m in missing], dtype=np.float64
-            )
+            return np.array([np.nan if m else next(numbers) for m in missing], dtype=np.float64)
     out = np.empty(len(values), dtype=object)
     out[:] = [None if m else v for v, m in zip(values, missing)]
     return out
@@ -180,9 +177,7 @@ def _parse_matrix(path, rows, header, *, row_what, col_what, n_lead=1):
             raise ValueError(f"{_where(path, lineno)}: empty {row_what} id.")
         ids.append(row_id)
         annotations.append(row[1:n_lead])
-        values.append(
-            _parse_values(row[n_lead:], path, lineno, header, n_lead).astype(np.float32)
-        )
+        values.append(_parse_values(row[n_lead:], path, lineno, header, n_lead).astype(np.float32))
         linenos.append(lineno)
     if not ids:
         raise ValueError(f"{path}: the table has a header but no data rows.")
@@ -200,10 +195,7 @@ def _check_header(path, lineno, header, *, col_what, n_lead=1):
     cols = names[n_lead:]
     for j, name in enumerate(cols):
         if not name:
-            raise ValueError(
-                f"{_where(path, lineno)}, column {j + n_lead + 1}: empty "
-                f"{col_what} id in the header."
-            )
+            raise ValueError(f"{_where(path, lineno)}, column {j + n_lead + 1}: empty {col_what} id in the header.")
     if _looks_like_data(cols):
         raise ValueError(
             f"{_where(path, lineno)}: the first line looks like data, not a "

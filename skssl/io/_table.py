@@ -55,11 +55,7 @@ def _read_sample_table(path, sample_id_column=None, sep=None):
         records.append(row)
         linenos.append(lineno)
     _check_unique(ids, "sample id", path, lambda i: f"line {linenos[i]}")
-    columns = {
-        name: [record[j] for record in records]
-        for j, name in enumerate(header)
-        if j != id_col
-    }
+    columns = {name: [record[j] for record in records] for j, name in enumerate(header) if j != id_col}
     return ids, columns
 
 
@@ -97,9 +93,7 @@ def _read_header(path, rows, col_what):
     return names, first
 
 
-def read_table(
-    path, orient="samples", sep=None, sample_table=None, sample_id_column=None
-):
+def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_column=None):
     """Read a delimited expression matrix (CSV/TSV, optionally gzipped).
 
     The first line is a header and the first column holds identifiers.
@@ -166,14 +160,10 @@ def read_table(
         raise ValueError(f"orient must be 'samples' or 'genes', got {orient!r}.")
     path = Path(path)
     sep = _infer_sep(path, sep, _peek_first_line(path))
-    row_what, col_what = (
-        ("sample", "gene") if orient == "samples" else ("gene", "sample")
-    )
+    row_what, col_what = ("sample", "gene") if orient == "samples" else ("gene", "sample")
     rows = _read_delimited(path, sep)
     names, first = _read_header(path, rows, col_what)
-    ids, _, values, _ = _parse_matrix(
-        path, itertools.chain([first], rows), names, row_what=row_what, col_what=col_what
-    )
+    ids, _, values, _ = _parse_matrix(path, itertools.chain([first], rows), names, row_what=row_what, col_what=col_what)
     if orient == "samples":
         samples, genes, X = ids, names[1:], values
     else:
@@ -182,9 +172,7 @@ def read_table(
     if sample_table is not None:
         table_ids, columns = _read_sample_table(sample_table, sample_id_column)
         metadata = _join_metadata(samples, table_ids, columns, sample_table)
-    return ExpressionData(
-        X, genes, samples, metadata=metadata, attrs={"source": str(path)}
-    )
+    return ExpressionData(X, genes, samples, metadata=metadata, attrs={"source": str(path)})
 
 
 def write_table(data, path, orient="samples", sep=None, sample_table=None):
@@ -236,14 +224,10 @@ def write_table(data, path, orient="samples", sep=None, sample_table=None):
             writer.writerow([row_id, *_format_values(values)])
     if sample_table is not None:
         table_path = Path(sample_table)
-        table_sep = (
-            "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
-        )
+        table_sep = "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
         keys = list(data.metadata)
         with _open_text(table_path, "w") as f:
             writer = csv.writer(f, delimiter=table_sep, lineterminator="\n")
             writer.writerow(["sample_id", *keys])
             for i, sample in enumerate(data.samples):
-                writer.writerow(
-                    [sample, *(_format_cell(data.metadata[k][i]) for k in keys)]
-                )
+                writer.writerow([sample, *(_format_cell(data.metadata[k][i]) for k in keys)])

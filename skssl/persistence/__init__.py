@@ -310,9 +310,7 @@ def _read_archive(path):
         with zipfile.ZipFile(name) as archive:
             entries = set(archive.namelist())
             if _META not in entries:
-                raise ValueError(
-                    f"{name!r} is a zip archive without {_META}: not a file written by skssl.save_model."
-                )
+                raise ValueError(f"{name!r} is a zip archive without {_META}: not a file written by skssl.save_model.")
             meta_bytes = archive.read(_META)
             tensor_bytes = archive.read(_TENSORS) if _TENSORS in entries else None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
@@ -358,7 +356,7 @@ def _load_tensors(data, path):
         # weights_only=True: a restricted unpickler that builds tensors and plain containers and refuses any
         # other global (no code from the file runs); map_location: the model loads on machines without a GPU.
         tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure means the same thing to the caller
+    except Exception as exc:
         raise ValueError(
             f"{name!r}: {_TENSORS} could not be read as plain tensors and was refused ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}). The file is corrupt, or holds something other than "

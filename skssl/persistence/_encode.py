@@ -71,8 +71,13 @@ def _encode(value, writer, where):
         return {"__kind__": "device", "value": str(value)}
     if isinstance(value, np.random.RandomState):
         name, keys, pos, has_gauss, cached = value.get_state()
-        return {"__kind__": "random_state", "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
-                "cached_gaussian": float(cached)}
+        return {
+            "__kind__": "random_state",
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
     if type(value) is sp.csr_matrix:  # the ensemble's graph affinity; other formats would load as another type
         csr = value
         return {
@@ -100,8 +105,13 @@ def _encode_array(array, writer, where):
         native = array.astype(array.dtype.newbyteorder("="), copy=False)
         order = "F" if native.ndim > 1 and native.flags.f_contiguous and not native.flags.c_contiguous else "C"
         key = writer.add(where, torch.from_numpy(np.ascontiguousarray(native)))
-        return {"__kind__": "ndarray", "dtype": native.dtype.str, "shape": list(native.shape), "order": order,
-                "tensor": key}
+        return {
+            "__kind__": "ndarray",
+            "dtype": native.dtype.str,
+            "shape": list(native.shape),
+            "order": order,
+            "tensor": key,
+        }
     if array.dtype.kind in "UO":
         items = [_encode(v, writer, where) for v in array.ravel().tolist()]
         if array.dtype.kind == "O" and not all(v is None or isinstance(v, (str, int, float, bool)) for v in items):

@@ -20,38 +20,23 @@ from .._base import BaseSSLEstimator, _cuda_indices, fill_doc
 from .._compat import Interval, StrOptions, fit_context, validate_params
 from ..multiview import resolve_views, scan_views
 from ._checks import check_single_view_values, warn_if_not_counts
+from ._docs import VAE_PARAMETER_DOCS
 from ._module import VAEModule
 from .likelihoods import LIKELIHOODS, make_likelihood
 
 SCORE_DRAWS = 16  # latent draws averaged by score_samples
 # Fitted attributes that depend on the layout of the views (set, or removed, by fit and the first partial_fit).
-_VIEW_ATTRIBUTES = ("views_", "view_likelihoods_", "view_counts_", "library_size_", "log_library_mean_",
-                    "log_library_std_")
+_VIEW_ATTRIBUTES = (
+    "views_",
+    "view_likelihoods_",
+    "view_counts_",
+    "library_size_",
+    "log_library_mean_",
+    "log_library_std_",
+)
 
 
-_VAE_PARAMETER_DOCS = {
-    "hidden_dims": """\
-    hidden_dims : "auto" or tuple of int, default="auto"
-        Widths of the encoder's hidden layers (the decoder mirrors them); "auto" uses two layers of 256 (under
-        1 000 features) or 512.
-""",
-    "dropout": """\
-    dropout : float in [0, 1), default=0.1
-        Dropout after each hidden layer of the encoder.
-""",
-    "standardize": """\
-    standardize : bool, default=True
-        Centre and scale each feature with statistics of the ``fit`` data (Gaussian likelihood only; ignored for
-        ``likelihood="nb"``, whose encoder normalises by library size instead).
-""",
-    "random_state": """\
-    random_state : int, RandomState instance or None, default=None
-        Seeds the split, batch order, weights and latent samples: same seed, same embedding on CPU.
-""",
-}
-
-
-@fill_doc(**_VAE_PARAMETER_DOCS)
+@fill_doc(**VAE_PARAMETER_DOCS)
 class VAEEmbedder(BaseSSLEstimator):
     """Variational autoencoder embedding of expression profiles.
 
@@ -329,7 +314,12 @@ class VAEEmbedder(BaseSSLEstimator):
             }
             layout.append((index, make_likelihood(likelihoods[name], len(index), view_statistics)))
         return VAEModule(
-            layout, hidden_dims, self.n_components, self.dropout, multiview=True, names=list(indices),
+            layout,
+            hidden_dims,
+            self.n_components,
+            self.dropout,
+            multiview=True,
+            names=list(indices),
             counts=present.sum(axis=0).tolist(),
         )
 
