@@ -33,6 +33,7 @@ __all__ = [
     "get_feature_names",
     "portable_sklearn_params",
     "standard_gamma",
+    "validate_estimator_params",
     "validate_params",
 ]
 
@@ -115,3 +116,12 @@ def portable_sklearn_params(cls, params):
     elif installed["penalty"] == "deprecated" and penalty in ("l2", "l1") and ratio is None:
         params["penalty"], params["l1_ratio"] = "deprecated", (0.0 if penalty == "l2" else 1.0)  # written by < 1.8
     return params
+
+
+def validate_estimator_params(estimator):
+    """Check ``estimator``'s parameters against its ``_parameter_constraints`` without fitting it.
+
+    For parameters read from a file (``skssl.persistence``); ``fit`` itself validates through ``fit_context``.
+    Raises ``InvalidParameterError`` (a ``ValueError`` and ``TypeError``).
+    """
+    estimator._validate_params()

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
 
-from ._compat import DocLinkMixin, Interval, StrOptions, check_feature_names_in, get_feature_names
+from ._compat import DocLinkMixin, Interval, StrOptions, check_feature_names_in, fit_context, get_feature_names
 
 __all__ = ["GeneAligner"]
 
@@ -134,6 +134,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
             self._as_gene_array(names, "The columns of X")
         return names
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Record the target gene order and the fill values.
 
@@ -151,7 +152,6 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
         self : object
             Fitted transformer.
         """
-        self._validate_params()
         names = self._frame_names(X)
         X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True)
         if self.genes is None:

@@ -21,7 +21,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._compat import DocLinkMixin, Interval, StrOptions
+from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
 from ._data import _non_finite_message
 from ._gene_aligner import GeneAligner
 
@@ -144,6 +144,7 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         check_non_negative(X, f"{self.__class__.__name__} (counts)")
         return X
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate `X` and record the number of features.
 
@@ -160,7 +161,6 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         self : object
             Fitted transformer.
         """
-        self._validate_params()
         self._validate(X, reset=True)
         return self
 
@@ -277,6 +277,7 @@ class HighlyVariableGenes(DocLinkMixin, SelectorMixin, BaseEstimator):
         self.n_top_genes = n_top_genes
         self.flavor = flavor
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Score the genes and select the `n_top_genes` highest.
 
@@ -293,7 +294,6 @@ class HighlyVariableGenes(DocLinkMixin, SelectorMixin, BaseEstimator):
         self : object
             Fitted selector.
         """
-        self._validate_params()
         X = _validate_finite(self, X, accept_sparse=("csr", "csc"), dtype=FLOAT_DTYPES, reset=True)
         if sp.issparse(X):
             means, variances = mean_variance_axis(X, axis=0)

@@ -14,7 +14,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from .._base import BaseSSLEstimator
-from .._compat import InvalidParameterError, portable_sklearn_params
+from .._compat import InvalidParameterError, portable_sklearn_params, validate_estimator_params
 from ..supervised import _BaseFineTune
 from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder, _upgrade_state_dict
 from ._schema import (
@@ -181,7 +181,7 @@ def _check_params(node, cls, where):
 
 def _validated(estimator, where):
     try:
-        estimator._validate_params()
+        validate_estimator_params(estimator)
     except InvalidParameterError as exc:
         raise ValueError(f"{where}: invalid parameters for {type(estimator).__name__}: {exc}") from exc
     return estimator
