@@ -93,7 +93,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     (100, 8)
     """
 
-    # The corruption is a class attribute so that a variant (e.g. the per-row reference in benchmarks/) can swap it.
+    # The corruption is a class attribute so that a variant (e.g. the per-row reference in dev/) can swap it.
     _corrupt = staticmethod(scarf_corrupt)
 
     _parameter_constraints: dict = {

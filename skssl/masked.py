@@ -79,7 +79,7 @@ class MaskedAutoencoder(BaseSSLEstimator):
     (5,)
     """
 
-    # The corruption is a class attribute so that a variant (e.g. the per-row reference in benchmarks/) can swap it.
+    # The corruption is a class attribute so that a variant (e.g. the per-row reference in dev/) can swap it.
     _corrupt = staticmethod(vime_mask)
 
     _parameter_constraints: dict = {

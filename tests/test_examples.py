@@ -5,14 +5,20 @@ and epochs), from a temporary working directory (so nothing is written into the 
 thread per process unless ``OMP_NUM_THREADS`` is already set (on a small shared CI machine more threads mostly add
 contention). Scripts that read ``../shared/data`` are skipped when that folder is absent. The notebooks run in a
 Jupyter kernel through nbclient; the test skips, saying why, when nbclient or ipykernel is not installed.
+
+The notebooks are stored with their outputs, which ``docs/regenerate_notebook.py`` produces and stamps with the
+skssl version and a hash of the code cells; a stale stamp fails ``test_notebook_outputs_are_current``.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import skssl
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -21,6 +27,7 @@ SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 QUICK_FLAG = "SKSSL_EXAMPLE_QUICK"
 TIMEOUT = 600  # seconds per example: generous, for loaded machines; in quick mode each takes seconds
+REGENERATE = ROOT / "docs" / "regenerate_notebook.py"
 
 
 def _needs_shared_data(path):
@@ -90,6 +97,32 @@ def test_notebook_is_stored_with_its_outputs(path):
     assert not errors, f"{path.name} is stored with an error output"
     images = [out for cell in code for out in cell.outputs if "image/png" in out.get("data", {})]
     assert images, f"{path.name} is stored without its plots"
+
+
+def _regenerate_module():
+    spec = importlib.util.spec_from_file_location("regenerate_notebook", REGENERATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_outputs_are_current(path):
+    # The stored outputs must come from this version of skssl and from the code cells as they now stand.
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is needed to read the notebooks")
+    assert REGENERATE.is_file(), f"{REGENERATE} is missing"
+    regenerate = _regenerate_module()
+    notebook = nbformat.read(path, as_version=4)
+    stamp = notebook.metadata.get(regenerate.STAMP_KEY)
+    fix = f"regenerate its outputs with `{regenerate.COMMAND}` (about two minutes on 2 CPU cores)"
+    assert stamp, f"examples/{path.name} has no skssl version stamp in its metadata: {fix}"
+    assert stamp.get("version") == skssl.__version__, (
+        f"examples/{path.name} stores outputs of skssl {stamp.get('version')}, but the package is skssl "
+        f"{skssl.__version__}: {fix}"
+    )
+    assert stamp.get("code_sha256") == regenerate.code_sha256(notebook), (
+        f"a code cell of examples/{path.name} was edited after its outputs were generated: {fix}"
+    )
 
 
 @pytest.mark.slow

@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The dev scripts live in benchmarks/ today and may move to dev/.
-SCRIPT = next(
-    (ROOT / folder / "gpu_check.py" for folder in ("dev", "benchmarks") if (ROOT / folder / "gpu_check.py").exists()),
-    None,
-)
+SCRIPT = ROOT / "dev" / "gpu_check.py" if (ROOT / "dev" / "gpu_check.py").exists() else None
 
 ESTIMATORS = (
     "MaskedAutoencoder",
@@ -29,7 +25,7 @@ ESTIMATORS = (
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     if SCRIPT is None:
-        pytest.skip("gpu_check.py is in neither dev/ nor benchmarks/")
+        pytest.skip("gpu_check.py is in neither dev/ nor dev/")
     json_path = tmp_path_factory.mktemp("gpu_check") / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SKSSL_TEST_THREADS", "2")}
     completed = subprocess.run(

@@ -4,7 +4,7 @@ Creates (once) a float32 memmap of ``--rows`` x ``--genes`` (default 1 000 000 x
 then in a fresh child process fits an embedder on it and embeds it, and reports the child's peak RSS
 (``VmHWM``), wall time and the size of the file: the data never has to fit in memory.
 
-Usage: ``python benchmarks/memmap_memory.py [--rows 1000000] [--genes 2000] [--dir /tmp] [--epochs 1]``
+Usage: ``python dev/memmap_memory.py [--rows 1000000] [--genes 2000] [--dir /tmp] [--epochs 1]``
 """
 
 from __future__ import annotations

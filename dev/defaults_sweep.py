@@ -9,7 +9,7 @@ hidden) with the estimator's default schedule, then ``StandardScaler + LogisticR
 
 Usage::
 
-    python benchmarks/defaults_sweep.py \
+    python dev/defaults_sweep.py \
         '{"lr": ["raw", {}], "pca": ["pca", {}], "mae128": ["mae", {"n_components": 128}]}' \
         synthetic,hsmm 0,1,2 results.json
 

@@ -25,7 +25,7 @@ label ``C1A.C1B``), ``hsmm`` (hsmm_myoblast, log1p, label ``Hours``, top-2000 va
 and ``bladderbatch`` (label ``cancer``, top-2000 variable genes of the training rows); real data are read from
 ``../shared/data`` (or ``$SKSSL_DATA_DIR``).
 
-Usage: ``python benchmarks/embedding_whitening.py [--datasets synthetic tcga_acc hsmm bladderbatch]
+Usage: ``python dev/embedding_whitening.py [--datasets synthetic tcga_acc hsmm bladderbatch]
 [--embedders ...] [--cache DIR] [--threads 1]``. ``--cache`` keeps each fold's embeddings (``.npz``) so that a
 rerun only refits what is missing.
 """

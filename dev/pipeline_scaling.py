@@ -6,7 +6,7 @@ same pipeline with a ``StandardScaler`` between the two steps, and how many ``Co
 (``LogisticRegression()`` keeps its defaults, ``max_iter=100``). Both pipelines share a joblib cache, so each fold's
 embedder is fitted once and the two classifiers see the same embedding.
 
-Usage: ``python benchmarks/pipeline_scaling.py [--folds 5] [--threads 1]``
+Usage: ``python dev/pipeline_scaling.py [--folds 5] [--threads 1]``
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Prints, from ONE run on one machine (ratios are what to compare; machines and lo
     ``randperm`` per sample: the reference implementations' pattern), for the whole training step and for the
     corruption alone. The VAE corrupts nothing: n/a.
 
-Usage: ``python benchmarks/train_step_speed.py [--genes 5000 20000] [--rounds 5] [--device cpu]``
+Usage: ``python dev/train_step_speed.py [--genes 5000 20000] [--rounds 5] [--device cpu]``
 """
 
 from __future__ import annotations

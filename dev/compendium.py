@@ -26,8 +26,8 @@ writes everything.
 
 Usage::
 
-    python benchmarks/compendium.py --small                   # 5 000 x 500, a few minutes on 2 cores
-    python benchmarks/compendium.py --json compendium.json    # 100 000 x 5 000 (2 GB file under --dir)
+    python dev/compendium.py --small                   # 5 000 x 500, a few minutes on 2 cores
+    python dev/compendium.py --json compendium.json    # 100 000 x 5 000 (2 GB file under --dir)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Also times the ensemble with the embedding member (a default MaskedAutoencoder pre-trained on all rows), the
 fine-tuning strategy, and logistic regression as the reference, in the same run (ratios are what carry over to
-another machine). 10 % of the rows labeled. Run: ``python benchmarks/ensemble_fit_time.py``.
+another machine). 10 % of the rows labeled. Run: ``python dev/ensemble_fit_time.py``.
 """
 
 import os

@@ -19,7 +19,7 @@ Selection: for each task left out, the candidate with the best criterion on the 
 10 per unit that a task's 100 %-label score falls more than 0.02 below the best baseline), scored on the task left
 out. The shipped default is the candidate chosen on all four (``sw_g+pc8+ls``).
 
-Run: ``python benchmarks/ensemble_selection.py --data-dir ../shared/data --cache /tmp/skssl_selection``
+Run: ``python dev/ensemble_selection.py --data-dir ../shared/data --cache /tmp/skssl_selection``
 (about 20 minutes on 2 CPU cores, most of it pre-training the embedders; the cache makes re-runs seconds).
 """
 

@@ -13,7 +13,7 @@ embedding. Combinations: the shipped ``genes + pc8 + ls10`` ("base") with one ex
 Result (2026-11-28, 10 seeds, see docs/benchmarks.md): no candidate raises the mean gap closed at 10 % of labels by
 more than 0.01 over the shipped ensemble, and none changes bladderbatch.
 
-Run: ``python benchmarks/ensemble_more_candidates.py --cache /tmp/skssl_selection`` (about 15 minutes on 2 idle
+Run: ``python dev/ensemble_more_candidates.py --cache /tmp/skssl_selection`` (about 15 minutes on 2 idle
 cores).
 """
 

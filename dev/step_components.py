@@ -8,7 +8,7 @@ on a batch of 256 rows x 5 000 genes (medians of interleaved rounds, one process
 - the marginal draws' gather: across the rows of the row-major batch against a column-major copy;
 - and, for reference, a whole SCARF and VIME corruption as skssl does it.
 
-Usage: ``python benchmarks/step_components.py [--rows 256] [--genes 5000] [--rounds 7]``. Run it again with
+Usage: ``python dev/step_components.py [--rows 256] [--genes 5000] [--rounds 7]``. Run it again with
 ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=2000000000`` in the environment to see how much of these
 costs is the allocator returning batch-sized blocks to the kernel.
 """

@@ -22,9 +22,9 @@ Ends with ``summary: N ok, M failed``; exit status 1 when something failed.
 
 Usage::
 
-    python benchmarks/gpu_check.py                        # cuda, full size
-    python benchmarks/gpu_check.py --rows 20000 --genes 2000 --json gpu_check.json
-    python benchmarks/gpu_check.py --device cpu --rows 200 --genes 50 --quick   # what the test suite runs
+    python dev/gpu_check.py                        # cuda, full size
+    python dev/gpu_check.py --rows 20000 --genes 2000 --json gpu_check.json
+    python dev/gpu_check.py --device cpu --rows 200 --genes 50 --quick   # what the test suite runs
 
 Not run on a GPU in this project yet (no GPU was available): the numbers of a first run belong in
 ``docs/performance.md``.
