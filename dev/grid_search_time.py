@@ -21,8 +21,8 @@ would get it). Three idioms:
   in front of the embedder, as ``skssl-benchmark --top-genes 2000`` does: a smaller network, a faster fit.
 
 Run: ``python dev/grid_search_time.py`` from the repository root, with skssl installed (``pip install -e .``)
-or ``PYTHONPATH=.``. The four idioms make 19 embedder fits in all (1 + 1 + 6 + 11), each one to a few minutes on
-a 2-core machine (the naive search alone took 549 s when issue 13 was filed) and several times that on a busy one;
+or ``PYTHONPATH=.``. The four idioms make 19 embedder fits in all (1 + 1 + 6 + 11), each about 40 s on an idle
+2-core machine (the naive search took 428 s, the memory one 265 s) and several times that on a busy one;
 ``--idioms frozen`` runs one idiom. ``--threads`` sets ``torch.set_num_threads`` (default 2, the machine's cores).
 Each idiom's line gives wall time and the process's CPU time (all threads), and the load average, since other
 processes on the machine lengthen the wall time.
