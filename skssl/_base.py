@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _data
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
 from ._data import variance_cap
+from ._distributed import agreed_random_state, data_parallel
 from ._docstrings import FITTED_ATTRIBUTES_DOC, TRAINING_PARAMETERS_DOC, fill_doc  # noqa: F401 (re-exported)
 from ._progress import EpochProgress
 from ._training import (  # noqa: F401 (re-exported)
@@ -109,10 +110,10 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         phase=None,
         checkpoint=None,
         resume=None,
+        distributed=None,
     ):
-        """Train ``module`` on rows of ``X`` with :func:`~skssl._training.fit_loop` and set the fitted attributes
-        ``module_``, ``history_``, ``n_iter_``, ``best_epoch_``, ``batch_size_`` and ``device_``.
-
+        """Train ``module`` on rows of ``X`` with :func:`~skssl._training.fit_loop` (data-parallel over ``distributed``)
+        and set the fitted ``module_``, ``history_``, ``n_iter_``, ``best_epoch_``, ``batch_size_`` and ``device_``:
         ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG for the run and the validation
         corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each batch's rows of it);
         ``phase`` names the run in the progress display (e.g. "fine-tuning"). A ``KeyboardInterrupt`` in the epochs
@@ -143,11 +144,11 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
                 progress=self._progress(phase),
                 checkpoint=checkpoint,
                 resume=resume,
+                distributed=distributed,
             )
         if result.stop_reason == "interrupted":
             warn_interrupted(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
-        # A later partial_fit starts a fresh optimiser on this module (keeping Adam's moments would double the
-        # memory and pickle size of every fitted estimator).
+        # A later partial_fit starts a fresh optimiser (keeping Adam's moments would double memory and pickle size).
         self.__dict__.pop("_optimizer", None)
         self.module_ = module
         self.history_ = result.history
@@ -263,10 +264,8 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         return module, hidden_dims
 
     def _initial_module(self, X):
-        """The module ``fit`` would start from on ``X`` (same architecture, statistics and seeded initial weights).
-
-        The supervised estimators' from-scratch baseline (``pretrain=False``) starts from it.
-        """
+        """The module ``fit`` would start from on ``X`` (same architecture, statistics and seeded initial weights):
+        the supervised estimators' from-scratch baseline (``pretrain=False``) starts from it."""
         device = _data.resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         return self._new_module(X.shape[1], self._fit_statistics(X), device, seed)[0]
@@ -278,7 +277,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         weights, optimiser and RNG states) and removes it once training has run to its end.
         """
         device = _data.resolve_device(self.device)
-        rng = check_random_state(self.random_state)
+        rng = agreed_random_state(self.random_state, device)  # rank 0's state on every rank of a data-parallel fit
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, validation_rows = self._split(X.shape[0], rng)
         checkpoint = resume = None
@@ -305,6 +304,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             precision=self.precision,
             checkpoint=checkpoint,
             resume=resume,
+            distributed=data_parallel(device),  # None unless a torch.distributed process group is initialised
         )
         if checkpoint is not None and result.stop_reason != "interrupted":
             checkpoint.remove()

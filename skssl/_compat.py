@@ -28,6 +28,7 @@ __all__ = [
     "check_feature_names",
     "check_feature_names_in",
     "check_n_features",
+    "default_process_group_store",
     "ema_update_",
     "fit_context",
     "get_feature_names",
@@ -68,6 +69,17 @@ def standard_gamma(concentration):
     a distribution object per batch.
     """
     return torch._standard_gamma(concentration)
+
+
+def default_process_group_store():
+    """The key-value store of the default ``torch.distributed`` process group.
+
+    torch has no public accessor; skssl's data-parallel fit writes a failed rank's error there so that the other
+    ranks can name it (``skssl._distributed``).
+    """
+    from torch.distributed import distributed_c10d
+
+    return distributed_c10d._get_default_store()
 
 
 @torch.no_grad()

@@ -135,6 +135,7 @@ def fit_loop(
     progress=None,
     checkpoint=None,
     resume=None,
+    distributed=None,
 ):
     """Train ``module`` in place for up to ``schedule.max_epochs`` epochs; return a :class:`FitResult`.
 
@@ -163,6 +164,10 @@ def fit_loop(
     ``checkpoint`` (a :class:`Checkpoint`) saves the loop's state every ``CHECKPOINT_SECONDS``; ``resume`` (what
     :meth:`Checkpoint.load` returned) restores such a state into ``module``, ``optimizer``, ``generator`` and
     torch's global RNG, and the run goes on from the epoch after it. Neither works with ``unlabeled_rows``.
+
+    ``distributed`` (a :class:`skssl._distributed.DataParallelRun`) trains data-parallel: this rank reads and
+    trains on its shard of every batch, losses are summed over ranks, rank 0 alone writes checkpoints, and an
+    exception (``KeyboardInterrupt`` included) fails the run on every rank.
     """
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
     n_train, has_validation = len(train_rows), len(validation_rows) > 0
@@ -172,8 +177,11 @@ def fit_loop(
         unlabeled = _cycle_batches(reader, np.asarray(unlabeled_rows), unlabeled_batch_size or batch_size, generator)
     history = {"train_loss": [], "validation_loss": []}
     best_loss, best_state, best_epoch, stale, stop_reason = math.inf, None, 1, 0, "max_epochs"
-    if (checkpoint is not None or resume is not None) and unlabeled is not None:
-        raise ValueError("fit_loop cannot checkpoint or resume a run with unlabeled_rows.")
+    if (checkpoint is not None or resume is not None or distributed is not None) and unlabeled is not None:
+        raise ValueError("fit_loop cannot checkpoint, resume or distribute a run with unlabeled_rows.")
+    if distributed is not None:
+        loss_fn, reader = distributed.prepare(module, loss_fn, reader, reader.X.shape[1])
+        checkpoint = checkpoint if distributed.rank == 0 else None
     completed = 0  # epochs whose bookkeeping is done: what an interrupted run reports
     if resume is not None:
         completed = _restore(resume, module, optimizer, generator, device)
@@ -198,6 +206,7 @@ def fit_loop(
                 after_step=after_step,
                 precision=precision,
                 name=name,
+                distributed=distributed,
             )
             history["train_loss"].append(train_loss)
             monitored = train_loss
@@ -212,6 +221,7 @@ def fit_loop(
                     seed,
                     targets=targets,
                     precision=precision,
+                    distributed=distributed,
                 )
                 history["validation_loss"].append(monitored)
             if progress is not None:
@@ -231,7 +241,10 @@ def fit_loop(
                 state = {"epoch": epoch, "history": history, "best_state": best_state, "best_loss": best_loss}
                 checkpoint.save(module, optimizer, generator, device, **state, best_epoch=best_epoch, stale=stale)
                 last_save = time.perf_counter()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if distributed is not None:  # the ranks cannot agree on where to stop: the run fails on each
+            distributed.fail(exc, name)
+            raise
         # Stop, do not lose: the run ends as early stopping would, with the epochs completed so far.
         stop_reason = "interrupted"
         del history["train_loss"][completed:], history["validation_loss"][completed:]
@@ -239,6 +252,8 @@ def fit_loop(
     except BaseException as exc:
         if progress is not None:
             progress.abort(f"stopped by {type(exc).__name__}")
+        if distributed is not None:
+            distributed.fail(exc, name)  # raises naming the failed rank when another rank failed
         raise
     if best_state is not None:
         # The weights of the best validation epoch, not of the last one.
@@ -367,13 +382,15 @@ def train_epoch(
     after_step=None,
     precision="float32",
     name="model",
+    distributed=None,
 ):
-    """One pass over the rows ``order`` (optimiser steps in that order); return the mean training loss."""
+    """One pass over the rows ``order`` (optimiser steps in that order); return the mean training loss (over the
+    ranks of a ``distributed`` run, whose shards may hold fewer than 2 rows of a batch)."""
     module.train()
     total = torch.zeros((), device=device)
     seen = 0
     for rows, x in reader.batches(batch_size, order):
-        if len(x) < 2:  # a 1-row remainder has no "other sample" to corrupt with nor any negative
+        if len(x) < 2 and distributed is None:  # a 1-row remainder has no other sample to corrupt with nor negative
             continue
         extra = {} if unlabeled is None else {"unlabeled": next(unlabeled)}
         with autocast(device, precision):
@@ -386,6 +403,8 @@ def train_epoch(
             after_step(module)
         total += loss.detach().float() * len(x)
         seen += len(x)
+    if distributed is not None:
+        total, seen = distributed.sum(total, seen)
     mean_loss = (total / max(seen, 1)).item()  # one device sync per epoch, not per step
     if not math.isfinite(mean_loss):
         learning_rate = optimizer.param_groups[0]["lr"]
@@ -398,19 +417,23 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(module, loss_fn, reader, rows, batch_size, device, seed, *, targets=None, precision="float32"):
+def evaluate(
+    module, loss_fn, reader, rows, batch_size, device, seed, *, targets=None, precision="float32", distributed=None
+):
     """Mean loss on ``rows`` in eval mode, the corruptions drawn from a generator seeded with ``seed``."""
     module.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     total = torch.zeros((), device=device)
     seen = 0
     for batch_rows, x in reader.batches(max(batch_size, 2), rows):
-        if len(x) < 2:
+        if len(x) < 2 and distributed is None:
             continue
         with autocast(device, precision):
             loss = loss_fn(module, x, rows_of(targets, batch_rows, device), generator=generator)
         total += loss.float() * len(x)
         seen += len(x)
+    if distributed is not None:
+        total, seen = distributed.sum(total, seen)
     return (total / max(seen, 1)).item()
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from ._base import BaseSSLEstimator, fill_doc
 from ._compat import Interval, StrOptions
 from ._corruption import scarf_corrupt
+from ._distributed import local_rows, row_mean, whole_batch, whole_batch_of
 from ._losses import byol_loss, nt_xent
 from ._nn import EncoderPath, Standardize, ema_update, make_mlp
 
@@ -166,14 +167,18 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         )
 
     def _batch_loss(self, module, x, targets=None, generator=None):
+        # In a data-parallel fit x is this rank's shard of the batch: the corruptions are drawn over the whole
+        # batch (the marginal donors are its rows) and sliced, and InfoNCE compares with every row (skssl._distributed).
         x = module.preprocess(x)
+        batch = whole_batch_of(x)
         if self.objective == "scarf":
-            corrupted, _ = self._corrupt(x, self.corruption_rate, generator)
-            return nt_xent(module.online(x), module.online(corrupted), self.temperature)
-        view1, _ = self._corrupt(x, self.corruption_rate, generator)
-        view2, _ = self._corrupt(x, self.corruption_rate, generator)
+            corrupted = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
+            z, z_corrupted = whole_batch_of(module.online(x)), whole_batch_of(module.online(corrupted))
+            return whole_batch(nt_xent(z, z_corrupted, self.temperature))
+        view1 = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
+        view2 = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
         p1, p2 = module.predictor(module.online(view1)), module.predictor(module.online(view2))
-        return 0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1)))
+        return row_mean(0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1))))
 
     def _after_step(self, module):
         if self.objective == "byol":

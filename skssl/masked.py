@@ -9,6 +9,7 @@ from torch import nn
 from ._base import BaseSSLEstimator, fill_doc
 from ._compat import Interval
 from ._corruption import vime_mask
+from ._distributed import local_rows, row_mean, whole_batch_of
 from ._losses import vime_loss
 from ._nn import EncoderPath, Standardize, make_mlp
 
@@ -146,6 +147,7 @@ class MaskedAutoencoder(BaseSSLEstimator):
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         x = module.preprocess(x)
-        corrupted, mask = self._corrupt(x, self.mask_rate, generator)
+        # In a data-parallel fit x is this rank's shard: the mask and marginal donors are drawn over the whole batch.
+        corrupted, mask = (local_rows(t) for t in self._corrupt(whole_batch_of(x), self.mask_rate, generator))
         z = module.encoder(corrupted)
-        return vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha)
+        return row_mean(vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha))

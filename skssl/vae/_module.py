@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._distributed import row_randn
 from .._losses import gaussian_kl
 from .._nn import make_mlp
 from ._likelihood import LOG_VAR_BOUND
@@ -158,7 +159,7 @@ class VAEModule(nn.Module):
         blocks, mask = self.encoder.blocks(x, present)
         mean, log_var = self.encoder.posterior(blocks, mask)
         if noise is None:
-            noise = torch.randn(mean.shape, device=mean.device, generator=generator).unsqueeze(0)
+            noise = row_randn(mean.shape, device=mean.device, generator=generator).unsqueeze(0)
         else:
             noise = noise.unsqueeze(1)  # (n_draws, 1, n_latent): broadcast over rows
         z = mean + noise.to(mean.dtype) * (0.5 * log_var).exp()  # (n_draws, n_rows, n_latent)

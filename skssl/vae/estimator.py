@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from .. import _data
 from .._base import BaseSSLEstimator, _cuda_indices, fill_doc
 from .._compat import Interval, StrOptions, fit_context, validate_params
+from .._distributed import row_mean
 from ..multiview import resolve_views, scan_views
 from ._checks import check_single_view_values, warn_if_not_counts
 from ._docs import VAE_PARAMETER_DOCS
@@ -325,7 +326,7 @@ class VAEEmbedder(BaseSSLEstimator):
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         # Per-feature scale keeps the loss (and so the gradient clipping) comparable across gene counts.
-        return -module.elbo(x, self.beta, generator).mean() / x.shape[1]
+        return row_mean(-module.elbo(x, self.beta, generator).mean() / x.shape[1])  # shard-weighted in a DDP fit
 
     # ------------------------------------------------------------------ inference
     def _validate_for_inference(self, X):
