@@ -270,7 +270,13 @@ def test_without_pandas_and_matplotlib(tmp_path, monkeypatch, capsys, tiny):
         label_efficiency(X, y, methods=["logreg"], fractions=[1.0], seeds=[0], as_frame=True)
     out = tmp_path / "nolibs"
     assert main(["--quick", "--out", str(out), "--methods", "logreg", "--no-progress"]) == 0
-    assert {p.name for p in out.iterdir()} == {"results.csv", "summary.csv", "report.md"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.csv",
+        "summary.csv",
+        "report.md",
+        "journal.jsonl",  # the journal of finished runs that --resume continues from
+        "journal_config.json",
+    }
     assert "matplotlib is not installed" in capsys.readouterr().err
     assert "Plot skipped" in (out / "report.md").read_text()
 

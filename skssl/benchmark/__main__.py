@@ -1,7 +1,8 @@
 """Command line: ``skssl-benchmark`` / ``python -m skssl.benchmark``.
 
 Run with no arguments it benchmarks the default methods on the built-in synthetic cohort and writes
-``skssl_benchmark/{results.csv, summary.csv, macro_f1.png, report.md}``.
+``skssl_benchmark/{results.csv, summary.csv, macro_f1.png, report.md}``, plus the journal of finished runs
+(``journal.jsonl``, ``journal_config.json``) that ``--resume`` continues from.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import sys
 import textwrap
 import time
+import warnings
 
 DEFAULT_OUT = "skssl_benchmark"
 
@@ -22,6 +24,10 @@ QUICK_EMBEDDER = {"max_epochs": 2, "hidden_dims": (16,), "n_components": 4}
 QUICK_CLASSIFIER = {"max_epochs": 3}
 QUICK_FRACTIONS = (0.25, 1.0)
 QUICK_SEEDS = (0,)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C stopped the benchmark; the message says what is kept and how to go on."""
 
 
 def _epochs(value):
@@ -87,11 +93,14 @@ def _methods_epilog(width):
 
 def build_parser():
     from . import DEFAULT_FRACTIONS, DEFAULT_SEEDS
+    from ._journal import JOURNAL_FILE
 
     description = (
         "Label-efficiency benchmark of skssl's self-supervised embedders against supervised baselines. "
-        "Writes results.csv, summary.csv, macro_f1.png and report.md into --out. Without --data it uses a "
-        "synthetic cohort (skssl.datasets.make_expression) and takes a few minutes on 2 CPU cores."
+        "Writes results.csv, summary.csv, macro_f1.png and report.md into --out, each replaced atomically, and "
+        f"appends every finished run to --out/{JOURNAL_FILE}, so that an interrupted run continues with --resume. "
+        "Without --data it uses a synthetic cohort (skssl.datasets.make_expression) and takes a few minutes on "
+        "2 CPU cores."
     )
     parser = argparse.ArgumentParser(
         prog="skssl-benchmark",
@@ -171,6 +180,14 @@ def build_parser():
         help="torch CPU threads (default: 1). The networks are small: more threads gain little, and on a busy "
         "machine intra-op threads that wait for each other make training many times slower",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue an interrupted run in --out: skip the runs recorded in its {JOURNAL_FILE} (one line per "
+        "finished (seed, method, fraction), written as each finishes) and run the rest; refused, naming the option, "
+        "if the data or options differ from the journal's. Without --resume an existing journal in --out is "
+        "replaced. results.csv is the same as an uninterrupted run's (except the wall-time columns)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress line on stderr")
     # Hidden: a seconds-long smoke test of the whole pipeline (tiny data and networks), used by the tests.
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
@@ -179,22 +196,24 @@ def build_parser():
 
 def run(args, argv_text=""):
     """Run the benchmark described by parsed ``args``; return the paths written and the wall time."""
-    from . import DEFAULT_FRACTIONS, DEFAULT_SEEDS, label_efficiency
+    from . import DEFAULT_FRACTIONS, DEFAULT_SEEDS
     from ._datasets import load_benchmark_data
     from ._protocol import (
         DEFAULT_CLASSIFIER_PARAMS,
         DEFAULT_EMBEDDER_PARAMS,
+        check_fractions,
         check_methods,
+        check_seeds,
     )
-    from ._report import machine_info, to_records, write_outputs
+    from ._report import machine_info, write_outputs
 
     start, start_cpu = time.perf_counter(), time.process_time()
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    fractions = args.fractions or list(QUICK_FRACTIONS if args.quick else DEFAULT_FRACTIONS)
-    seeds = list(dict.fromkeys(args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)))
+    fractions = check_fractions(args.fractions or (QUICK_FRACTIONS if args.quick else DEFAULT_FRACTIONS))
+    seeds = check_seeds(args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS))
     methods = check_methods([name for names in args.methods for name in names])
     embedder_params, classifier_params = {}, {}
     if args.quick:
@@ -215,21 +234,7 @@ def run(args, argv_text=""):
         preprocessing += (
             f"; the {args.top_genes} most variable genes kept (HighlyVariableGenes fitted on each seed's train split)"
         )
-    results = label_efficiency(
-        data["X"],
-        data["y"],
-        methods=methods,
-        fractions=fractions,
-        seeds=seeds,
-        test_size=args.test_size,
-        top_genes=args.top_genes,
-        embedder_params=embedder_params,
-        classifier_params=classifier_params,
-        device=args.device,
-        dataset=data["name"],
-        as_frame=False,
-        progress=not args.no_progress,
-    )
+    records = _run_journaled(args, data, methods, fractions, seeds, embedder_params, classifier_params)
     info = {
         "dataset": data["name"],
         "command": argv_text,
@@ -237,15 +242,95 @@ def run(args, argv_text=""):
         "label_description": data["label_description"],
         "preprocessing": preprocessing,
         "test_size": args.test_size,
-        "seeds": seeds,
+        "seeds": list(seeds),
         "machine": machine_info(args.device),
         "embedder_params": {**DEFAULT_EMBEDDER_PARAMS, **embedder_params},
         "classifier_params": {**DEFAULT_CLASSIFIER_PARAMS, **classifier_params},
         "start_time": start,
         "start_cpu": start_cpu,
     }
-    paths = write_outputs(to_records(results), args.out, info)
+    paths = write_outputs(records, args.out, info)
     return paths, time.perf_counter() - start
+
+
+def _config(args, data, methods, fractions, seeds, embedder_params, classifier_params):
+    """What the runs of a journal depend on (see ``_journal.CONFIG_OPTIONS``): resuming needs all of it unchanged."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from .. import __version__
+    from .._data import resolve_device
+
+    # The data themselves, not their file name: a changed file, label column or log1p choice changes every run.
+    digest = hashlib.sha256(np.ascontiguousarray(data["X"], dtype=np.float32).tobytes())
+    digest.update("\n".join(map(str, data["y"])).encode("utf-8"))
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError:
+        device = str(args.device)
+    return {
+        "dataset": data["name"],
+        "data_sha256": digest.hexdigest(),
+        "methods": list(methods),
+        "fractions": list(fractions),
+        "seeds": list(seeds),
+        "test_size": args.test_size,
+        "top_genes": args.top_genes,
+        "embedder_params": embedder_params,
+        "classifier_params": classifier_params,
+        "device": device,
+        "skssl_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def _run_journaled(args, data, methods, fractions, seeds, embedder_params, classifier_params):
+    """Run every run not yet in the journal of ``args.out``, appending each as it finishes; return all records in
+    the order of an uninterrupted run (seed, then method, then fraction), whether or not this one resumed."""
+    from ..exceptions import FitInterruptedWarning
+    from ._journal import Journal, run_key
+    from ._protocol import _check_params, run_protocol
+
+    config = _config(args, data, methods, fractions, seeds, embedder_params, classifier_params)
+    journal = Journal(args.out, config, resume=args.resume)
+    total = len(seeds) * len(methods) * len(fractions)
+    if journal.note:
+        print(f"note: {journal.note}", file=sys.stderr)
+    elif args.resume:
+        print(
+            f"Resuming: {len(journal.records)} of {total} runs already finished ({os.path.normpath(journal.path)}).",
+            file=sys.stderr,
+        )
+    try:
+        with journal, warnings.catch_warnings():
+            # Ctrl-C inside a fit ends that fit early with a warning and a usable model; here it must stop the whole
+            # benchmark instead, leaving that run out of the journal (its scores would be a shortened fit's).
+            warnings.simplefilter("error", FitInterruptedWarning)
+            run_protocol(
+                data["X"],
+                data["y"],
+                methods=methods,
+                fractions=fractions,
+                seeds=seeds,
+                test_size=args.test_size,
+                top_genes=args.top_genes,
+                embedder_params=_check_params(embedder_params, "embedder_params"),
+                classifier_params=_check_params(classifier_params, "classifier_params"),
+                device=args.device,
+                dataset=data["name"],
+                progress=not args.no_progress,
+                callback=lambda run: journal.append(run["record"]),
+                skip=journal.finished,
+            )
+    except (KeyboardInterrupt, FitInterruptedWarning):
+        raise _Interrupted(
+            f"interrupted; {len(journal.records)} of {total} runs finished and are kept in "
+            f"{os.path.normpath(journal.path)}. Run the same command with --resume to do the rest."
+        ) from None
+    order = {key: i for i, key in enumerate((s, m, f) for s in seeds for m in methods for f in fractions)}
+    return sorted((r for r in journal.records if run_key(r) in order), key=lambda r: order[run_key(r)])
 
 
 def main(argv=None):
@@ -257,6 +342,9 @@ def main(argv=None):
         paths, wall = run(args, "skssl-benchmark " + shlex.join(argv) if argv else "skssl-benchmark")
     except (ValueError, FileNotFoundError, ImportError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except _Interrupted as exc:
+        print(f"\n{parser.prog}: {exc}", file=sys.stderr)
+        return 130  # the shell's status for a process ended by Ctrl-C (128 + SIGINT)
     print(f"Benchmark finished in {wall:.1f} s. Wrote:")
     for key in ("results", "summary", "plot", "report"):
         if key in paths:

@@ -315,8 +315,13 @@ def run_protocol(
     dataset,
     progress,
     callback,
+    skip=frozenset(),
 ):
-    """The loops behind :func:`label_efficiency`; returns a list of result dicts (see ``RESULT_COLUMNS``)."""
+    """The loops behind :func:`label_efficiency`; returns a list of result dicts (see ``RESULT_COLUMNS``).
+
+    ``skip``: keys ``(seed, method, fraction)`` of runs already finished (``skssl-benchmark --resume``), left out
+    of the result. Every run draws its randomness from its seed alone, so skipping some changes no other.
+    """
     X = _as_dense_float32(X)
     classes, codes = encode_labels(y)
     if X.shape[0] != len(codes):
@@ -326,9 +331,13 @@ def run_protocol(
     emb_params = {**DEFAULT_EMBEDDER_PARAMS, **embedder_params}
     clf_params = {**DEFAULT_CLASSIFIER_PARAMS, **classifier_params}
     bar = _Progress(len(seeds) * len(methods) * len(fractions), progress)
+    keys = [(seed, name, fraction) for seed in seeds for name in methods for fraction in fractions]
+    bar.done = sum(key in skip for key in keys)
     records = []
     try:
         for seed in seeds:
+            if all((seed, name, fraction) in skip for name in methods for fraction in fractions):
+                continue
             # 1. The test split, first; from here on only X_train reaches any fit.
             train, test = train_test_indices(codes, test_size=test_size, random_state=seed)
             X_train, X_test = X[train].copy(), X[test].copy()
@@ -342,6 +351,8 @@ def run_protocol(
             for name in methods:
                 method = METHODS[name]
                 for fraction in fractions:
+                    if (seed, name, fraction) in skip:
+                        continue
                     bar.show(f"{name} frac={fraction:.2f} seed={seed}")
                     lab = subsets[fraction]
                     pre, pre_model, pre_seconds = None, None, math.nan

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from .._atomic import atomic_path, atomic_write
 from ._methods import (
     BASELINE_METHODS,
     CLASSIFIER_STEP_BUDGET,
@@ -140,8 +141,11 @@ def _cell(value):
 
 
 def write_csv(rows, path, columns):
-    """Write ``rows`` (dicts) to ``path`` with the csv module; NaN and None become empty cells."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    """Write ``rows`` (dicts) to ``path`` with the csv module; NaN and None become empty cells.
+
+    The file is replaced atomically: a reader, or a run killed meanwhile, sees the old table or the new one.
+    """
+    with atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in rows:
@@ -186,7 +190,8 @@ def plot_macro_f1(summary, path, title=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:  # the suffix tells matplotlib the format
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -409,7 +414,7 @@ def write_report(records, summary, path, info):
         + ".",
         "",
     ]
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         f.write("\n".join(lines))
     return path
 
