@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import itertools
 import os
 import time
@@ -259,7 +260,10 @@ class DataParallelRun:
 
         device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
         # Buffers (standardisation statistics) are equal on every rank and never change: no broadcast per step.
-        ddp = DistributedDataParallel(_LossModule(module, loss_fn), device_ids=device_ids, broadcast_buffers=False)
+        # torch 2.13 renamed the switch (the old name warns).
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        no_sync = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+        ddp = DistributedDataParallel(_LossModule(module, loss_fn), device_ids=device_ids, **no_sync)
 
         def sharded_loss(module_, x, targets=None, **kwargs):
             token = _ACTIVE_SHARD.set(self.shard)
