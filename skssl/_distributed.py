@@ -258,7 +258,9 @@ class DataParallelRun:
         """The loss function and reader of the loop: DDP-wrapped loss under the batch's shard, sharded reads."""
         from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        device_ids = None
+        if self.device.type == "cuda":  # device="cuda" means the current device (torch.cuda.set_device)
+            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
         # Buffers (standardisation statistics) are equal on every rank and never change: no broadcast per step.
         # torch 2.13 renamed the switch (the old name warns).
         newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
@@ -279,7 +281,8 @@ class DataParallelRun:
 
     def sum(self, total, seen):
         """``total`` (a loss sum, tensor) and ``seen`` (rows) summed over the ranks: the same numbers on each."""
-        both = torch.stack([total.detach().double().reshape(()), torch.tensor(float(seen), dtype=torch.float64)])
+        rows = torch.tensor(float(seen), dtype=torch.float64, device=total.device)
+        both = torch.stack([total.detach().double().reshape(()), rows])
         both = both.to(self.comm_device)
         torch.distributed.all_reduce(both)
         return both[0].to(total.device, total.dtype), int(both[1].item())
