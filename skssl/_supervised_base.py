@@ -8,6 +8,7 @@ estimators share are at the end.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import warnings
@@ -24,7 +25,40 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from . import _data, _ensemble, _finetune, _progress
 from ._base import BaseSSLEstimator, BaseTorchEstimator
 from ._compat import Interval, InvalidParameterError, StrOptions
+from .exceptions import FitInterruptedWarning
 from .masked import MaskedAutoencoder
+
+
+class _Interruption:
+    """What :func:`_pretraining` saw: the held-back FitInterruptedWarning (a ``warnings.WarningMessage``) or None."""
+
+    warning = None
+
+
+@contextlib.contextmanager
+def _pretraining():
+    """Hold back the FitInterruptedWarning of a nested pre-training, so that the outer fit can stop and warn once.
+
+    Ctrl-C during the embedder's epochs ends its fit early with that warning (``fit_loop``); the outer fit learns
+    of it here, whatever the warning filters say, and warns once for the whole fit. Other warnings of the
+    pre-training reach the caller as they would have.
+    """
+    interruption = _Interruption()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitInterruptedWarning)
+        yield interruption
+    for caught_warning in caught:
+        if issubclass(caught_warning.category, FitInterruptedWarning):
+            interruption.warning = caught_warning
+        else:
+            warnings.warn_explicit(
+                caught_warning.message,
+                caught_warning.category,
+                caught_warning.filename,
+                caught_warning.lineno,
+                source=caught_warning.source,
+            )
+
 
 _SHARED_KEYS = (
     "dropout",
@@ -160,19 +194,35 @@ class _BaseFineTune(BaseTorchEstimator):
         return members
 
     def _pretrained_embedder(self, X, seed):
-        """A copy of the prefit embedder (checked against ``X``), or a clone pre-trained on every row of ``X``."""
+        """A copy of the prefit embedder (checked against ``X``), or a clone pre-trained on every row of ``X``; and,
+        when Ctrl-C cut that pre-training short, its FitInterruptedWarning (held back: see :func:`_pretraining`)."""
         if self._uses_prefit():
             self._check_prefit_embedder(self._resolved_embedder(), X)
-            return copy.deepcopy(self._resolved_embedder())
+            return copy.deepcopy(self._resolved_embedder()), None
         # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
-        with _progress.phase(type(self).__name__, "pre-training"):
-            return self._configured_embedder(seed).fit(X)
+        with _progress.phase(type(self).__name__, "pre-training"), _pretraining() as interruption:
+            embedder = self._configured_embedder(seed).fit(X)
+        return embedder, interruption.warning
+
+    def _warn_pretraining_interrupted(self, interruption, then):
+        """The one FitInterruptedWarning of a fit whose pre-training Ctrl-C interrupted, at the user's ``fit`` line."""
+        inner = str(interruption.message)
+        hint = getattr(self.embedder_, "_interrupt_hint", "")
+        if hint and inner.endswith(hint):  # the embedder's own way to go on; the nested one follows
+            inner = inner[: -len(hint)].rstrip()
+        name, embedder = type(self).__name__, type(self.embedder_).__name__
+        message = (
+            f"{name}: fit interrupted (KeyboardInterrupt) during the pre-training of its embedder: {inner} {then} "
+            f"To go on, continue the pre-training with embedder_.set_params(warm_start=True).fit(X), then fit "
+            f"{name}(embedder=<that {embedder}>, prefit=True, ...) on the same X, y; or fit again to start anew."
+        )
+        warnings.warn_explicit(message, FitInterruptedWarning, interruption.filename, interruption.lineno)
 
     def _fit_ensemble(self, X, rows, encoded, class_weight):
         members = self._resolved_members()
         rng = check_random_state(self.random_state)
         embedder_seed, seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-        self.embedder_, embedding = None, None
+        self.embedder_, embedding, interruption = None, None, None
         if "embedding" in members:
             if not self.pretrain:
                 raise ValueError(
@@ -180,7 +230,7 @@ class _BaseFineTune(BaseTorchEstimator):
                     "of strategy='ensemble' needs a pre-trained embedder. Use strategy='finetune', or drop "
                     "'embedding' from members."
                 )
-            self.embedder_ = self._pretrained_embedder(X, embedder_seed)
+            self.embedder_, interruption = self._pretrained_embedder(X, embedder_seed)
             embedding = self._embed(X)
         task = "classification" if isinstance(self, ClassifierMixin) else "regression"
         n_classes = len(self.classes_) if task == "classification" else None
@@ -190,6 +240,11 @@ class _BaseFineTune(BaseTorchEstimator):
         self.ensemble_.fit(_ensemble.dense_rows(X), rows, target, embedding)
         self.members_ = members
         self.weights_ = dict(self.ensemble_.weights_)
+        if interruption is not None:
+            # The members have no training loop (seconds): fitting them makes the estimator usable.
+            self._warn_pretraining_interrupted(
+                interruption, "The ensemble was fitted on the embedding of the embedder as it stood."
+            )
         return self
 
     def _ensemble_outputs(self, X):
@@ -210,8 +265,9 @@ class _BaseFineTune(BaseTorchEstimator):
     def _fit_finetune(self, X, rows, encoded, strata, class_weight):
         rng = check_random_state(self.random_state)
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        interruption = None
         if self.pretrain:
-            self.embedder_ = self._pretrained_embedder(X, embedder_seed)
+            self.embedder_, interruption = self._pretrained_embedder(X, embedder_seed)
             source = self.embedder_.module_
         else:
             # From-scratch baseline: the module the embedder would start from, on the labeled rows only.
@@ -245,6 +301,16 @@ class _BaseFineTune(BaseTorchEstimator):
         train_rows, validation_rows = _finetune.split_labeled(
             rows, strata, self.validation_fraction, self.early_stopping, rng
         )
+        if interruption is not None:
+            # One Ctrl-C stops the whole fit: no fine-tuning, the network as fine-tuning would have started it.
+            self._skip_training(module.to(device), device, len(train_rows))
+            self._warn_pretraining_interrupted(
+                interruption,
+                f"Fine-tuning was skipped: {type(self).__name__} predicts with that encoder and the head that "
+                "fine-tuning starts from (a classifier's linear head: the logistic-regression probe of the labeled "
+                "rows' embeddings); n_iter_ is 0.",
+            )
+            return self
         loss_weight = None if class_weight is None else torch.as_tensor(class_weight, device=device)
         self._train(
             X,
@@ -259,6 +325,14 @@ class _BaseFineTune(BaseTorchEstimator):
             phase="fine-tuning" if self.embedder_ is not None else "training from scratch",
         )
         return self
+
+    def _skip_training(self, module, device, n_train):
+        """The fitted attributes of ``_train`` for a network that was not trained (no epoch run)."""
+        self.module_ = module
+        self.history_ = {"train_loss": [], "validation_loss": []}
+        self.n_iter_ = self.best_epoch_ = 0
+        self.batch_size_ = self._schedule(n_train).batch_size
+        self.device_ = device
 
     def _init_linear_head(self, layer, embeddings, *, encoded, seed, class_weight):
         """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""
@@ -375,9 +449,10 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
     history_ : dict
         ``"train_loss"`` and ``"validation_loss"`` of the supervised training, per epoch.
     n_iter_ : int
-        Number of epochs of supervised training run.
+        Number of epochs of supervised training run (0 when Ctrl-C stopped the fit during pre-training: fine-tuning
+        was then skipped, the network is where fine-tuning would have started).
     best_epoch_ : int
-        Epoch whose weights were kept.
+        Epoch whose weights were kept (0: none was run).
     batch_size_ : int
         Batch size used for the supervised training.
     n_features_in_ : int

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -264,3 +265,111 @@ def test_interrupted_fine_tuning_keeps_a_fitted_classifier(X, monkeypatch):
     with pytest.warns(FitInterruptedWarning, match="SSLClassifier: training interrupted.*after 1 of at most 5"):
         clf.fit(X, y)
     assert clf.n_iter_ == 1 and clf.predict(X).shape == (60,)
+
+
+# ----------------------------------------------------------------------------------------------- nested fits
+
+
+def _interrupt_epoch(monkeypatch, epoch, before=None):
+    """Make the ``epoch``-th epoch of training, counted over every phase of a fit, raise KeyboardInterrupt;
+    ``before(n)``, if given, runs at the start of the n-th epoch. Returns the list of epochs begun."""
+    calls, train_epoch = [], training.train_epoch
+
+    def interrupted_epoch(*args, **kwargs):
+        calls.append(1)
+        if before is not None:
+            before(len(calls))
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", interrupted_epoch)
+    return calls
+
+
+def _fit_recording(model, X, y):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+    return caught
+
+
+def _embed(model, X):
+    body = model.module_.body.eval()
+    with torch.no_grad():
+        return model.module_.scale(body.embed(torch.as_tensor(X, dtype=torch.float32))).double().numpy()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_interrupted_pretraining_stops_the_whole_finetune_fit(X, monkeypatch, task):
+    from sklearn.linear_model import LogisticRegression
+
+    from skssl import SSLClassifier, SSLRegressor
+
+    y = make_expression(n_samples=60, n_genes=12, random_state=0)[1]
+    kind = SSLClassifier if task == "classification" else SSLRegressor
+    target = y if task == "classification" else y + np.linspace(0, 1, len(y))
+    calls = _interrupt_epoch(monkeypatch, 2)  # the second of the embedder's 3 epochs
+    model = kind(MaskedAutoencoder(**{**SMALL, "max_epochs": 3}), strategy="finetune", max_epochs=5, random_state=0)
+    caught = _fit_recording(model, X, target)
+
+    [warning] = [w for w in caught if issubclass(w.category, FitInterruptedWarning)]  # one warning for the fit
+    message = str(warning.message)
+    assert message.startswith(f"{kind.__name__}: fit interrupted (KeyboardInterrupt) during the pre-training")
+    assert "MaskedAutoencoder: training interrupted (KeyboardInterrupt) after 1 of at most 3 epochs" in message
+    assert "Fine-tuning was skipped" in message and "warm_start=True" in message and "prefit=True" in message
+    assert warning.filename == __file__  # at the user's fit line
+    assert len(calls) == 2  # no epoch after the interrupted one: fine-tuning never started
+    assert model.embedder_.n_iter_ == 1 and model.n_iter_ == 0 and model.best_epoch_ == 0
+    assert model.history_ == {"train_loss": [], "validation_loss": []}
+    prediction = model.predict(X)
+    assert prediction.shape == (60,) and np.isfinite(prediction.astype(float)).all()
+    if task == "classification":
+        proba = model.predict_proba(X)
+        np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+        # The head is the fine-tuning's start, the logistic-regression probe of the embeddings (not random weights).
+        embedding = _embed(model, X)
+        probe = LogisticRegression(max_iter=1000).fit(embedding, y)
+        assert np.mean(prediction == probe.predict(embedding)) >= 0.95
+
+
+def test_interrupted_pretraining_of_the_ensemble_member_warns_once(X, monkeypatch):
+    from skssl import SSLClassifier
+
+    y = make_expression(n_samples=60, n_genes=12, random_state=0)[1]
+    calls = _interrupt_epoch(monkeypatch, 2)
+    clf = SSLClassifier(MaskedAutoencoder(**{**SMALL, "max_epochs": 3}), random_state=0)
+    caught = _fit_recording(clf, X, y)
+    [warning] = [w for w in caught if issubclass(w.category, FitInterruptedWarning)]
+    assert "SSLClassifier: fit interrupted (KeyboardInterrupt) during the pre-training" in str(warning.message)
+    assert "The ensemble was fitted" in str(warning.message) and warning.filename == __file__
+    assert len(calls) == 2 and clf.embedder_.n_iter_ == 1 and "embedding" in clf.members_
+    assert clf.predict(X).shape == (60,) and np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_interrupted_pretraining_follows_the_warning_filters_and_lets_other_warnings_through(X, monkeypatch):
+    from skssl import SSLClassifier
+
+    y = make_expression(n_samples=60, n_genes=12, random_state=0)[1]
+
+    def note(epoch):
+        if epoch == 1:
+            warnings.warn("a note from the first epoch", RuntimeWarning, stacklevel=2)
+
+    calls = _interrupt_epoch(monkeypatch, 2, before=note)
+    clf = SSLClassifier(MaskedAutoencoder(**{**SMALL, "max_epochs": 3}), strategy="finetune", random_state=0)
+    caught = _fit_recording(clf, X, y)
+    assert [str(w.message) for w in caught if w.category is RuntimeWarning] == ["a note from the first epoch"]
+
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("error", FitInterruptedWarning)  # "make an interrupted fit raise instead"
+        with pytest.raises(FitInterruptedWarning, match="SSLClassifier: fit interrupted"):
+            clf.fit(X, y)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FitInterruptedWarning)  # silenced, and still one Ctrl-C stops the fit
+        clf.fit(X, y)
+    assert len(calls) == 2 and clf.n_iter_ == 0
