@@ -104,6 +104,19 @@ def write_compendium(path, rows, genes, n_studies, biology, seed):
     return study_of_row
 
 
+def read_sample(path, rows, genes):
+    """Rows ``rows`` (sorted) of the float32 file at ``path``, read with plain reads: indexing the memmap with
+    10 000 rows scattered over the file would map (fault-around) most of its pages into this process, up to the
+    whole 2 GB file in the resident set."""
+    out = np.empty((len(rows), genes), dtype=np.float32)
+    row_bytes = genes * 4
+    with open(path, "rb") as handle:
+        for i, row in enumerate(rows):
+            handle.seek(int(row) * row_bytes)
+            out[i] = np.frombuffer(handle.read(row_bytes), dtype=np.float32)
+    return out
+
+
 def labeled_subset(y_pool, fraction, rng):
     """Indices into the pool: one row of each class, then random rows up to ``fraction`` of the pool."""
     classes = np.unique(y_pool)
@@ -208,6 +221,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     write_compendium(path, rows, genes, n_studies, biology, seed=1)
     generate_seconds = time.perf_counter() - t0
+    rss = {"generation": peak_rss_mb()}  # ru_maxrss is monotone: each entry is the peak up to the end of that step
+    log(f"generation: {generate_seconds:.0f} s; peak RSS {rss['generation']:.0f} MB")
     compendium = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, genes))
 
     log(f"pre-training MaskedAutoencoder(max_epochs={max_epochs!r}) on the memmap")
@@ -215,6 +230,7 @@ def main(argv=None):
     embedder = MaskedAutoencoder(max_epochs=max_epochs, random_state=0, verbose=1).fit(compendium)
     pretrain_seconds = time.perf_counter() - t0
     samples_per_s = embedder.n_iter_ * rows / pretrain_seconds
+    rss["pre-training"] = peak_rss_mb()
     log(
         f"pre-training: {embedder.n_iter_} epochs in {pretrain_seconds:.0f} s = {samples_per_s:,.0f} samples/s "
         f"(training and validation rows), batch {embedder.batch_size_}; peak RSS {peak_rss_mb():.0f} MB"
@@ -222,12 +238,16 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(rows, size=min(PCA_SAMPLE, rows), replace=False))
-    pca_compendium = PCA(n_components=N_COMPONENTS, random_state=0).fit(np.asarray(compendium[sample]))
+    pca_compendium = PCA(n_components=N_COMPONENTS, random_state=0).fit(read_sample(path, sample, genes))
+    rss["PCA sample"] = peak_rss_mb()
     Z_held = embedder.transform(X_held)
+    rss["transform"] = peak_rss_mb()
+    log(f"PCA of a {len(sample):,}-row sample and transform of the held-out rows; peak RSS {rss['transform']:.0f} MB")
     log(f"held-out: {heldout_rows} rows from {args.heldout_studies} studies; evaluating {len(seeds)} seeds")
     t0 = time.perf_counter()
     scores = evaluate(X_held, y_held, Z_held, embedder, pca_compendium, seeds)
     evaluate_seconds = time.perf_counter() - t0
+    rss["evaluation"] = peak_rss_mb()
     wall = time.perf_counter() - started
 
     n_pool = heldout_rows // 2
@@ -237,7 +257,10 @@ def main(argv=None):
         f"({args.heldout_studies} studies, {n_pool} in the training half); seeds {seeds}; macro-F1 mean (sd)\n"
         f"generate {generate_seconds:.0f} s, pre-train {pretrain_seconds:.0f} s ({embedder.n_iter_} epochs, "
         f"{samples_per_s:,.0f} samples/s), evaluate {evaluate_seconds:.0f} s, wall {wall:.0f} s; "
-        f"peak RSS {peak_rss_mb():.0f} MB; load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
+        f"peak RSS {peak_rss_mb():.0f} MB (after "
+        + ", ".join(f"{step} {value:.0f}" for step, value in rss.items())
+        + f"); torch threads {__import__('torch').get_num_threads()}; "
+        f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
     )
     print(summary + "\n" + text, flush=True)
     if args.json:
@@ -258,6 +281,8 @@ def main(argv=None):
             "evaluate_seconds": evaluate_seconds,
             "wall_seconds": wall,
             "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb_after_step": rss,
+            "torch_threads": __import__("torch").get_num_threads(),
             "load_average_start": load,
             "load_average_end": os.getloadavg(),
             "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
