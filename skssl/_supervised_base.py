@@ -210,6 +210,7 @@ class _BaseFineTune(BaseTorchEstimator):
         hint = getattr(self.embedder_, "_interrupt_hint", "")
         if hint and inner.endswith(hint):  # the embedder's own way to go on; the nested one follows
             inner = inner[: -len(hint)].rstrip()
+        inner = inner.replace("the estimator is fitted", "it is fitted")  # the embedder, not this estimator
         name, embedder = type(self).__name__, type(self.embedder_).__name__
         message = (
             f"{name}: fit interrupted (KeyboardInterrupt) during the pre-training of its embedder: {inner} {then} "
