@@ -1,0 +1,168 @@
+"""A third round of candidates for SSLClassifier's default ensemble (2026-11-28, not adopted).
+
+Same protocol and cache as ``ensemble_selection.py`` (run that first: it writes the per-split cache with the
+benchmark's splits, labeled subsets and top-2 000 genes). Candidates, each scored alone and added to the shipped
+``genes + pc8 + ls10`` ensemble (weighted as shipped: uniform below 3 labels per class, greedy selection on held-out
+log-loss otherwise):
+
+- ``em4``/``em8``/``em16``: semi-supervised EM (Nigam et al. 2000) with one Gaussian per class and a shared spherical
+  variance on the whitened top 4/8/16 principal components; the labeled rows keep their labels, the unlabeled rows
+  get responsibilities, class priors are re-estimated. The classic "unlabeled rows move the class means" method.
+- ``*_bal``: the ensemble's probabilities divided by the labeled class frequencies before the argmax (a balanced
+  decision, which macro-F1 rewards in principle).
+- ``pc8u``/``pc16u``/``ls10u``: the PCA and graph members on centred but unscaled data (log expression as is, the
+  usual PCA of microarray and single-cell analyses) instead of standardised genes; ``ship_u`` swaps them in,
+  ``ship+u`` adds them.
+
+Run: ``python dev/ensemble_candidates_round3.py --cache /tmp/skssl_selection`` (about 10 minutes on the loaded
+2-core machine). The table it prints is in docs/benchmarks.md.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ensemble_selection as es
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+TASKS = ["tcga", "bladder", "hsmm", "synthetic"]
+FRACTIONS = (0.1, 1.0)
+
+
+def em_member(points, n_train, iters=30):
+    """Semi-supervised EM with Gaussian classes of one shared spherical variance; fitted on the train rows."""
+    train = points[:n_train]
+
+    def fit_predict(rows, y_rows, predict_rows, n_classes):
+        clamped = np.zeros((len(rows), n_classes))
+        clamped[np.arange(len(rows)), y_rows] = 1
+
+        def m_step(resp):
+            weight = resp.sum(0) + 1e-9
+            means = resp.T @ train / weight[:, None]
+            sq = ((train[:, None, :] - means[None]) ** 2).sum(-1)
+            return means, (resp * sq).sum() / (weight.sum() * train.shape[1]), weight / weight.sum()
+
+        def log_post(P, means, var, prior):
+            s = -0.5 * ((P[:, None, :] - means[None]) ** 2).sum(-1) / var + np.log(prior + 1e-9)
+            s -= s.max(1, keepdims=True)
+            p = np.exp(s)
+            return p / p.sum(1, keepdims=True)
+
+        resp = np.zeros((n_train, n_classes))
+        resp[rows] = clamped
+        means, var, _ = m_step(resp)  # start: class means of the labeled rows
+        prior = np.full(n_classes, 1.0 / n_classes)
+        for _ in range(iters):
+            resp = log_post(train, means, var, prior)
+            resp[rows] = clamped
+            means, var, prior = m_step(resp)
+        return log_post(points[predict_rows], means, var, prior) + 1e-9
+
+    return fit_predict
+
+
+def evaluate(path, fraction):
+    z = np.load(path)
+    X_train, X_test, y_train, y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
+    lab = z[f"lab{fraction}"]
+    n_classes, n_train = int(max(y_train.max(), y_test.max()) + 1), len(y_train)
+    test = np.arange(n_train, n_train + len(y_test))
+    scaler = StandardScaler().fit(X_train)
+    A, B = scaler.transform(X_train), scaler.transform(X_test)
+    centre = X_train.mean(0)
+    U, V = X_train - centre, X_test - centre
+
+    def pcs(k, whiten=True, scaled=True):
+        a, b = (A, B) if scaled else (U, V)
+        pca = PCA(min(k, n_train - 1, a.shape[1]), whiten=whiten, random_state=0).fit(a)
+        return np.vstack([pca.transform(a), pca.transform(b)])
+
+    members = {
+        "genes": es.linear_member(np.vstack([A, B])),
+        "pc8": es.linear_member(pcs(8)),
+        "ls10": es.spreading_member(pcs(10, whiten=False), n_train),
+        "pc8u": es.linear_member(pcs(8, scaled=False)),
+        "pc16u": es.linear_member(pcs(16, scaled=False)),
+        "ls10u": es.spreading_member(pcs(10, whiten=False, scaled=False), n_train),
+        **{f"em{k}": em_member(pcs(k), n_train) for k in (4, 8, 16)},
+    }
+    test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
+    held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
+    out = dict(test_proba)
+    out["logreg"] = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        .fit(X_train[lab], y_train[lab])
+        .predict_proba(X_test)
+    )
+    pca = make_pipeline(StandardScaler(), PCA(min(32, n_train - 1), random_state=0)).fit(X_train)
+    out["pca_logreg"] = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        .fit(pca.transform(X_train)[lab], y_train[lab])
+        .predict_proba(pca.transform(X_test))
+    )
+    counts = np.bincount(y_train[lab], minlength=n_classes)
+
+    def shipped_weighting(names):
+        if counts.min() < 3:
+            return np.mean([test_proba[m] for m in names], axis=0)
+        w = es.greedy({m: held[m] for m in names}, y_train[lab])
+        return sum(w[m] * test_proba[m] for m in names) / sum(w.values())
+
+    base = ["genes", "pc8", "ls10"]
+    out["ship"] = shipped_weighting(base)
+    out["ship_bal"] = out["ship"] / counts
+    out["genes_bal"] = test_proba["genes"] / counts
+    for k in (4, 8, 16):
+        out[f"ship+em{k}"] = shipped_weighting([*base, f"em{k}"])
+        out[f"ship+em{k}_bal"] = out[f"ship+em{k}"] / counts
+    out["ship_u"] = shipped_weighting(["genes", "pc8u", "ls10u"])
+    out["ship+u"] = shipped_weighting([*base, "pc8u", "ls10u"])
+    labels = np.arange(n_classes)
+    return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", default="/tmp/skssl_selection")
+    parser.add_argument("--seeds", type=int, default=10)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    res = {
+        (t, s, f): evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f)
+        for t in TASKS
+        for s in range(args.seeds)
+        for f in FRACTIONS
+    }
+    methods = list(next(iter(res.values())))
+    print(f"mean macro-F1 over {args.seeds} seeds; G at 10 %; seeds above the better baseline at 10 %")
+    header = "".join(f"{t[:7] + '@' + format(f, 'g'):>12s}" for t in TASKS for f in FRACTIONS)
+    print(f"{'candidate':16s}{header}  {'G per task':>23s}  mean G  wins")
+    for m in methods:
+        cells = [np.mean([res[(t, s, f)][m] for s in range(args.seeds)]) for t in TASKS for f in FRACTIONS]
+        gaps = [es.gap_stats(res, t, m)[0] for t in TASKS]
+        wins = [
+            sum(
+                res[(t, s, 0.1)][m] > max(res[(t, s, 0.1)]["logreg"], res[(t, s, 0.1)]["pca_logreg"])
+                for s in range(args.seeds)
+            )
+            for t in TASKS
+        ]
+        print(
+            f"{m:16s}"
+            + "".join(f"{c:12.3f}" for c in cells)
+            + "  "
+            + " ".join(f"{g:+.2f}" for g in gaps)
+            + f"  {np.mean(gaps):+.3f}  {wins}"
+        )
+
+
+if __name__ == "__main__":
+    main()
