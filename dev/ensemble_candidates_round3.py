@@ -13,6 +13,8 @@ log-loss otherwise):
 - ``pc8u``/``pc16u``/``ls10u``: the PCA and graph members on centred but unscaled data (log expression as is, the
   usual PCA of microarray and single-cell analyses) instead of standardised genes; ``ship_u`` swaps them in,
   ``ship+u`` adds them.
+- ``gs3``/``gs5``: logistic regression on kNN-smoothed genes (each row averaged with its 3 or 5 nearest train rows in
+  the space of the top 10 components, as single-cell "imputation" does); ``ship+gs3``/``ship+gs5`` add it.
 
 Run: ``python dev/ensemble_candidates_round3.py --cache /tmp/skssl_selection`` (about 10 minutes on the loaded
 2-core machine). The table it prints is in docs/benchmarks.md.
@@ -29,6 +31,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -69,6 +72,14 @@ def em_member(points, n_train, iters=30):
     return fit_predict
 
 
+def smoothed(A, B, points, n_train, k):
+    """Rows of ``A`` (train) and ``B`` (test) averaged with their ``k`` nearest train rows in ``points``."""
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(points[:n_train])
+    _, idx = neighbours.kneighbors(points[:n_train])  # the row itself first
+    _, test_idx = neighbours.kneighbors(points[n_train:], n_neighbors=k)
+    return A[idx].mean(1), (B + A[test_idx].sum(1)) / (k + 1)
+
+
 def evaluate(path, fraction):
     z = np.load(path)
     X_train, X_test, y_train, y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
@@ -94,6 +105,8 @@ def evaluate(path, fraction):
         "ls10u": es.spreading_member(pcs(10, whiten=False, scaled=False), n_train),
         **{f"em{k}": em_member(pcs(k), n_train) for k in (4, 8, 16)},
     }
+    for k in (3, 5):
+        members[f"gs{k}"] = es.linear_member(np.vstack(smoothed(A, B, pcs(10, whiten=False), n_train, k)))
     test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
     held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
     out = dict(test_proba)
@@ -125,6 +138,8 @@ def evaluate(path, fraction):
         out[f"ship+em{k}_bal"] = out[f"ship+em{k}"] / counts
     out["ship_u"] = shipped_weighting(["genes", "pc8u", "ls10u"])
     out["ship+u"] = shipped_weighting([*base, "pc8u", "ls10u"])
+    for k in (3, 5):
+        out[f"ship+gs{k}"] = shipped_weighting([*base, f"gs{k}"])
     labels = np.arange(n_classes)
     return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
 
