@@ -29,10 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble_selection as es
 import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.neighbors import NearestNeighbors
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 TASKS = ["tcga", "bladder", "hsmm", "synthetic"]
@@ -110,17 +108,7 @@ def evaluate(path, fraction):
     test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
     held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
     out = dict(test_proba)
-    out["logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        .fit(X_train[lab], y_train[lab])
-        .predict_proba(X_test)
-    )
-    pca = make_pipeline(StandardScaler(), PCA(min(32, n_train - 1), random_state=0)).fit(X_train)
-    out["pca_logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        .fit(pca.transform(X_train)[lab], y_train[lab])
-        .predict_proba(pca.transform(X_test))
-    )
+    out.update(es.baselines(X_train, X_test, y_train, lab))
     counts = np.bincount(y_train[lab], minlength=n_classes)
 
     def shipped_weighting(names):

@@ -29,7 +29,6 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 warnings.filterwarnings("ignore")
@@ -109,15 +108,7 @@ def evaluate(path, fraction):
     }
     P = {m: f(lab, ytr[lab], test, K) for m, f in M.items()}
     out = dict(P)
-    out["logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Xtr[lab], ytr[lab]).predict_proba(Xte)
-    )
-    pca = make_pipeline(StandardScaler(), PCA(min(32, n - 1), random_state=0)).fit(Xtr)
-    out["pca_logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        .fit(pca.transform(Xtr)[lab], ytr[lab])
-        .predict_proba(pca.transform(Xte))
-    )
+    out.update(es.baselines(Xtr, Xte, ytr, lab))
     fewest = np.bincount(ytr[lab], minlength=K).min()
     combos = {
         "base": ["genes", "pc8", "ls10"],

@@ -170,17 +170,7 @@ def evaluate(path, fraction):
     test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
     held = {m: held_out(f, lab, y_train, n_classes) for m, f in members.items()}
     out = dict(test_proba)
-    out["logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        .fit(X_train[lab], y_train[lab])
-        .predict_proba(X_test)
-    )
-    pca = make_pipeline(StandardScaler(), PCA(min(32, n_train - 1), random_state=0)).fit(X_train)
-    out["pca_logreg"] = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        .fit(pca.transform(X_train)[lab], y_train[lab])
-        .predict_proba(pca.transform(X_test))
-    )
+    out.update(baselines(X_train, X_test, y_train, lab))
     combos = {
         "g+pc8+ls": ["genes", "pc8", "ls10"],
         "g+pc8+ls+emb": ["genes", "pc8", "ls10", *embeddings],
@@ -204,6 +194,17 @@ def evaluate(path, fraction):
         out["swgeo_" + combo] = geo / geo.sum(axis=1, keepdims=True) if fewest < 3 else out["cv0_" + combo]
     labels = np.arange(n_classes)
     return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+
+
+def baselines(X_train, X_test, y_train, lab):
+    """Test-split class probabilities of the benchmark's two baselines: ``logreg`` (standardised genes of the
+    labeled rows) and ``pca_logreg`` (32 principal components of every train row, logistic regression on the
+    labeled ones)."""
+    logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X_train[lab], y_train[lab])
+    pca = make_pipeline(StandardScaler(), PCA(min(32, len(X_train) - 1), random_state=0)).fit(X_train)
+    on_pcs = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    on_pcs.fit(pca.transform(X_train)[lab], y_train[lab])
+    return {"logreg": logreg.predict_proba(X_test), "pca_logreg": on_pcs.predict_proba(pca.transform(X_test))}
 
 
 def gap_stats(res, task, method):
