@@ -143,6 +143,8 @@ def _non_numeric_message(X):
 def _non_finite_message(X, *, allow_nan=False, dtype=np.float32):
     """The message for NaN or infinite values of in-memory ``X`` (numpy, pandas or sparse), or None."""
     names = getattr(X, "columns", None)
+    if np.iscomplexobj(X.data if sp.issparse(X) else X):
+        return None  # not a NaN question: check_array's own error names complex data (casting it here would warn)
     try:
         if sp.issparse(X):
             coo = sp.coo_matrix(X)

@@ -66,6 +66,16 @@ def test_nan_message_names_the_value_and_the_fix(X, kind):
         fitted.transform(bad)
 
 
+@pytest.mark.parametrize("kind", ["numpy", "sparse"])
+def test_complex_data_raises_without_a_cast_warning(X, kind):
+    complex_X = X + 1j
+    complex_X = sp.csr_matrix(complex_X) if kind == "sparse" else complex_X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the NaN scan must not cast complex values to real (a ComplexWarning)
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            MaskedAutoencoder(**FAST).fit(complex_X)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e300 read as float32
 @pytest.mark.parametrize("value", [np.inf, -np.inf, 1e300])
 def test_infinity_message(X, value):
