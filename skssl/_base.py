@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
-from ._data import variance_cap
+from ._data import leading_variance_scaling
 from ._distributed import agreed_random_state, data_parallel
 from ._docstrings import FITTED_ATTRIBUTES_DOC, TRAINING_PARAMETERS_DOC, fill_doc  # noqa: F401 (re-exported)
 from ._progress import EpochProgress
@@ -323,7 +323,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         """Learn the representation from ``X`` without labels.
 
         After training, one more pass over ``X`` takes the mean and covariance of the embedding, from which
-        ``transform`` standardises and decorrelates its output (``embedding_mean_``, ``embedding_scale_``,
+        ``transform`` standardises and scales its output (``embedding_mean_``, ``embedding_scale_``,
         ``embedding_whitening_``).
         Ctrl-C during the epochs stops training with the best weights so far and a ``FitInterruptedWarning``.
 
@@ -365,7 +365,7 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         network and takes the standardisation statistics from its chunk, so make the first chunk representative
         (a random sample of the cohort). No validation split and no early stopping: the caller decides how many
         passes to make. Since the network changes with every call, each call recomputes ``embedding_mean_``,
-        ``embedding_scale_`` and ``embedding_whitening_`` (which standardise and decorrelate the output of
+        ``embedding_scale_`` and ``embedding_whitening_`` (which standardise and scale the output of
         ``transform``) from its own chunk ``X``.
 
         Parameters
@@ -433,13 +433,13 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
-            The embedding, standardised and decorrelated with statistics of the ``fit`` data: each component
-            centred and scaled with its mean and standard deviation there (``embedding_mean_``,
-            ``embedding_scale_``), then every principal direction with a variance above 1 scaled down to
-            variance 1 (``embedding_whitening_``). On the ``fit`` data the output has mean 0, no direction with
-            more variance than one standardised component, and each component a variance of at most 1 (exactly 1
-            when the components are uncorrelated), so that ``LogisticRegression()`` with its defaults converges
-            on it without a ``StandardScaler``.
+            The embedding, standardised with statistics of the ``fit`` data: each component centred and scaled
+            with its mean and standard deviation there (``embedding_mean_``, ``embedding_scale_``), then all of
+            them multiplied by one factor, ``lambda_1 ** -0.25`` for the largest principal variance ``lambda_1``
+            of the standardised components (``embedding_whitening_``, a multiple of the identity). On the ``fit``
+            data the output has mean 0 and a leading principal variance of ``sqrt(lambda_1)``: ``LogisticRegression()``
+            with its defaults converges on it without a ``StandardScaler``, and the dominant directions, which a
+            classifier fitted on a few labels relies on, stay dominant.
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
@@ -471,22 +471,22 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         correlation = np.zeros((k, k))
         block = np.ix_(spread, spread)
         correlation[block] = (covariance / np.outer(scale, scale))[block]
-        self.embedding_whitening_ = variance_cap(correlation).astype(np.float32)
+        self.embedding_whitening_ = leading_variance_scaling(correlation).astype(np.float32)
 
     def _embedding_output(self, Z):
-        """Standardise and decorrelate encoder outputs ``Z`` (float32, modified in place) as ``transform`` does."""
+        """Standardise and scale encoder outputs ``Z`` (float32, modified in place) as ``transform`` does."""
         Z -= self.embedding_mean_
         Z /= self.embedding_scale_
         return Z @ self.embedding_whitening_
 
     def _embedding_input(self, Z):
         """Undo :meth:`_embedding_output`: the encoder outputs whose ``transform`` is ``Z``."""
-        # embedding_whitening_ is symmetric with eigenvalues in [1 / sqrt(n_components), 1]: well conditioned.
+        # Well conditioned: c * I with c >= n_components ** -0.25 (older saved models: eigenvalues >= k ** -0.5).
         raw = np.linalg.solve(self.embedding_whitening_.astype(np.float64), np.asarray(Z, dtype=np.float64).T).T
         return (raw * self.embedding_scale_ + self.embedding_mean_).astype(np.float32)
 
     def _standardized_embedding(self, X):
-        """The encoder output on validated ``X``, standardised and decorrelated with the fit-data statistics."""
+        """The encoder output on validated ``X``, standardised and scaled with the fit-data statistics."""
         Z = self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._embedding_allows_nan())
         return self._embedding_output(Z)
 

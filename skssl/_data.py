@@ -449,29 +449,28 @@ def streaming_mean_covariance(blocks):
     return mean, comoment / count
 
 
-def variance_cap(covariance, cap=1.0):
-    """Symmetric matrix ``W`` such that ``z @ W`` has every principal variance above ``cap`` reduced to ``cap``.
+def leading_variance_scaling(covariance):
+    """``c * I`` with ``c = lambda_1 ** -0.25``, ``lambda_1`` the largest eigenvalue of ``covariance`` (``c = 1``
+    when ``lambda_1 <= 1``).
 
-    With ``covariance = V diag(lambda) V^T``, ``W = V diag(sqrt(cap / max(lambda, cap))) V^T``: directions with
-    at most ``cap`` variance are left as they are, larger ones are scaled down to exactly ``cap`` (a whitening
-    of the dominant directions only). ``W`` is always invertible (its eigenvalues lie in ``(0, 1]``) and is the
-    identity for uncorrelated components of variance at most ``cap``, including constant ones.
+    Applied to standardised components (``z @ W``), one factor shrinks them all alike, so that the leading principal
+    variance becomes ``sqrt(lambda_1)``: a logistic regression with its default L2 penalty and iteration budget then
+    converges on strongly correlated components, while the geometry of the embedding (which directions dominate,
+    which a classifier trained on a few labels relies on) is kept. A per-direction whitening would equalise the
+    directions instead and lose most of that (docs/benchmarks.md, "The embedders' output scale").
 
     >>> import numpy as np
-    >>> W = variance_cap(np.array([[1.0, 0.8], [0.8, 1.0]]))
-    >>> np.round(W.T @ np.array([[1.0, 0.8], [0.8, 1.0]]) @ W, 3)
-    array([[0.6, 0.4],
-           [0.4, 0.6]])
-    >>> variance_cap(np.diag([1.0, 0.5, 0.0]))
+    >>> leading_variance_scaling(np.array([[1.0, 0.8], [0.8, 1.0]]))  # lambda_1 = 1.8
+    array([[0.86334002, 0.        ],
+           [0.        , 0.86334002]])
+    >>> leading_variance_scaling(np.diag([1.0, 0.5, 0.0]))
     array([[1., 0., 0.],
            [0., 1., 0.],
            [0., 0., 1.]])
     """
     covariance = np.asarray(covariance, dtype=np.float64)
-    eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
-    factors = np.sqrt(cap / np.maximum(eigenvalues, cap))
-    whitening = (vectors * factors) @ vectors.T
-    return (whitening + whitening.T) / 2
+    largest = np.linalg.eigvalsh((covariance + covariance.T) / 2)[-1] if covariance.size else 0.0
+    return np.eye(len(covariance)) * max(largest, 1.0) ** -0.25
 
 
 def check_finite_output(values, rows):

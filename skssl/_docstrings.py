@@ -75,9 +75,11 @@ FITTED_ATTRIBUTES_DOC = """\
         Standard deviation of each component of the encoder output on the same data (1 for a component with no
         spread); ``transform`` divides by it.
     embedding_whitening_ : ndarray of shape (n_components_, n_components_), dtype float32
-        Symmetric matrix that ``transform`` applies to the standardised components: it scales every principal
-        direction of their covariance on the same data whose variance exceeds 1 down to variance 1 and leaves
-        the other directions unchanged (the identity when the components are uncorrelated).
+        Matrix that ``transform`` applies to the standardised components: ``c * I`` with
+        ``c = lambda_1 ** -0.25`` for the largest principal variance ``lambda_1`` of the standardised components
+        on the same data (the identity when ``lambda_1 <= 1``). Models saved by skssl 0.1.0 hold the symmetric
+        matrix of that release, which capped every principal variance at 1; ``transform`` applies whichever is
+        stored.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)

@@ -79,7 +79,7 @@ def test_embedding_is_the_product_of_the_present_experts_and_the_prior(X, fitted
     with torch.no_grad():
         embedded = fitted.module_.embed(torch.from_numpy(row)).numpy()
     np.testing.assert_allclose(embedded, posterior_mean, rtol=1e-5, atol=1e-6)
-    # transform standardises and decorrelates that posterior mean with the statistics of the fit data.
+    # transform standardises and scales that posterior mean with the statistics of the fit data.
     expected = (posterior_mean - fitted.embedding_mean_) / fitted.embedding_scale_ @ fitted.embedding_whitening_
     np.testing.assert_allclose(fitted.transform(row), expected, rtol=1e-5, atol=1e-5)
 

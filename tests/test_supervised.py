@@ -156,7 +156,7 @@ def test_head_finetune_leaves_encoder_unchanged(cohort):
     # The fine-tuned body embeds as the embedder does (whose transform also standardises with fit statistics).
     raw = head.module_.embed(torch.from_numpy(X)).detach().numpy()
     standardized = (raw - head.embedder_.embedding_mean_) / head.embedder_.embedding_scale_
-    standardized = standardized @ head.embedder_.embedding_whitening_  # transform also decorrelates
+    standardized = standardized @ head.embedder_.embedding_whitening_  # transform also scales
     np.testing.assert_array_equal(head.embedder_.transform(X), standardized)
     # The test can fail: full fine-tuning does move the encoder.
     full = SSLClassifier(MaskedAutoencoder(**SMALL_EMBEDDER), finetune="full", random_state=0, **SMALL_FIT)
@@ -239,7 +239,7 @@ def test_every_embedder(cohort, embedder, counts):
     # The head reads the embedder's embedding (the posterior mean for a VAE), which transform standardises...
     raw = clf.module_.embed(torch.from_numpy(X)).detach().numpy()
     standardized = (raw - clf.embedder_.embedding_mean_) / clf.embedder_.embedding_scale_
-    standardized = standardized @ clf.embedder_.embedding_whitening_  # transform also decorrelates
+    standardized = standardized @ clf.embedder_.embedding_whitening_  # transform also scales
     np.testing.assert_allclose(standardized, clf.embedder_.transform(X), rtol=1e-5, atol=1e-6)
     # ...and the fine-tuned network keeps only the part of the embedder's module that computes it.
     n_body = sum(p.numel() for p in clf.module_.body.parameters())
@@ -387,7 +387,7 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
         random_state=0,
         device="cpu",
     ).fit(X, y_semi)
-    # The head reads the encoder's output standardised, not decorrelated: undo transform's embedding_whitening_.
+    # The head reads the encoder's output standardised, not scaled: undo transform's embedding_whitening_.
     Z = fitted_embedder.transform(X) @ np.linalg.inv(fitted_embedder.embedding_whitening_)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(Z[labeled], y[labeled])
     np.testing.assert_allclose(model.predict_proba(X), probe.predict_proba(Z), atol=1e-3)

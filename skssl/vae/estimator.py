@@ -112,9 +112,10 @@ class VAEEmbedder(BaseSSLEstimator):
         Standard deviation of each component of the posterior mean on the same data (1 for a component with no
         spread); ``transform`` divides by it and ``inverse_transform`` multiplies by it.
     embedding_whitening_ : ndarray of shape (n_components_, n_components_), dtype float32
-        Symmetric, invertible matrix that ``transform`` applies to the standardised factors: it scales every
-        principal direction of their covariance on the same data whose variance exceeds 1 down to variance 1
-        (the identity for uncorrelated factors); ``inverse_transform`` undoes it.
+        Matrix that ``transform`` applies to the standardised factors: ``c * I`` with ``c = lambda_1 ** -0.25``
+        for the largest principal variance ``lambda_1`` of the standardised factors on the same data (the
+        identity when ``lambda_1 <= 1``; models saved by skssl 0.1.0 hold that release's symmetric matrix);
+        ``inverse_transform`` undoes it.
     library_size_ : float
         Median total count per sample of the fit data (``likelihood="nb"``, without ``views``): the library size at
         which ``inverse_transform`` decodes (a copy, in float32 precision, of the buffer of ``module_`` that does).
@@ -351,9 +352,10 @@ class VAEEmbedder(BaseSSLEstimator):
         -------
         X_new : ndarray of shape (n_samples, n_components), dtype float32
             The posterior mean with each component centred and scaled by its mean and standard deviation on the
-            ``fit`` data (``embedding_mean_``, ``embedding_scale_``), then every principal direction with a
-            variance above 1 there scaled down to variance 1 (``embedding_whitening_``), so that a downstream
-            linear model sees unit-scale, well-conditioned features. ``inverse_transform`` undoes both.
+            ``fit`` data (``embedding_mean_``, ``embedding_scale_``), then all multiplied by one factor,
+            ``lambda_1 ** -0.25`` for their largest principal variance ``lambda_1`` there
+            (``embedding_whitening_``), so that a downstream linear model sees unit-scale, well-conditioned features
+            with the dominant directions kept dominant. ``inverse_transform`` undoes both.
         """
         X = self._validate_for_inference(X)
         return self._standardized_embedding(X)
@@ -419,7 +421,7 @@ class VAEEmbedder(BaseSSLEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_components)
-            Latent factors on the scale of the output of ``transform`` (standardised and decorrelated with
+            Latent factors on the scale of the output of ``transform`` (standardised and scaled with
             ``embedding_mean_``, ``embedding_scale_`` and ``embedding_whitening_``, which are undone before
             decoding), e.g. the output of ``transform``.
 
