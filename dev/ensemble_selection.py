@@ -207,6 +207,35 @@ def baselines(X_train, X_test, y_train, lab):
     return {"logreg": logreg.predict_proba(X_test), "pca_logreg": on_pcs.predict_proba(pca.transform(X_test))}
 
 
+def shipped_weighting(test_proba, held, names, y_labeled, n_classes):
+    """The shipped ensemble's average of the members ``names``: uniform when a class has fewer than 3 labels,
+    otherwise weighted by greedy selection on their held-out predictions of the labeled rows."""
+    if np.bincount(y_labeled, minlength=n_classes).min() < 3:
+        return np.mean([test_proba[m] for m in names], axis=0)
+    weights = greedy({m: held[m] for m in names}, y_labeled)
+    return sum(weights[m] * test_proba[m] for m in names) / sum(weights.values())
+
+
+def print_gap_table(res, tasks, n_seeds):
+    """Mean macro-F1 per task and fraction, G per task, mean G and the seeds above the better baseline at 10 %."""
+    methods = list(next(iter(res.values())))
+    print(f"mean macro-F1 over {n_seeds} seeds; G at 10 %; seeds above the better baseline at 10 %")
+    header = "".join(f"{t[:7] + '@' + format(f, 'g'):>12s}" for t in tasks for f in FRACTIONS)
+    print(f"{'candidate':16s}{header}  {'G per task':>23s}  mean G  wins")
+    for m in methods:
+        cells = [np.mean([res[(t, s, f)][m] for s in range(n_seeds)]) for t in tasks for f in FRACTIONS]
+        gaps = [gap_stats(res, t, m)[0] for t in tasks]
+        wins = [
+            sum(
+                res[(t, s, 0.1)][m] > max(res[(t, s, 0.1)]["logreg"], res[(t, s, 0.1)]["pca_logreg"])
+                for s in range(n_seeds)
+            )
+            for t in tasks
+        ]
+        cells_text = "".join(f"{c:12.3f}" for c in cells)
+        print(f"{m:16s}{cells_text}  " + " ".join(f"{g:+.2f}" for g in gaps) + f"  {np.mean(gaps):+.3f}  {wins}")
+
+
 def gap_stats(res, task, method):
     def mean(fraction, m):
         return np.mean([v[m] for (t, _, f), v in res.items() if t == task and f == fraction])

@@ -64,13 +64,9 @@ def evaluate(path, seed, n_members, fraction, embeddings):
     held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
     out = dict(test_proba)
     out.update(es.baselines(X_train, X_test, y_train, lab))
-    counts = np.bincount(y_train[lab], minlength=n_classes)
 
     def shipped_weighting(names):
-        if counts.min() < 3:
-            return np.mean([test_proba[m] for m in names], axis=0)
-        w = es.greedy({m: held[m] for m in names}, y_train[lab])
-        return sum(w[m] * test_proba[m] for m in names) / sum(w.values())
+        return es.shipped_weighting(test_proba, held, names, y_train[lab], n_classes)
 
     base = ["genes", "pc8", "ls10"]
     out["ship"] = shipped_weighting(base)
@@ -102,22 +98,7 @@ def main():
             for fraction in FRACTIONS:
                 res[(task, seed, fraction)] = evaluate(path, seed, args.members, fraction, embeddings)
         print(f"{task}: {np.mean(seconds[task]):.1f} s per pre-training (1 torch thread)", flush=True)
-    methods = list(next(iter(res.values())))
-    print(f"mean macro-F1 over {args.seeds} seeds; G at 10 %; seeds above the better baseline at 10 %")
-    header = "".join(f"{t[:7] + '@' + format(f, 'g'):>12s}" for t in TASKS for f in FRACTIONS)
-    print(f"{'candidate':16s}{header}  {'G per task':>23s}  mean G  wins")
-    for m in methods:
-        cells = [np.mean([res[(t, s, f)][m] for s in range(args.seeds)]) for t in TASKS for f in FRACTIONS]
-        gaps = [es.gap_stats(res, t, m)[0] for t in TASKS]
-        wins = [
-            sum(
-                res[(t, s, 0.1)][m] > max(res[(t, s, 0.1)]["logreg"], res[(t, s, 0.1)]["pca_logreg"])
-                for s in range(args.seeds)
-            )
-            for t in TASKS
-        ]
-        cells_text = "".join(f"{c:12.3f}" for c in cells)
-        print(f"{m:16s}{cells_text}  " + " ".join(f"{g:+.2f}" for g in gaps) + f"  {np.mean(gaps):+.3f}  {wins}")
+    es.print_gap_table(res, TASKS, args.seeds)
 
 
 if __name__ == "__main__":
