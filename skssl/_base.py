@@ -150,13 +150,13 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
             warn_interrupted(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
         # A later partial_fit starts a fresh optimiser (keeping Adam's moments would double memory and pickle size).
         self.__dict__.pop("_optimizer", None)
-        self.module_ = module
-        self.history_ = result.history
-        self.n_iter_ = result.n_epochs
-        self.best_epoch_ = result.best_epoch
-        self.batch_size_ = schedule.batch_size
-        self.device_ = device
+        self._set_training_attributes(module, result.history, result.n_epochs, result.best_epoch, schedule, device)
         return result
+
+    def _set_training_attributes(self, module, history, n_iter, best_epoch, schedule, device):
+        """The fitted attributes of a training run (``_train``'s, or of one skipped with no epoch run)."""
+        self.module_, self.history_, self.n_iter_, self.best_epoch_ = module, history, n_iter, best_epoch
+        self.batch_size_, self.device_ = schedule.batch_size, device
 
     # ------------------------------------------------------------------ inference
     def _module_device(self):

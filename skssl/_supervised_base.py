@@ -304,7 +304,9 @@ class _BaseFineTune(BaseTorchEstimator):
         )
         if interruption is not None:
             # One Ctrl-C stops the whole fit: no fine-tuning, the network as fine-tuning would have started it.
-            self._skip_training(module.to(device), device, len(train_rows))
+            no_epochs = {"train_loss": [], "validation_loss": []}
+            schedule = self._schedule(len(train_rows))
+            self._set_training_attributes(module.to(device), no_epochs, 0, 0, schedule, device)
             self._warn_pretraining_interrupted(
                 interruption,
                 f"Fine-tuning was skipped: {type(self).__name__} predicts with that encoder and the head that "
@@ -326,14 +328,6 @@ class _BaseFineTune(BaseTorchEstimator):
             phase="fine-tuning" if self.embedder_ is not None else "training from scratch",
         )
         return self
-
-    def _skip_training(self, module, device, n_train):
-        """The fitted attributes of ``_train`` for a network that was not trained (no epoch run)."""
-        self.module_ = module
-        self.history_ = {"train_loss": [], "validation_loss": []}
-        self.n_iter_ = self.best_epoch_ = 0
-        self.batch_size_ = self._schedule(n_train).batch_size
-        self.device_ = device
 
     def _init_linear_head(self, layer, embeddings, *, encoded, seed, class_weight):
         """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""
