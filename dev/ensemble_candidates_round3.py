@@ -28,10 +28,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble_selection as es
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.metrics import f1_score
 from sklearn.neighbors import NearestNeighbors
-from sklearn.preprocessing import StandardScaler
 
 TASKS = ["tcga", "bladder", "hsmm", "synthetic"]
 FRACTIONS = (0.1, 1.0)
@@ -79,23 +76,10 @@ def smoothed(A, B, points, n_train, k):
 
 
 def evaluate(path, fraction):
-    z = np.load(path)
-    X_train, X_test, y_train, y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
-    lab = z[f"lab{fraction}"]
-    n_classes, n_train = int(max(y_train.max(), y_test.max()) + 1), len(y_train)
-    test = np.arange(n_train, n_train + len(y_test))
-    scaler = StandardScaler().fit(X_train)
-    A, B = scaler.transform(X_train), scaler.transform(X_test)
-    centre = X_train.mean(0)
-    U, V = X_train - centre, X_test - centre
-
-    def pcs(k, whiten=True, scaled=True):
-        a, b = (A, B) if scaled else (U, V)
-        pca = PCA(min(k, n_train - 1, a.shape[1]), whiten=whiten, random_state=0).fit(a)
-        return np.vstack([pca.transform(a), pca.transform(b)])
-
+    split = es.Split(path, fraction)
+    pcs, n_train = split.pcs, split.n_train
     members = {
-        "genes": es.linear_member(np.vstack([A, B])),
+        "genes": es.linear_member(split.genes()),
         "pc8": es.linear_member(pcs(8)),
         "ls10": es.spreading_member(pcs(10, whiten=False), n_train),
         "pc8u": es.linear_member(pcs(8, scaled=False)),
@@ -104,15 +88,13 @@ def evaluate(path, fraction):
         **{f"em{k}": em_member(pcs(k), n_train) for k in (4, 8, 16)},
     }
     for k in (3, 5):
-        members[f"gs{k}"] = es.linear_member(np.vstack(smoothed(A, B, pcs(10, whiten=False), n_train, k)))
-    test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
-    held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
-    out = dict(test_proba)
-    out.update(es.baselines(X_train, X_test, y_train, lab))
-    counts = np.bincount(y_train[lab], minlength=n_classes)
+        members[f"gs{k}"] = es.linear_member(np.vstack(smoothed(split.A, split.B, pcs(10, whiten=False), n_train, k)))
+    test_proba, held = split.test_predictions(members), split.held_out_predictions(members)
+    out = {**test_proba, **split.baselines()}
+    counts = np.bincount(split.y_train[split.lab], minlength=split.n_classes)
 
     def shipped_weighting(names):
-        return es.shipped_weighting(test_proba, held, names, y_train[lab], n_classes)
+        return split.shipped_weighting(test_proba, held, names)
 
     base = ["genes", "pc8", "ls10"]
     out["ship"] = shipped_weighting(base)
@@ -125,8 +107,7 @@ def evaluate(path, fraction):
     out["ship+u"] = shipped_weighting([*base, "pc8u", "ls10u"])
     for k in (3, 5):
         out[f"ship+gs{k}"] = shipped_weighting([*base, f"gs{k}"])
-    labels = np.arange(n_classes)
-    return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+    return split.macro_f1(out)
 
 
 def main():

@@ -25,10 +25,8 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble_selection as es
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
 warnings.filterwarnings("ignore")
@@ -75,19 +73,10 @@ def lda_member(features):
 
 
 def evaluate(path, fraction):
-    z = np.load(path)
-    Xtr, Xte, ytr, yte = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
-    lab = z[f"lab{fraction}"]
-    K, n = int(max(ytr.max(), yte.max()) + 1), len(ytr)
-    test = np.arange(n, n + len(yte))
-    sc = StandardScaler().fit(Xtr)
-    A, B = sc.transform(Xtr), sc.transform(Xte)
+    split = es.Split(path, fraction)
+    z, lab, ytr, n, K, pcs = split.cache, split.lab, split.y_train, split.n_train, split.n_classes, split.pcs
 
-    def pcs(k, whiten=True):
-        p = PCA(min(k, n - 1, A.shape[1]), whiten=whiten, random_state=0).fit(A)
-        return np.vstack([p.transform(A), p.transform(B)])
-
-    G = np.vstack([A, B])
+    G = split.genes()
     M = {
         "genes": es.linear_member(G),
         "pc8": es.linear_member(pcs(8)),
@@ -106,9 +95,8 @@ def evaluate(path, fraction):
         "mae": es.linear_member(np.vstack([z["Ztr_mae@0"], z["Zte_mae@0"]])),
         "ls_mae": es.spreading_member(np.vstack([z["Ztr_mae@0"], z["Zte_mae@0"]]), n),
     }
-    P = {m: f(lab, ytr[lab], test, K) for m, f in M.items()}
-    out = dict(P)
-    out.update(es.baselines(Xtr, Xte, ytr, lab))
+    P = split.test_predictions(M)
+    out = {**P, **split.baselines()}
     fewest = np.bincount(ytr[lab], minlength=K).min()
     combos = {
         "base": ["genes", "pc8", "ls10"],
@@ -135,8 +123,7 @@ def evaluate(path, fraction):
             w = es.greedy({m: held[m] for m in names}, ytr[lab])
             out["sw_" + c] = sum(w[m] * P[m] for m in names) / sum(w.values())
         out["avg_" + c] = avg
-    labels = np.arange(K)
-    return {m: f1_score(yte, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+    return split.macro_f1(out)
 
 
 def main():

@@ -143,21 +143,65 @@ def greedy(held, y, rounds=20, prior=0):
     return counts
 
 
-def evaluate(path, fraction):
-    z = np.load(path)
-    X_train, X_test, y_train, y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
-    lab = z[f"lab{fraction}"]
-    n_classes, n_train = int(max(y_train.max(), y_test.max()) + 1), len(y_train)
-    test = np.arange(n_train, n_train + len(y_test))
-    scaler = StandardScaler().fit(X_train)
-    A, B = scaler.transform(X_train), scaler.transform(X_test)
+class Split:
+    """One cached split at one labeled fraction, and the views the candidate members are built on."""
 
-    def pcs(k, whiten=True):
-        pca = PCA(min(k, n_train - 1, A.shape[1]), whiten=whiten, random_state=0).fit(A)
-        return np.vstack([pca.transform(A), pca.transform(B)])
+    def __init__(self, path, fraction):
+        z = self.cache = np.load(path)
+        self.X_train, self.X_test, self.y_train, self.y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
+        self.lab = z[f"lab{fraction}"]
+        self.n_classes = int(max(self.y_train.max(), self.y_test.max()) + 1)
+        self.n_train = len(self.y_train)
+        self.test = np.arange(self.n_train, self.n_train + len(self.y_test))
+        scaler = StandardScaler().fit(self.X_train)
+        self.A, self.B = scaler.transform(self.X_train), scaler.transform(self.X_test)
+
+    def genes(self):
+        """The standardised genes (scaler fitted on the train rows), train rows then test rows."""
+        return np.vstack([self.A, self.B])
+
+    def pcs(self, k, whiten=True, scaled=True):
+        """The top ``k`` principal components of the train rows' standardised (or, not ``scaled``, centred)
+        genes, train rows then test rows."""
+        if scaled:
+            a, b = self.A, self.B
+        else:
+            centre = self.X_train.mean(0)
+            a, b = self.X_train - centre, self.X_test - centre
+        pca = PCA(min(k, self.n_train - 1, a.shape[1]), whiten=whiten, random_state=0).fit(a)
+        return np.vstack([pca.transform(a), pca.transform(b)])
+
+    def test_predictions(self, members):
+        """Each member fitted on the labeled rows: its class probabilities of the test rows."""
+        labeled = self.y_train[self.lab]
+        return {m: f(self.lab, labeled, self.test, self.n_classes) for m, f in members.items()}
+
+    def held_out_predictions(self, members):
+        """Each member's held-out class probabilities of the labeled rows (what the greedy weights are chosen on)."""
+        return {m: held_out(f, self.lab, self.y_train, self.n_classes) for m, f in members.items()}
+
+    def baselines(self):
+        return baselines(self.X_train, self.X_test, self.y_train, self.lab)
+
+    def shipped_weighting(self, test_proba, held, names):
+        return shipped_weighting(test_proba, held, names, self.y_train[self.lab], self.n_classes)
+
+    def macro_f1(self, predictions):
+        """Macro-F1 on the test rows of each entry of ``predictions`` (class probabilities)."""
+        labels = np.arange(self.n_classes)
+        return {
+            m: f1_score(self.y_test, p.argmax(1), average="macro", labels=labels, zero_division=0)
+            for m, p in predictions.items()
+        }
+
+
+def evaluate(path, fraction):
+    split = Split(path, fraction)
+    z, lab, y_train, n_train = split.cache, split.lab, split.y_train, split.n_train
+    pcs = split.pcs
 
     members = {
-        "genes": linear_member(np.vstack([A, B])),
+        "genes": linear_member(split.genes()),
         "pc8": linear_member(pcs(8)),
         "pc4": linear_member(pcs(4)),
         "pc16": linear_member(pcs(16)),
@@ -167,10 +211,8 @@ def evaluate(path, fraction):
     embeddings = list(EMBEDDERS)
     for name in embeddings:
         members[name] = linear_member(np.vstack([z["Ztr_" + name], z["Zte_" + name]]))
-    test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
-    held = {m: held_out(f, lab, y_train, n_classes) for m, f in members.items()}
-    out = dict(test_proba)
-    out.update(baselines(X_train, X_test, y_train, lab))
+    test_proba, held = split.test_predictions(members), split.held_out_predictions(members)
+    out = {**test_proba, **split.baselines()}
     combos = {
         "g+pc8+ls": ["genes", "pc8", "ls10"],
         "g+pc8+ls+emb": ["genes", "pc8", "ls10", *embeddings],
@@ -192,8 +234,7 @@ def evaluate(path, fraction):
         log_mean = np.mean([np.log(np.clip(test_proba[m], 1e-9, None)) for m in names], axis=0)
         geo = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
         out["swgeo_" + combo] = geo / geo.sum(axis=1, keepdims=True) if fewest < 3 else out["cv0_" + combo]
-    labels = np.arange(n_classes)
-    return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+    return split.macro_f1(out)
 
 
 def baselines(X_train, X_test, y_train, lab):

@@ -22,9 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble_selection as es
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.metrics import f1_score
-from sklearn.preprocessing import StandardScaler
 
 from skssl import MaskedAutoencoder
 
@@ -33,22 +30,11 @@ FRACTIONS = (0.1, 1.0)
 
 
 def evaluate(path, seed, n_members, fraction, embeddings):
-    z = np.load(path)
-    X_train, X_test, y_train, y_test = z["Xtr"], z["Xte"], z["ytr"], z["yte"]
-    lab = z[f"lab{fraction}"]
-    n_classes, n_train = int(max(y_train.max(), y_test.max()) + 1), len(y_train)
-    test = np.arange(n_train, n_train + len(y_test))
-    scaler = StandardScaler().fit(X_train)
-    A, B = scaler.transform(X_train), scaler.transform(X_test)
-
-    def pcs(k, whiten=True):
-        pca = PCA(min(k, n_train - 1, A.shape[1]), whiten=whiten, random_state=0).fit(A)
-        return np.vstack([pca.transform(A), pca.transform(B)])
-
+    split = es.Split(path, fraction)
     members = {
-        "genes": es.linear_member(np.vstack([A, B])),
-        "pc8": es.linear_member(pcs(8)),
-        "ls10": es.spreading_member(pcs(10, whiten=False), n_train),
+        "genes": es.linear_member(split.genes()),
+        "pc8": es.linear_member(split.pcs(8)),
+        "ls10": es.spreading_member(split.pcs(10, whiten=False), split.n_train),
     }
     probes = [es.linear_member(E) for E in embeddings]
 
@@ -60,20 +46,13 @@ def evaluate(path, seed, n_members, fraction, embeddings):
 
     members["mae_x1"] = seed_average(1)
     members[f"mae_x{n_members}"] = seed_average(n_members)
-    test_proba = {m: f(lab, y_train[lab], test, n_classes) for m, f in members.items()}
-    held = {m: es.held_out(f, lab, y_train, n_classes) for m, f in members.items()}
-    out = dict(test_proba)
-    out.update(es.baselines(X_train, X_test, y_train, lab))
-
-    def shipped_weighting(names):
-        return es.shipped_weighting(test_proba, held, names, y_train[lab], n_classes)
-
+    test_proba, held = split.test_predictions(members), split.held_out_predictions(members)
+    out = {**test_proba, **split.baselines()}
     base = ["genes", "pc8", "ls10"]
-    out["ship"] = shipped_weighting(base)
-    out["ship+mae_x1"] = shipped_weighting([*base, "mae_x1"])
-    out[f"ship+mae_x{n_members}"] = shipped_weighting([*base, f"mae_x{n_members}"])
-    labels = np.arange(n_classes)
-    return {m: f1_score(y_test, p.argmax(1), average="macro", labels=labels, zero_division=0) for m, p in out.items()}
+    out["ship"] = split.shipped_weighting(test_proba, held, base)
+    out["ship+mae_x1"] = split.shipped_weighting(test_proba, held, [*base, "mae_x1"])
+    out[f"ship+mae_x{n_members}"] = split.shipped_weighting(test_proba, held, [*base, f"mae_x{n_members}"])
+    return split.macro_f1(out)
 
 
 def main():
