@@ -246,6 +246,38 @@ def test_literal_pipeline_on_tcga_acc(cls, shared_data_dir):
     assert literal_acc > 0.7  # C1A vs C1B is well separated in expression
 
 
+SHARED_TASKS = {
+    "bladderbatch": ("bladderbatch", "cancer"),
+    "hsmm": ("hsmm_myoblast", "Hours"),
+    "tcga": ("tcga_acc.RNASeq2GeneNorm", "C1A.C1B"),
+}
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("task", list(SHARED_TASKS))
+def test_literal_pipeline_raises_no_warning_on_the_shared_tasks(task, shared_data_dir):
+    # Issue 11, point 4: the user's literal Pipeline([embedder, LogisticRegression()]) with LogisticRegression's
+    # defaults, on every shared task as the benchmark loads it (all genes; log1p where the values are counts or
+    # FPKM), with every warning turned into an error -- not only ConvergenceWarning.
+    from skssl.benchmark._datasets import load_benchmark_data
+
+    name, column = SHARED_TASKS[task]
+    loaded = load_benchmark_data(name, label_column=column, data_dir=shared_data_dir)
+    X, y = loaded["X"], np.asarray(loaded["y"]).astype(str)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    for cls in PIPELINE_EMBEDDERS:
+        embedder = cls(n_components=16, hidden_dims=(64,), max_epochs=10, device="cpu", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pipeline = Pipeline([("ssl", embedder), ("clf", LogisticRegression())]).fit(X_train, y_train)
+            predicted = pipeline.predict(X_test)
+        # Small networks and 10 epochs: the check is that the fit is clean, plus a sanity floor on what it learnt
+        # (more than one class predicted; accuracy near or above always predicting the largest class).
+        majority = np.unique(y_train, return_counts=True)[1].max() / len(y_train)
+        assert len(np.unique(predicted)) > 1, cls.__name__
+        assert np.mean(predicted == y_test) >= majority - 0.1, (cls.__name__, np.mean(predicted == y_test), majority)
+
+
 # ----------------------------------------------------------------------------- scikit-learn integration
 
 
