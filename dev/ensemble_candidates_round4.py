@@ -36,49 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble_selection as es
 import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-
-from skssl.benchmark import labeled_subsets, train_test_indices
-from skssl.benchmark._datasets import load_benchmark_data
-from skssl.benchmark._protocol import encode_labels
-from skssl.preprocessing import HighlyVariableGenes
 
 TASKS = ["tcga", "bladder", "hsmm", "synthetic"]
 FRACTIONS = (0.1, 1.0)
 GAMMAS = (1.5, 2.0, 3.0)
-
-
-def write_splits(seeds, data_dir, cache):
-    """The benchmark's splits and labeled subsets of ``seeds`` (top 2 000 genes), without embeddings."""
-    os.makedirs(cache, exist_ok=True)
-    for task in TASKS:
-        data, column = es.TASKS[task]
-        loaded = load_benchmark_data(data, label_column=column, data_dir=data_dir)
-        _, y = encode_labels(loaded["y"])
-        for seed in seeds:
-            path = os.path.join(cache, f"{task}_{seed}.npz")
-            if os.path.exists(path):
-                continue
-            train, test = train_test_indices(y, random_state=seed)
-            X_train, X_test = loaded["X"][train], loaded["X"][test]
-            if X_train.shape[1] > 2000:
-                hvg = HighlyVariableGenes(n_top_genes=2000).fit(X_train)
-                X_train, X_test = hvg.transform(X_train), hvg.transform(X_test)
-            subsets = labeled_subsets(y[train], FRACTIONS, random_state=seed)
-            labeled = {f"lab{f}": s for f, s in subsets.items()}
-            np.savez(path, Xtr=X_train, Xte=X_test, ytr=y[train], yte=y[test], **labeled)
-
-
-def unscaled_linear_member(features):
-    """Logistic regression on ``features`` as given (no standardisation: the view's scale is the point)."""
-
-    def fit_predict(rows, y_rows, predict_rows, n_classes):
-        model = LogisticRegression(max_iter=5000).fit(features[rows], y_rows)
-        proba = np.full((len(predict_rows), n_classes), 1e-9)
-        proba[:, model.classes_] = model.predict_proba(features[predict_rows])
-        return proba / proba.sum(axis=1, keepdims=True)
-
-    return fit_predict
 
 
 def spectral_view(split, gamma):
@@ -117,7 +78,8 @@ def evaluate(path, fraction):
         members[f"pc8_{name}"] = es.linear_member(components(train, test, 8))
         members[f"ls_{name}"] = es.spreading_member(components(train, test, 10, whiten=False), split.n_train)
     for gamma in GAMMAS:
-        members[f"sp{gamma:g}"] = unscaled_linear_member(spectral_view(split, gamma))
+        # As given: the spectral scaling is the point (standardising would undo it).
+        members[f"sp{gamma:g}"] = es.linear_member(spectral_view(split, gamma), standardise=False, max_iter=5000)
     test_proba, held = split.test_predictions(members), split.held_out_predictions(members)
     out = {**test_proba, **split.baselines()}
 
@@ -155,7 +117,9 @@ def main():
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     seeds = range(*args.seeds)
-    write_splits(seeds, args.data_dir, args.cache)
+    os.makedirs(args.cache, exist_ok=True)
+    for task in TASKS:  # the splits only: no embedder is scored in this round
+        es.build_cache(task, seeds, args.data_dir, args.cache, embedders={})
     res = {
         (t, i, f): evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f)
         for t in TASKS

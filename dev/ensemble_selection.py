@@ -54,7 +54,8 @@ EMBEDDERS = {"mae@0": MaskedAutoencoder, "scarf@0": ContrastiveEmbedder}
 FRACTIONS = (0.1, 1.0)
 
 
-def build_cache(task, seeds, data_dir, cache):
+def build_cache(task, seeds, data_dir, cache, embedders=EMBEDDERS):
+    """Write the benchmark's split, labeled subsets, top 2 000 genes and ``embedders``' outputs of each seed."""
     data, column = TASKS[task]
     loaded = load_benchmark_data(data, label_column=column, data_dir=data_dir)
     X = loaded["X"]
@@ -70,7 +71,7 @@ def build_cache(task, seeds, data_dir, cache):
             X_train, X_test = hvg.transform(X_train), hvg.transform(X_test)
         subsets = labeled_subsets(y[train], FRACTIONS, random_state=seed)
         out = dict(Xtr=X_train, Xte=X_test, ytr=y[train], yte=y[test], **{f"lab{f}": s for f, s in subsets.items()})
-        for name, cls in EMBEDDERS.items():
+        for name, cls in embedders.items():
             start = time.perf_counter()
             embedder = cls(random_state=seed * 100).fit(X_train)
             out[f"Ztr_{name}"], out[f"Zte_{name}"] = embedder.transform(X_train), embedder.transform(X_test)
@@ -78,11 +79,13 @@ def build_cache(task, seeds, data_dir, cache):
         np.savez(path, **out)
 
 
-def linear_member(features):
-    features = StandardScaler().fit_transform(features)
+def linear_member(features, standardise=True, max_iter=2000):
+    """Logistic regression on ``features`` (standardised, or as given when the view's scale is the point)."""
+    if standardise:
+        features = StandardScaler().fit_transform(features)
 
     def fit_predict(rows, y_rows, predict_rows, n_classes):
-        model = LogisticRegression(max_iter=2000).fit(features[rows], y_rows)
+        model = LogisticRegression(max_iter=max_iter).fit(features[rows], y_rows)
         proba = np.full((len(predict_rows), n_classes), 1e-9)
         proba[:, model.classes_] = model.predict_proba(features[predict_rows])
         return proba / proba.sum(axis=1, keepdims=True)
