@@ -116,12 +116,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    res = {
-        (t, s, f): evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f)
-        for t in TASKS
-        for s in range(args.seeds)
-        for f in FRACTIONS
-    }
+    res = es.score_splits(evaluate, args.cache, range(args.seeds), TASKS)
     es.print_gap_table(res, TASKS, args.seeds)
 
 

@@ -120,12 +120,7 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
     for task in TASKS:  # the splits only: no embedder is scored in this round
         es.build_cache(task, seeds, args.data_dir, args.cache, embedders={})
-    res = {
-        (t, i, f): evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f)
-        for t in TASKS
-        for i, s in enumerate(seeds)
-        for f in FRACTIONS
-    }
+    res = es.score_splits(evaluate, args.cache, seeds, TASKS)
     print(f"seeds {seeds.start}-{seeds.stop - 1}")
     es.print_gap_table(res, TASKS, len(seeds))
     print_paired(res, range(len(seeds)))

@@ -130,32 +130,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default="/tmp/skssl_selection")
     args = parser.parse_args()
-    jobs = [(t, s, f) for t in TASKS for s in range(10) for f in (0.1, 1.0)]
-    vals = [evaluate(os.path.join(args.cache, f"{t}_{s}.npz"), f) for t, s, f in jobs]
-    res = dict(zip(jobs, vals))
-    methods = list(vals[0])
-
-    def mean(t, f, m):
-        return np.mean([res[(t, s, f)][m] for s in range(10)])
-
-    print(
-        f"{'method':16s}"
-        + "".join(f"{t[:5] + '@' + str(f):>11s}" for t in TASKS for f in (0.1, 1.0))
-        + "   G per task  meanG"
-    )
-    for m in methods:
-        gs = []
-        for t in TASKS:
-            b10 = max(mean(t, 0.1, "logreg"), mean(t, 0.1, "pca_logreg"))
-            b100 = max(mean(t, 1.0, "logreg"), mean(t, 1.0, "pca_logreg"))
-            gs.append((mean(t, 0.1, m) - b10) / (b100 - b10))
-        print(
-            f"{m:16s}"
-            + "".join(f"{mean(t, f, m):11.3f}" for t in TASKS for f in (0.1, 1.0))
-            + "  "
-            + " ".join(f"{g:+.2f}" for g in gs)
-            + f"  {np.mean(gs):+.2f}"
-        )
+    es.print_gap_table(es.score_splits(evaluate, args.cache, range(10), TASKS), TASKS, 10)
 
 
 if __name__ == "__main__":

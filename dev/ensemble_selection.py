@@ -260,6 +260,17 @@ def shipped_weighting(test_proba, held, names, y_labeled, n_classes):
     return sum(weights[m] * test_proba[m] for m in names) / sum(weights.values())
 
 
+def score_splits(evaluate, cache, seeds, tasks=tuple(TASKS)):
+    """``evaluate(path, fraction)`` on the cached split of each task and seed, at each fraction; keyed
+    ``(task, seed index, fraction)`` as ``print_gap_table`` and ``criterion`` read it."""
+    return {
+        (task, i, fraction): evaluate(os.path.join(cache, f"{task}_{seed}.npz"), fraction)
+        for task in tasks
+        for i, seed in enumerate(seeds)
+        for fraction in FRACTIONS
+    }
+
+
 def print_gap_table(res, tasks, n_seeds):
     """Mean macro-F1 per task and fraction, G per task, mean G and the seeds above the better baseline at 10 %."""
     methods = list(next(iter(res.values())))
@@ -306,11 +317,7 @@ def main():
     tasks = list(TASKS)
     for task in tasks:
         build_cache(task, range(args.seeds), args.data_dir, args.cache)
-    res = {}
-    for task in tasks:
-        for seed in range(args.seeds):
-            for fraction in FRACTIONS:
-                res[(task, seed, fraction)] = evaluate(os.path.join(args.cache, f"{task}_{seed}.npz"), fraction)
+    res = score_splits(evaluate, args.cache, range(args.seeds), tasks)
     methods = list(next(iter(res.values())))
     print(f"\nmean macro-F1 over {args.seeds} seeds")
     print(f"{'candidate':22s}" + "".join(f"{t + '@' + format(f, 'g'):>14s}" for t in tasks for f in FRACTIONS))
