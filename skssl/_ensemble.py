@@ -118,14 +118,45 @@ def dense_rows(X):
     return np.vstack([block for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, check_finite=True)])
 
 
+#: Genes whose largest absolute value lies outside ``[2**-SAFE_EXPONENT, 2**SAFE_EXPONENT]`` have their mean and
+#: standard deviation taken on a copy rescaled by a power of two: in float32 the sum of squares overflows above
+#: about 2**64 per value and loses precision as subnormal numbers below about 2**-63. A power of two rescales
+#: exactly, so these genes get the moments exact arithmetic would give; genes inside the range (all of ordinary
+#: data) are computed as they always were.
+SAFE_EXPONENT = 32
+
+
+def gene_moments(X):
+    """Per-gene ``(mean, standard deviation, constant)`` of a float ``X``, finite at every finite scale of a gene.
+
+    ``constant`` marks the genes with one value in every row; their mean is that value exactly (a float32 sum can
+    miss it by an ulp, which standardising would blow up to +-1) and their standard deviation 0.
+    """
+    high, low = X.max(axis=0), X.min(axis=0)
+    constant = high == low
+    _, exponent = np.frexp(np.maximum(high, -low))  # largest |value| = m * 2**exponent, 0.5 <= m < 1 (0 for 0)
+    extreme = (exponent > SAFE_EXPONENT) | (exponent < -SAFE_EXPONENT)
+    if not extreme.any():
+        mean, std = X.mean(axis=0), X.std(axis=0)
+    else:
+        # Every gene of the copy (not only the extreme ones) keeps its column, so that numpy sums in the same order
+        # as on X: the other genes' moments are bitwise those of X, the extreme genes' those of X rescaled exactly.
+        shift = np.where(extreme, exponent, 0)
+        unit = np.ldexp(X, -shift)  # an extreme gene's largest |value| is in [0.5, 1)
+        mean = np.ldexp(unit.mean(axis=0), shift)
+        std = np.ldexp(unit.std(axis=0), shift)
+    return np.where(constant, high, mean), np.where(constant, 0, std), constant
+
+
 class GeneViews:
     """Gene standardisation and principal components, fitted on every row of the fit data."""
 
     def fit(self, X, n_components, seed):
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        # A constant gene carries nothing: scale 1 keeps it at zero instead of dividing by zero.
-        self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0), scale, 1.0)
+        self.mean_, scale, constant = gene_moments(X)
+        # A constant gene carries nothing: scale 1 keeps it at exactly zero instead of dividing by zero. Whether a
+        # gene is constant does not depend on its scale (a fixed floor on the standard deviation would declare
+        # every gene of X * 1e-19 constant).
+        self.scale_ = np.where(constant | (scale == 0), 1.0, scale)
         Z = self.standardised(X)
         n_components = min(n_components, X.shape[0] - 1, X.shape[1])
         self.pca_ = None
@@ -137,7 +168,23 @@ class GeneViews:
         return self
 
     def standardised(self, X):
-        return (X - self.mean_) / self.scale_
+        try:
+            # Only values near float32's largest, or rows far off the scale of the fit data, overflow here: redo
+            # those in float64 and refuse what float32 cannot hold rather than return infinities.
+            with np.errstate(over="raise"):
+                return (X - self.mean_) / self.scale_
+        except FloatingPointError:
+            pass
+        Z = (X.astype(np.float64) - self.mean_) / self.scale_
+        limit = np.finfo(X.dtype).max
+        if not (np.abs(Z) <= limit).all():
+            row, gene = np.argwhere(~(np.abs(Z) <= limit))[0]
+            raise ValueError(
+                f"X[{row}, {gene}] = {float(X[row, gene]):.6g} lies {Z[row, gene]:.3g} standard deviations from the "
+                f"mean of its gene in the fit data, beyond what {X.dtype} holds: X is not on the scale the estimator "
+                "was fitted on. Transform it as the fit data was (same units and normalisation)."
+            )
+        return Z.astype(X.dtype)
 
     def components(self, Z, n):
         """The first ``n`` principal-component scores of standardised rows ``Z`` (unscaled)."""
