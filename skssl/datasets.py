@@ -182,6 +182,13 @@ def make_expression(
         - ``class_programs``: indices of the informative programs;
         - ``class_means``: (n_classes, n_informative_programs) mean
           activities of each class in the informative programs;
+        - ``class_effects``: (n_classes, n_genes) shift of each class's
+          mean log-abundance (natural log) against the average class,
+          ``class_means @ loadings[class_programs]`` (before the
+          normalisation of each profile to proportions);
+        - ``informative_genes``: sorted indices of the genes that truly
+          separate the classes, those with a non-zero ``class_effects``
+          column (the genes of the informative programs);
         - ``batch``: (n_samples,) batch of each sample;
         - ``library_size``: (n_samples,) total count of each sample;
         - ``gene_names``: (n_genes,) gene identifiers;
@@ -218,6 +225,8 @@ def make_expression(
     ...     return_info=True)
     >>> info.activities.shape, info.loadings.shape, info.class_programs
     ((60, 8), (8, 300), array([0, 1, 2]))
+    >>> info.class_effects.shape, len(info.informative_genes)  # 3 programs of 9 genes
+    ((3, 300), 27)
     """
     n_samples = _check_int(n_samples, "n_samples", 1)
     n_genes = _check_int(n_genes, "n_genes", 10)
@@ -314,11 +323,16 @@ def make_expression(
     if not return_info:
         return X, y
     width = len(str(n_genes - 1))
+    # The truth a gene-ranking method should recover: how far each class moves each gene (computed after the draws,
+    # so X and y are the same with and without return_info).
+    class_effects = class_means @ loadings[class_programs]
     info = Bunch(
         activities=activities,
         loadings=loadings,
         class_programs=class_programs,
         class_means=class_means,
+        class_effects=class_effects,
+        informative_genes=np.flatnonzero(np.any(class_effects != 0, axis=0)),
         batch=batch.astype(np.int64),
         library_size=counts.sum(axis=1, dtype=np.float64),
         gene_names=np.array([f"GENE{g:0{width}d}" for g in range(n_genes)]),
