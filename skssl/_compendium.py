@@ -418,7 +418,7 @@ def make_compendium(
                 with open(tmp, "r+b") as handle:
                     handle.seek(offset)
                     for _, block in pool_blocks(executor):
-                        handle.write(np.ascontiguousarray(block).tobytes())
+                        handle.write(block.data)  # the block's own buffer: no copy
             X_pool = np.load(pool_path, mmap_mode="r")
     study_pool = np.repeat(np.arange(n_studies, dtype=np.int64), samples_per_study)
 
