@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 import os
 import platform
+import stat
 import zipfile
 import zlib
 
@@ -38,9 +40,9 @@ from sklearn.utils.validation import check_is_fitted
 from .._atomic import atomic_write
 from ._decode import _decode, _decode_estimator, _Reader
 from ._encode import _encode_estimator, _Writer
-from ._schema import _ESTIMATORS, _check_class_names
+from ._schema import _ESTIMATORS, _MAX_DEPTH, _check_class_names
 
-__all__ = ["FORMAT_VERSION", "load_model", "read_model_info", "save_model"]
+__all__ = ["FORMAT_VERSION", "MAX_BYTES", "MAX_META_BYTES", "load_model", "read_model_info", "save_model"]
 
 #: Version of the file layout written by :func:`save_model`; :func:`load_model` reads this version and older ones.
 #: Bump it when a change of the estimators makes older files load wrongly (a renamed parameter, a new fitted
@@ -52,6 +54,14 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"
 _TENSORS = "tensors.pt"
+#: Default bound, in bytes, on what :func:`load_model` decompresses from a file (meta.json and tensors.pt together):
+#: a file that would inflate beyond it is refused before it is read (and while reading, should the zip directory
+#: understate the size). Pass ``max_bytes=`` to load a larger model from a source you trust.
+MAX_BYTES = 2 * 1024**3
+#: Bound, in bytes, on meta.json (never more than ``max_bytes``): it holds names and settings only (a model of
+#: 50 000 genes writes about 1 MB), the numbers are in tensors.pt.
+MAX_META_BYTES = 64 * 1024**2
+_CHUNK_BYTES = 1024**2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,21 +151,29 @@ def save_model(estimator, path, *, metadata=None):
     return path
 
 
-def load_model(path):
+def load_model(path, *, max_bytes=MAX_BYTES):
     """Load an estimator written by :func:`save_model`, without executing anything from the file.
 
-    Everything read is validated: the format name and version, every class name (against an explicit list of
-    skssl estimators and the scikit-learn objects of the ensemble; nothing is imported by name), the parameters
-    (by the estimator's own parameter validation), the attribute names, and the network weights (the network is
-    rebuilt from the parameters, then ``load_state_dict(strict=True)`` checks every tensor's name and shape). The
-    tensors are read with ``torch.load(..., weights_only=True)``, which refuses any pickled object other than
-    tensors and plain containers. The model is loaded on the CPU; move it with ``set_params(device=...)`` and a
-    refit, or use it as a prefit embedder (``SSLClassifier(embedder=model, prefit=True)``).
+    The file is treated as untrusted input, and is checked before anything it describes is allocated: it must be
+    a regular file (not a device, FIFO or directory); what it decompresses to is bounded by ``max_bytes`` (and
+    meta.json by :data:`MAX_META_BYTES`); the tensors are read with ``torch.load(..., weights_only=True)``, which
+    refuses any pickled object other than tensors and plain containers, from a container whose records are checked
+    to lie within the file. Every class name is checked against an explicit list (nothing is imported by name),
+    the parameters by the estimator's own parameter validation and against the fitted attributes they describe,
+    and the network's declared sizes against the stored tensors (on torch's ``meta`` device, which allocates no
+    memory) before the network is built; ``load_state_dict(strict=True)`` then checks every tensor's name and
+    shape. Network weights and the statistics that predictions use must be finite (scales positive). Paths of
+    the machine that wrote the file (``checkpoint``) are not taken from it. The model is loaded on the CPU; move
+    it with ``set_params(device=...)`` and a refit, or use it as a prefit embedder
+    (``SSLClassifier(embedder=model, prefit=True)``).
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save_model`.
+    max_bytes : int, default=MAX_BYTES
+        The most bytes the file's members may decompress to, together (2 GiB by default). A larger model is
+        refused with a ValueError that says so; pass a larger value to load it from a source you trust.
 
     Returns
     -------
@@ -166,9 +184,11 @@ def load_model(path):
     Raises
     ------
     ValueError
-        If the file is not a complete skssl model file (truncated, corrupt, not a zip archive), was written by a
-        newer format version, names a class that is not allowed, holds invalid parameters or attributes, or holds
-        tensors whose shapes disagree with the network the parameters describe. The message names the problem.
+        If the file is not a regular file, is not a complete skssl model file (truncated, corrupt, not a zip
+        archive), exceeds ``max_bytes``, was written by a newer format version, names a class that is not allowed,
+        holds invalid parameters or attributes, parameters that disagree with the fitted attributes, non-finite
+        weights or statistics, or tensors whose shapes disagree with the network the parameters describe. The
+        message names the problem. Every malformed file raises this, and nothing else.
     FileNotFoundError
         If ``path`` does not exist.
 
@@ -191,21 +211,11 @@ def load_model(path):
     >>> clf.predict(X[:3]).shape
     (3,)
     """
-    meta, tensor_bytes = _read_archive(path)
-    _check_format(meta, path)
-    spec = meta.get("estimator")
-    try:
-        # Every class name is checked before a single tensor is read.
-        _check_class_names(spec, "estimator")
-        if spec.get("class") not in _ESTIMATORS:
-            raise ValueError(
-                f"{os.fspath(path)!r} holds a {spec.get('class')}, not one of the estimators save_model writes "
-                f"({sorted(_ESTIMATORS)}); the file was modified."
-            )
-        reader = _Reader(_load_tensors(tensor_bytes, path))
-        estimator = _decode_estimator(spec, reader, fitted=True, where="estimator")
-    except RecursionError as exc:
-        raise ValueError(f"{os.fspath(path)!r}: the model description is nested too deeply to be valid.") from exc
+    meta, tensor_bytes = _read_archive(path, max_bytes)
+    spec = _estimator_spec(meta, path)  # every class name is checked before a single tensor is read
+    reader = _Reader(_load_tensors(tensor_bytes, path))
+    del tensor_bytes  # the tensors now hold the data: the raw member need not stay in memory
+    estimator = _decode_estimator(spec, reader, fitted=True, where="estimator")
     unused = set(reader.tensors) - reader.used
     if unused:
         raise ValueError(
@@ -215,13 +225,15 @@ def load_model(path):
     return estimator
 
 
-def read_model_info(path):
-    """Describe a file written by :func:`save_model` without loading the model (no tensor is read).
+def read_model_info(path, *, max_bytes=MAX_BYTES):
+    """Describe a file written by :func:`save_model` without loading the model (only meta.json is read).
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save_model`.
+    max_bytes : int, default=MAX_BYTES
+        Bound on meta.json's decompressed size (which :data:`MAX_META_BYTES` bounds too).
 
     Returns
     -------
@@ -250,21 +262,24 @@ def read_model_info(path):
     >>> info["estimator"], info["feature_names_in"][:2], info["metadata"]
     ('MaskedAutoencoder', ['TP53', 'MYC'], {'gene_ids': 'HGNC symbols'})
     """
-    meta, _ = _read_archive(path)
-    _check_format(meta, path)
-    spec = meta.get("estimator")
-    _check_class_names(spec, "estimator")
-    attributes = spec.get("attributes") or {}
+    meta, _ = _read_archive(path, max_bytes, tensors=False)
+    spec = _estimator_spec(meta, path)
+    attributes = spec.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
     names = attributes.get("feature_names_in_")
     n_features = attributes.get("n_features_in_")
     if names is not None:
         # Gene names are held in JSON (an object array), so no tensor is needed to decode them.
-        names = _decode(names, _Reader({}), "estimator.attributes.feature_names_in_").tolist()
+        where = "estimator.attributes.feature_names_in_"
+        names = _decode(names, _Reader({}), where)
+        if not isinstance(names, np.ndarray) or names.ndim != 1 or names.dtype.kind not in "UO":
+            raise ValueError(f"{os.fspath(path)!r}: {where} is not an array of names; the file is corrupt.")
+        names = names.tolist()
     return {
         "format_version": meta["format_version"],
         "versions": meta.get("versions"),
         "estimator": spec["class"],
-        "n_features_in": n_features if isinstance(n_features, int) else None,
+        "n_features_in": n_features if type(n_features) is int else None,
         "feature_names_in": names,
         "metadata": meta.get("metadata"),
     }
@@ -301,19 +316,29 @@ def _check_savable(estimator):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _read_archive(path):
-    """``(meta dict, tensor bytes or None)`` of the file, with any damage reported as a ValueError."""
+def _read_archive(path, max_bytes, *, tensors=True):
+    """``(meta dict, tensors.pt as a BytesIO or None)`` of the file, with any damage reported as a ValueError.
+
+    Both members are read with a bound on their decompressed size (``max_bytes``; meta.json also
+    ``MAX_META_BYTES``), checked against the zip directory's declared size before reading and counted while
+    streaming (the declared size is the file's word, not a fact). ``tensors=False`` reads meta.json alone.
+    """
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(f"No such skssl model file: {name!r}")
+    max_bytes = _check_max_bytes(max_bytes)
     try:
-        with zipfile.ZipFile(name) as archive:
-            entries = set(archive.namelist())
-            if _META not in entries:
+        with _open_regular_file(name) as file, zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+            if _META not in names:
                 raise ValueError(f"{name!r} is a zip archive without {_META}: not a file written by skssl.save_model.")
-            meta_bytes = archive.read(_META)
-            tensor_bytes = archive.read(_TENSORS) if _TENSORS in entries else None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            if names.count(_META) > 1 or names.count(_TENSORS) > 1:
+                raise ValueError(f"{name!r} holds a member twice: not a file written by skssl.save_model.")
+            meta_bytes = _read_member(archive, _META, min(max_bytes, MAX_META_BYTES), name).getvalue()
+            tensor_bytes = None
+            if tensors and _TENSORS in names:
+                tensor_bytes = _read_member(archive, _TENSORS, max_bytes - len(meta_bytes), name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
         raise ValueError(
             f"{name!r} is not a complete skssl model file (truncated, corrupt, or not written by skssl.save_model): "
             f"{exc}. Download or copy it again."
@@ -324,11 +349,94 @@ def _read_archive(path):
         raise ValueError(f"{name!r}: {_META} is not valid JSON ({exc}); the file is corrupt.") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{name!r}: {_META} must hold a JSON object; the file is corrupt.")
+    _check_depth(meta, name)
     return meta, tensor_bytes
+
+
+def _check_max_bytes(max_bytes):
+    if not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer (a number of bytes), got {max_bytes!r}.")
+    return int(max_bytes)
+
+
+def _open_regular_file(name):
+    """The file ``name`` opened for reading, refused unless (after following symbolic links) it is a regular file:
+    a device such as /dev/zero never ends and a FIFO may block forever."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it (no effect on regular files).
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(name, flags)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such skssl model file: {name!r}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{name!r} is a directory, not an skssl model file.") from None
+    try:
+        # fstat on the opened descriptor: the file checked is the file read, whatever is renamed in between.
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ValueError(f"{name!r} is {kind}, not a regular file: skssl reads models only from regular files.")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _read_member(archive, member, limit, name):
+    """The decompressed content of ``member`` as a BytesIO, refused as soon as it would exceed ``limit`` bytes."""
+    info = archive.getinfo(member)
+    if info.file_size > limit:
+        raise _too_large(name, member, f"declares {info.file_size} bytes", limit)
+    content = io.BytesIO()
+    with archive.open(info) as stream:
+        while True:
+            chunk = stream.read(min(_CHUNK_BYTES, limit - content.tell() + 1))
+            if not chunk:
+                break
+            if content.tell() + len(chunk) > limit:
+                raise _too_large(name, member, "decompresses to more than it declares", limit)
+            content.write(chunk)
+    content.seek(0)
+    return content
+
+
+def _too_large(name, member, what, limit):
+    if member == _META and limit == MAX_META_BYTES:
+        hint = f"{_META} holds names and settings only, which no valid model makes this large"
+    else:
+        hint = "if you trust this file and it holds a very large model, pass a larger max_bytes"
+    return ValueError(
+        f"{name!r}: {member} {what}, over the limit of {limit} bytes; the file is corrupt, or was made to exhaust "
+        f"memory ({hint})."
+    )
+
+
+def _check_depth(meta, name):
+    """Refuse a description nested deeper than any valid one, without recursion (the checks after it recurse)."""
+    stack = [(meta, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"{name!r}: the model description is nested too deeply to be valid; the file is corrupt.")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def _reject_constant(constant):
     raise ValueError(f"non-standard JSON constant {constant}")
+
+
+def _estimator_spec(meta, path):
+    """The checked description of the saved estimator: a known format, and only allowed class names anywhere."""
+    _check_format(meta, path)
+    spec = meta["estimator"]
+    _check_class_names(spec, "estimator")
+    if spec.get("class") not in _ESTIMATORS:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds a {spec.get('class')!r}, not one of the estimators save_model writes "
+            f"({sorted(_ESTIMATORS)}); the file was modified."
+        )
+    return spec
 
 
 def _check_format(meta, path):
@@ -349,13 +457,15 @@ def _check_format(meta, path):
 
 
 def _load_tensors(data, path):
+    """The flat ``{name: tensor}`` dict of tensors.pt (a BytesIO), its container checked before torch reads it."""
     name = os.fspath(path)
     if data is None:
         raise ValueError(f"{name!r} has no {_TENSORS}: not a complete skssl model file.")
+    _check_torch_container(data, name)
     try:
         # weights_only=True: a restricted unpickler that builds tensors and plain containers and refuses any
         # other global (no code from the file runs); map_location: the model loads on machines without a GPU.
-        tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        tensors = torch.load(data, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(
             f"{name!r}: {_TENSORS} could not be read as plain tensors and was refused ({type(exc).__name__}: "
@@ -363,7 +473,34 @@ def _load_tensors(data, path):
             "tensors (such as a pickled program), which is never executed."
         ) from exc
     if not isinstance(tensors, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()
+        isinstance(k, str) and isinstance(v, torch.Tensor) and v.layout == torch.strided for k, v in tensors.items()
     ):
-        raise ValueError(f"{name!r}: {_TENSORS} must hold a flat dict of named tensors; the file is corrupt.")
+        raise ValueError(f"{name!r}: {_TENSORS} must hold a flat dict of named dense tensors; the file is corrupt.")
     return tensors
+
+
+def _check_torch_container(data, name):
+    """tensors.pt must be torch's zip container with every record stored uncompressed and inside the member.
+
+    torch allocates each record at the size its zip directory declares before reading it, and the older
+    (non-zip) container allocates every storage at a size its pickle declares: neither is trusted. Within a
+    container that passes, nothing torch allocates exceeds the member's size, which max_bytes bounds.
+    """
+    try:
+        with zipfile.ZipFile(data) as container:
+            records = container.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise ValueError(
+            f"{name!r}: {_TENSORS} is not in torch's zip container, which save_model writes ({exc}), and was "
+            "refused unread: the file is corrupt or was not written by skssl.save_model."
+        ) from exc
+    size = data.seek(0, io.SEEK_END)
+    data.seek(0)
+    if (
+        any(record.compress_type != zipfile.ZIP_STORED or record.file_size > size for record in records)
+        or sum(record.file_size for record in records) > size
+    ):
+        raise ValueError(
+            f"{name!r}: {_TENSORS} declares records larger than itself or compressed; the file is corrupt or was "
+            "made to exhaust memory."
+        )

@@ -16,19 +16,26 @@ from sklearn.neighbors import NearestNeighbors
 from .._base import BaseSSLEstimator
 from .._compat import InvalidParameterError, portable_sklearn_params, validate_estimator_params
 from ..supervised import _BaseFineTune
-from ._rebuild import _check_consistency, _rebuild_module, _restore_prefit_embedder, _upgrade_state_dict
+from ._rebuild import _check_consistency, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
+    _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
     _OBJECTS,
     _PRIVATE_STATE,
     _SKIPPED,
     _SKLEARN,
     _SKLEARN_PRIVATE,
+    _VALUE_RULES,
     _WRAPPERS,
     _expect,
 )
+
+# Bound on a fixed-width string array relative to its items' JSON (UTF-32 takes 4 bytes a character; the rest is
+# room for a dtype wider than the longest item, as np.unique keeps its input's width).
+_STRING_BYTES_PER_JSON_CHAR = 16
+_STRING_SLACK_BYTES = 1024**2
 
 
 class _Reader:
@@ -54,10 +61,7 @@ def _decode(node, reader, where):
         _expect(node.get("value") in ("nan", "inf", "-inf"), where, "invalid float")
         return float(node["value"])
     if kind == "scalar":
-        dtype = _dtype(node.get("dtype"), where, "biuf")
-        value = node.get("value")
-        _expect(isinstance(value, (bool, int, float)) or isinstance(value, dict), where, "invalid scalar")
-        return dtype.type(_decode(value, reader, where))
+        return _decode_scalar(node, reader, where)
     if kind == "tuple":
         return tuple(_decode(_list(node, "items", where), reader, where))
     if kind == "dict":
@@ -88,16 +92,10 @@ def _decode(node, reader, where):
             "invalid random state",
         )
         _expect(type(pos) is int and 0 <= pos <= 624, where, "invalid random state")
+        cached = node.get("cached_gaussian") or 0.0
+        _expect(type(cached) in (int, float) and math.isfinite(cached), where, "invalid random state")
         state = np.random.RandomState()
-        state.set_state(
-            (
-                "MT19937",
-                np.array(keys, dtype=np.uint32),
-                pos,
-                int(bool(node.get("has_gauss"))),
-                float(node.get("cached_gaussian") or 0.0),
-            )
-        )
+        state.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, int(bool(node.get("has_gauss"))), cached))
         return state
     if kind == "csr":
         shape = node.get("shape")
@@ -112,7 +110,7 @@ def _decode(node, reader, where):
         try:
             matrix = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
             matrix.check_format(full_check=True)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"{where}: invalid sparse matrix ({exc}); the file is corrupt.") from exc
         return matrix
     if kind == "estimator":
@@ -128,6 +126,23 @@ def _list(node, key, where):
     value = node.get(key)
     _expect(isinstance(value, list), where, f"{key!r} must be a list")
     return value
+
+
+def _decode_scalar(node, reader, where):
+    dtype = _dtype(node.get("dtype"), where, "biuf")
+    value = node.get("value")
+    if isinstance(value, dict):
+        value = _decode(value, reader, where)  # a non-finite float, written as {"__kind__": "float"}
+    # The Python type must fit the kind: numpy would silently truncate 1.5 to an integer dtype's 1.
+    allowed = {"b": (bool,), "i": (int,), "u": (int,), "f": (bool, int, float)}[dtype.kind]
+    _expect(type(value) in allowed, where, f"invalid scalar {value!r} for dtype {dtype}")
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            return dtype.type(value)
+    except (OverflowError, FloatingPointError, ValueError) as exc:
+        raise ValueError(
+            f"{where}: the value {value!r} does not fit the dtype {dtype}; the file is corrupt or was modified."
+        ) from exc
 
 
 def _dtype(text, where, kinds):
@@ -158,9 +173,18 @@ def _decode_array(node, reader, where):
         return np.array(array, order="F" if node.get("order") == "F" else "C", copy=True)
     # A string dtype sized by the file must not make the loader allocate gigabytes.
     _expect(dtype.kind != "U" or dtype.itemsize <= 4 * 4096, where, f"string dtype {dtype} too wide")
-    items = [_decode(v, reader, where) for v in _list(node, "items", where)]
-    _expect(all(v is None or isinstance(v, (str, int, float, bool)) for v in items), where, "invalid array items")
+    items = _list(node, "items", where)
     _expect(len(items) == math.prod(shape), where, "the array's items disagree with its shape")
+    items = [_decode(v, reader, where) for v in items]
+    _expect(all(v is None or isinstance(v, (str, int, float, bool)) for v in items), where, "invalid array items")
+    # Fixed-width strings take itemsize bytes each, however short the items: a few KB of deflated JSON listing
+    # empty names could otherwise declare gigabytes. Bounded by what the items themselves take in the JSON.
+    json_chars = sum(len(v) + 4 if isinstance(v, str) else 8 for v in items)
+    _expect(
+        len(items) * dtype.itemsize <= _STRING_SLACK_BYTES + _STRING_BYTES_PER_JSON_CHAR * json_chars,
+        where,
+        f"{len(items)} items of dtype {dtype} would take far more memory than the items hold",
+    )
     array = np.empty(len(items), dtype=dtype)
     array[:] = items
     return array.reshape(shape)
@@ -199,7 +223,10 @@ def _decode_estimator(node, reader, *, fitted, where):
         raise ValueError(f"{where}: class {name!r} is not an skssl estimator.")
     params = _check_params(node, cls, where)
     estimator = cls()
-    estimator.set_params(**{key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()})
+    decoded = {key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()}
+    # A path of the machine that wrote the file (where a refit would write and resume from) is never taken from it.
+    decoded.update({key: None for key in _LOCAL_PATH_PARAMETERS if key in decoded})
+    estimator.set_params(**decoded)
     _validated(estimator, where)
     if not fitted:
         return estimator
@@ -219,6 +246,7 @@ def _decode_estimator(node, reader, *, fitted, where):
             _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder or None")
         else:
             decoded = _decode(value, reader, f"{where}.{key}")
+            _check_value(key, decoded, where)
         setattr(estimator, key, decoded)
     if "device_" in attributes:
         estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
@@ -228,27 +256,34 @@ def _decode_estimator(node, reader, *, fitted, where):
         tensors = module.get("tensors")
         _expect(isinstance(tensors, dict), where, "invalid network")
         state = {key: reader.tensor(value, f"{where}.module_.{key}") for key, value in tensors.items()}
-        try:
-            estimator.module_ = _rebuild_module(estimator, where)
-        except (AttributeError, KeyError, TypeError, IndexError, RuntimeError) as exc:
-            raise ValueError(
-                f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
-                "is corrupt or was modified."
-            ) from exc
-        # Files of skssl 0.1.0 name the VAE's tensors otherwise (see _rebuild.py): renamed before the strict check.
-        state = _upgrade_state_dict(estimator, estimator.module_, state, where)
-        try:
-            estimator.module_.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{where}: the stored network weights do not match the network that the parameters describe "
-                f"({' '.join(str(exc).split())}); the file is corrupt or was modified."
-            ) from exc
-        estimator.module_.eval()
+        for key, tensor in state.items():
+            _expect(
+                not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()),
+                f"{where}.module_.{key}",
+                "the stored network weights hold NaN or infinite values",
+            )
+        estimator.module_ = _rebuild_network(estimator, state, where)
     _check_consistency(estimator, where)
     if isinstance(estimator, _BaseFineTune):
         _restore_prefit_embedder(estimator)
     return estimator
+
+
+def _check_value(key, value, where):
+    """Refuse a fitted attribute whose values break its rule in ``_VALUE_RULES`` (NaN statistics, zero scales)."""
+    rule = _VALUE_RULES.get(key)
+    if rule is None or value is None:
+        return
+    numeric = (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)) or (
+        isinstance(value, np.ndarray) and value.dtype.kind in "iuf"
+    )
+    _expect(numeric, f"{where}.{key}", "a number or numeric array was expected")
+    values = np.asarray(value, dtype=np.float64)
+    if rule == "positive":
+        valid, problem = np.isfinite(values).all() and (values > 0).all(), "zero, negative, NaN or infinite scales"
+    else:
+        valid, problem = np.isfinite(values).all(), "NaN or infinite values"
+    _expect(bool(valid), f"{where}.{key}", f"holds {problem}")
 
 
 def _decode_sklearn(node, reader, where):
@@ -262,7 +297,9 @@ def _decode_sklearn(node, reader, where):
     for key, value in attributes.items():
         if not (_FITTED_NAME.match(key) or key in _SKLEARN_PRIVATE.get(name, ())) or key in params or hasattr(cls, key):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
-        setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
+        decoded = _decode(value, reader, f"{where}.{key}")
+        _check_value(key, decoded, where)
+        setattr(obj, key, decoded)
     return obj
 
 
@@ -277,7 +314,9 @@ def _decode_object(node, reader, where):
         isinstance(attributes, dict) and set(attributes) <= set(attribute_names), where, f"unknown attributes of {name}"
     )
     for key, value in attributes.items():
-        setattr(obj, key, _decode(value, reader, f"{where}.{key}"))
+        decoded = _decode(value, reader, f"{where}.{key}")
+        _check_value(key, decoded, where)
+        setattr(obj, key, decoded)
     if name == "GraphMember":
         params = _decode(node.get("neighbors"), reader, f"{where}.neighbors_")
         _expect(

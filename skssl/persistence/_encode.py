@@ -15,6 +15,7 @@ import torch
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
+    _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
     _OBJECTS,
     _PRIVATE_STATE,
@@ -126,7 +127,11 @@ def _encode_estimator(estimator, writer, *, fitted, where):
     spec = {
         "__kind__": "estimator",
         "class": name,
-        "params": {key: _encode(value, writer, f"{where}.{key}") for key, value in params.items()},
+        # A path of this machine (checkpoint) is no part of the model, and is never taken from a file.
+        "params": {
+            key: None if key in _LOCAL_PATH_PARAMETERS else _encode(value, writer, f"{where}.{key}")
+            for key, value in params.items()
+        },
     }
     if not fitted or name in _WRAPPERS:
         return spec

@@ -5,20 +5,23 @@ is mirrored here in one place.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
+from torch.overrides import TorchFunctionMode
 
 from .._base import BaseSSLEstimator
 from .._nn import Standardize, make_mlp
 from ..supervised import _embedding_path, _FineTuneModule
 from ..vae import VAEEmbedder
 from ..vae._module import ProductOfExperts, VAEModule
-from ._schema import _expect
+from ._schema import _PARAMETERS_OF_FITTED, _expect
 
 
 def _placeholder_statistics(embedder, n_features):
@@ -38,31 +41,147 @@ def _build_embedder_module(embedder, n_features, hidden_dims):
         return embedder._build_module(n_features, tuple(hidden_dims), _placeholder_statistics(embedder, n_features))
 
 
-def _rebuild_module(estimator, where):
-    """The untrained network of ``estimator`` (on the CPU), built by the estimators' own construction code."""
+def _rebuild_network(estimator, state, where):
+    """The network of ``estimator`` holding the stored tensors ``state``, in eval mode.
+
+    The file declares the network's sizes (``n_features_in_``, ``hidden_dims_``, ``n_components``, ...), and a few
+    bytes can declare a network of gigabytes: they are checked against the stored tensors, which the file's size
+    bounds, before any of it is allocated. First each declared width and the number of layers, then the shapes of
+    a skeleton built on torch's ``meta`` device (shapes without storage) by the same construction code; only then
+    is the network built.
+    """
+    _check_declared_sizes(estimator, state, where)
+    try:
+        skeleton = _rebuild_module(estimator, where, skeleton=True)
+        _check_shapes(skeleton.state_dict(), _upgrade_state_dict(estimator, skeleton, state, where), where)
+        del skeleton
+        module = _rebuild_module(estimator, where)
+    except (AttributeError, KeyError, TypeError, IndexError, RuntimeError, OverflowError) as exc:
+        raise ValueError(
+            f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
+            "is corrupt or was modified."
+        ) from exc
+    # Files of skssl 0.1.0 name the VAE's tensors otherwise (see below): renamed before the strict check.
+    state = _upgrade_state_dict(estimator, module, state, where)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{where}: the stored network weights do not match the network that the parameters describe "
+            f"({' '.join(str(exc).split())}); the file is corrupt or was modified."
+        ) from exc
+    for name, part in module.named_modules():
+        if isinstance(part, Standardize):
+            _expect(bool((part.scale > 0).all()), f"{where}.module_.{name}", "holds zero or negative scales")
+    return module.eval()
+
+
+class _WeightsOnMeta(TorchFunctionMode):
+    """Tensors created without a device by torch's factories (the weights of ``nn.Linear``, ``nn.LayerNorm``, ...)
+    go to the ``meta`` device: shapes without storage. Unlike ``with torch.device("meta")``, tensors converted from
+    data (the placeholder statistics, which the declared-size check bounds) stay on the CPU, so the arithmetic of
+    the construction code runs on real tensors (meta arithmetic would import torch._dynamo, seconds per process).
+    """
+
+    _FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _declared_widths(estimator):
+    """``{name: widths}``: the layer widths that the file declares and the network is built from."""
+    if isinstance(estimator, BaseSSLEstimator):
+        return {"hidden_dims_": estimator.hidden_dims_, "n_components": (estimator.n_components,)}
+    widths = {"head_hidden_dims": tuple(estimator.head_hidden_dims)}
+    if estimator.embedder_ is None:  # pretrain=False: the embedder's network is built from its parameters
+        embedder = estimator._configured_embedder(0)
+        widths["embedder.hidden_dims"] = embedder._resolved_hidden_dims(estimator.n_features_in_)
+        widths["embedder.n_components"] = (embedder.n_components,)
+    return widths
+
+
+def _check_declared_sizes(estimator, state, where):
+    """Every declared width at most the number of stored values, and no more layers than stored tensors: every
+    width is the output of a linear layer whose weights are stored, and every layer stores a tensor."""
+    n_values = sum(tensor.numel() for tensor in state.values())
+    n_features = getattr(estimator, "n_features_in_", None)
+    # Every column feeds stored weights (or, in a multi-view model, may be left out of every view): the bound's
+    # floor only spares such a model; a placeholder statistic of 2**20 columns takes 16 MB.
+    _expect(
+        type(n_features) is int and 1 <= n_features <= max(n_values, 2**20),
+        where,
+        f"n_features_in_={n_features!r} is invalid or larger than the stored network allows",
+    )
+    try:
+        declared = _declared_widths(estimator)
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"{where}: the network's sizes are missing or invalid ({exc}); the file is corrupt.") from exc
+    for name, widths in declared.items():
+        _expect(isinstance(widths, tuple), where, f"invalid {name}")
+        _expect(
+            len(widths) <= len(state)
+            and all(isinstance(w, Integral) and not isinstance(w, bool) and 1 <= w <= n_values for w in widths),
+            where,
+            f"{name} declares {len(widths)} layers (widths up to {max(widths, default=0)}), more than the "
+            f"{len(state)} stored tensors of {n_values} values hold",
+        )
+
+
+def _check_shapes(expected, stored, where):
+    """The stored tensors against the skeleton's state dict, as ``load_state_dict(strict=True)`` would check them."""
+    problems = [f"missing {key}" for key in expected if key not in stored]
+    problems += [f"unexpected {key}" for key in stored if key not in expected]
+    problems += [
+        f"size mismatch for {key}: stored {tuple(stored[key].shape)}, network {tuple(shape.shape)}"
+        for key, shape in expected.items()
+        if key in stored and stored[key].shape != shape.shape
+    ]
+    if problems:
+        raise ValueError(
+            f"{where}: the stored network weights do not match the network that the parameters describe "
+            f"({'; '.join(problems[:5])}{'; ...' if len(problems) > 5 else ''}); the file is corrupt or was modified."
+        )
+
+
+def _rebuild_module(estimator, where, *, skeleton=False):
+    """The untrained network of ``estimator`` (on the CPU), built by the estimators' own construction code.
+
+    ``skeleton=True``: the parts sized by the file get their weights on the ``meta`` device, allocating nothing.
+    """
+    declared = _WeightsOnMeta() if skeleton else contextlib.nullcontext()
     n_features = estimator.n_features_in_
     _expect(type(n_features) is int and n_features >= 1, where, "invalid n_features_in_")
     if isinstance(estimator, BaseSSLEstimator):
         hidden_dims = estimator.hidden_dims_
         _expect(isinstance(hidden_dims, tuple), where, "invalid hidden_dims_")
-        return _build_embedder_module(estimator, n_features, hidden_dims)
+        with declared:
+            return _build_embedder_module(estimator, n_features, hidden_dims)
     _expect(estimator.strategy == "finetune", where, "only strategy='finetune' has a network")
     if estimator.embedder_ is not None:
-        source = estimator.embedder_.module_
+        source = estimator.embedder_.module_  # loaded and checked already
     else:  # pretrain=False: the network the embedder would start from
         embedder = estimator._configured_embedder(0)
-        source = _build_embedder_module(embedder, n_features, embedder._resolved_hidden_dims(n_features))
-    # The same reduction of the embedder's network to its embedding path that fit applies.
-    body, n_components = _embedding_path(source, n_features)
+        with declared:
+            source = _build_embedder_module(embedder, n_features, embedder._resolved_hidden_dims(n_features))
+    if skeleton and estimator.embedder_ is None:
+        # Weights without values cannot run the probe that measures the embedding's width: its n_components.
+        body, n_components = source.encoder_path(), embedder.n_components
+    else:  # the same reduction of the embedder's network to its embedding path that fit applies
+        body, n_components = _embedding_path(source, n_features)
     frozen = estimator.finetune == "head"
     if frozen:
         body.requires_grad_(False)
-    scale = Standardize(torch.zeros(n_components), torch.ones(n_components))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        head = make_mlp(
-            n_components, tuple(estimator.head_hidden_dims), estimator._n_outputs(), dropout=estimator.dropout
-        )
+    scale = Standardize(torch.zeros(n_components), torch.ones(n_components))  # as wide as the stored embedding
+    with declared:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            head = make_mlp(
+                n_components, tuple(estimator.head_hidden_dims), estimator._n_outputs(), dropout=estimator.dropout
+            )
     return _FineTuneModule(body, scale, head, frozen)
 
 
@@ -89,6 +208,28 @@ def _check_consistency(estimator, where):
                     where,
                     f"{key} has the wrong shape for n_components_={k}",
                 )
+        _check_parameters_of_fitted(estimator, estimator, where)
+    elif getattr(estimator, "embedder_", None) is not None and not estimator._uses_prefit():
+        # fit pre-trained embedder_ as a clone of the embedder parameter: a refit must build the same network.
+        _check_parameters_of_fitted(estimator._resolved_embedder(), estimator.embedder_, f"{where}.embedder")
+
+
+def _check_parameters_of_fitted(declared, fitted, where):
+    """The network-sizing parameters of ``declared`` (an embedder) agree with the fitted attributes of ``fitted``."""
+    _expect(type(declared) is type(fitted), where, "the embedder parameter is not of the fitted embedder's class")
+    for parameter, attribute in _PARAMETERS_OF_FITTED.items():
+        value = getattr(declared, parameter)
+        if parameter == "hidden_dims":
+            try:
+                value = declared._resolved_hidden_dims(fitted.n_features_in_)
+            except (ValueError, TypeError):
+                pass  # reported below: an invalid value disagrees with any fitted one
+        _expect(
+            value == getattr(fitted, attribute),
+            where,
+            f"the parameter {parameter}={getattr(declared, parameter)!r} disagrees with the fitted "
+            f"{attribute}={getattr(fitted, attribute)!r}",
+        )
 
 
 def _restore_prefit_embedder(estimator):

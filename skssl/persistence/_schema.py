@@ -57,6 +57,39 @@ _SKIPPED = {"module_", "_optimizer", "_partial_rng"}
 _FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
 _NUMERIC_KINDS = "biufc"
 
+# The values of fitted attributes that predictions subtract, divide by or multiply with, by attribute name (whatever
+# the class: LinearMember.mean_ and PCA.mean_ alike): "finite" (no NaN or infinity) or "positive" (finite and > 0).
+# A damaged file is then refused at load with a message that blames it, instead of loading and turning every
+# prediction into NaN. A new fitted attribute loads without an entry here; give it one when its values are bounded.
+_VALUE_RULES = {
+    "embedding_mean_": "finite",
+    "embedding_scale_": "positive",
+    "embedding_whitening_": "finite",
+    "library_size_": "finite",
+    "log_library_mean_": "finite",
+    "log_library_std_": "finite",
+    "mean_": "finite",
+    "scale_": "positive",
+    "pc_scale_": "positive",
+    "components_": "finite",
+    "coef_": "finite",
+    "intercept_": "finite",
+    "points_": "finite",
+    "scores_": "finite",
+    "_y_mean": "finite",
+    "_y_scale": "positive",
+}
+# Constructor parameters of the embedders that their fitted network was built from, and the fitted attribute each
+# must agree with: a file whose parameters say otherwise was modified (get_params would describe another network,
+# and a refit would build it). hidden_dims is compared after resolving "auto" for n_features_in_.
+_PARAMETERS_OF_FITTED = {"n_components": "n_components_", "hidden_dims": "hidden_dims_"}
+# Parameters that name files on the machine that fitted the model: never written to a file, never taken from one
+# (a loaded estimator has them None).
+_LOCAL_PATH_PARAMETERS = ("checkpoint",)
+# Deepest nesting of a valid meta.json is about 15 (a classifier's ensemble); anything far deeper is refused before
+# any recursive code walks it.
+_MAX_DEPTH = 64
+
 
 def _check_class_names(node, where):
     """Refuse any class name outside the allow-lists, wherever it appears, before anything is built."""
