@@ -269,3 +269,42 @@ def test_multiview_vae_loadings_per_view():
         assert np.isfinite(per_view.to_numpy()).all()
         whole = embedding_loadings(vae, frame, method=method)
         assert_allclose(per_view.to_numpy(), whole[vae.views_["protein"]])
+
+
+# ------------------------------------------------------------------------------------------- plots
+
+
+def test_plot_top_genes_and_embedding():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skssl.plotting import plot_embedding, plot_top_genes
+
+    table = np.array([[0.2, -0.1], [-0.7, 0.3], [0.5, 0.0], [0.05, 0.9]])
+    ax = plot_top_genes(table, column=0, k=3, names=["A", "B", "C", "D"])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "C", "B"]  # largest |value| on top
+    assert [round(p.get_width(), 6) for p in ax.patches] == [0.2, 0.5, -0.7]
+    ax = plot_top_genes(table, k=1)  # every column: the sum of absolute values
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1"]
+    labels = np.array(["a", "b", None, "a", -1, "b"], dtype=object)
+    ax = plot_embedding(np.arange(18, dtype=float).reshape(6, 3), labels, dims=(2, 0), title="t")
+    assert [c.get_label() for c in ax.collections] == ["unlabeled", "a", "b"]
+    assert [len(c.get_offsets()) for c in ax.collections] == [2, 2, 2]
+    assert ax.get_xlabel() == "dimension 2"
+    with pytest.raises(ValueError, match="dims must be"):
+        plot_embedding(np.zeros((4, 2)), dims=(0, 2))
+    with pytest.raises(ValueError, match="one entry per sample"):
+        plot_embedding(np.zeros((4, 2)), labels=[0, 1])
+    plt.close("all")
+
+
+def test_plotting_without_matplotlib_says_how_to_install(monkeypatch):
+    import sys
+
+    from skssl.plotting import plot_top_genes
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r"skssl\[plot\]"):
+        plot_top_genes(np.ones((3, 1)))
