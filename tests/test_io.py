@@ -103,7 +103,7 @@ def test_table_round_trip(tmp_path, data, name, orient):
 
 def test_table_round_trip_with_sample_table(tmp_path, data):
     write_table(data, tmp_path / "x.csv", sample_table=tmp_path / "samples.csv")
-    back = read_table(tmp_path / "x.csv", sample_table=tmp_path / "samples.csv")
+    back = read_table(tmp_path / "x.csv", sample_table=tmp_path / "samples.csv", numeric_metadata=True)
     assert_array_equal(back.metadata["group"], data.metadata["group"])
     assert back.metadata["age"].dtype == np.float64
     assert_array_equal(back.metadata["age"], data.metadata["age"])
@@ -137,12 +137,12 @@ def test_table_sample_table_join(tmp_path):
         's1,"stage i",NA\n'
         's9,"stage iv",2\n',  # not in the expression table: ignored
     )
-    data = read_table(expr, sample_table=samples)
+    data = read_table(expr, sample_table=samples, numeric_metadata=["score"])
     assert_array_equal(data.metadata["stage"], ["stage i", None, "stage ii"])
     assert_array_equal(data.metadata["score"], [np.nan, np.nan, 1.5])
     # A different id column.
     samples2 = _write(tmp_path / "s2.csv", "x,sid\n10,s2\n20,s1\n")
-    data = read_table(expr, sample_table=samples2, sample_id_column="sid")
+    data = read_table(expr, sample_table=samples2, sample_id_column="sid", numeric_metadata=True)
     assert_array_equal(data.metadata["x"], [20.0, 10.0, np.nan])
     with pytest.raises(ValueError, match="sample_id_column='nope'"):
         read_table(expr, sample_table=samples2, sample_id_column="nope")
@@ -188,9 +188,9 @@ def test_table_malformed_gz_and_orient_genes(tmp_path):
 
 
 def test_table_integer_gene_ids_are_a_valid_header(tmp_path):
-    # Entrez ids are numbers: the header must not be mistaken for data.
+    # Entrez ids are numbers: header=True says the first line is the header (the default refuses it as ambiguous).
     path = _write(tmp_path / "entrez.csv", "sample_id,7157,1956\ns1,1.5,2\n")
-    assert_array_equal(read_table(path).genes, ["7157", "1956"])
+    assert_array_equal(read_table(path, header=True).genes, ["7157", "1956"])
 
 
 # --------------------------------------------------------------------------
@@ -454,7 +454,7 @@ def test_read_shared_tcga_acc():
     samples = SHARED_DATA / "tcga_acc.RNASeq2GeneNorm.samples.csv"
     if not expr.is_file() or not samples.is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
-    data = read_table(expr, sample_table=samples)
+    data = read_table(expr, sample_table=samples, numeric_metadata=["years_to_birth"])
     assert data.shape == (79, 198)  # as in the data README
     assert data.samples[0].startswith("TCGA-")
     assert np.all(np.isfinite(data.X)) and data.X.min() >= 0

@@ -2,7 +2,6 @@
 
 # License: BSD-3-Clause
 
-import csv
 import itertools
 from pathlib import Path
 
@@ -10,23 +9,26 @@ import numpy as np
 
 from ._container import ExpressionData
 from ._parse import (
+    _MISSING,
     _base_suffix,
     _check_header,
+    _check_numeric_metadata,
     _check_unique,
-    _convert_column,
     _format_cell,
     _format_values,
     _infer_sep,
+    _metadata_columns,
     _open_text,
     _parse_matrix,
     _peek_first_line,
     _read_delimited,
+    _sep_is_guessed,
     _where,
 )
 
 
-def _read_sample_table(path, sample_id_column=None, sep=None):
-    """Read a per-sample metadata table into ``(ids, {column: values})``."""
+def _read_sample_table(path, sample_id_column=None, sep=None, numeric_metadata=False):
+    """Read a per-sample metadata table into ``(ids, {column: values})``, values in the table's row order."""
     sep = _infer_sep(path, sep, _peek_first_line(path))
     rows = _read_delimited(path, sep)
     try:
@@ -55,7 +57,11 @@ def _read_sample_table(path, sample_id_column=None, sep=None):
         records.append(row)
         linenos.append(lineno)
     _check_unique(ids, "sample id", path, lambda i: f"line {linenos[i]}")
+    position = {name: j for j, name in enumerate(header)}
     columns = {name: [record[j] for record in records] for j, name in enumerate(header) if j != id_col}
+    columns = _metadata_columns(
+        columns, numeric_metadata, path, lambda name, i: f"line {linenos[i]}, column {position[name] + 1}"
+    )
     return ids, columns
 
 
@@ -68,35 +74,79 @@ def _join_metadata(samples, table_ids, columns, path):
             f"{list(samples[:2])}) is in the sample table (whose ids are e.g. "
             f"{list(table_ids[:2])}); check sample_id_column."
         )
+    found = index >= 0
     metadata = {}
     for name, values in columns.items():
-        metadata[name] = _convert_column([values[i] if i >= 0 else None for i in index])
+        # A sample without a row in the table gets a missing value: NaN in a numeric column, None in a text one.
+        joined = np.full(len(samples), np.nan if values.dtype.kind == "f" else None, dtype=values.dtype)
+        joined[found] = values[index[found]]
+        metadata[name] = joined
     return metadata
 
 
-def _read_header(path, rows, col_what):
-    """``(names, first data row)``: the checked header fields, with the id
-    column's name added when the header lacks it (R's ``write.table``)."""
+def _looks_headerless(names):
+    """True if every column id of a header line is a number (or a missing-value marker), as in a data row."""
+    numbers = 0
+    for name in names:
+        if name.lower() in _MISSING:
+            continue
+        try:
+            float(name)
+        except ValueError:
+            return False
+        numbers += 1
+    return numbers > 0
+
+
+def _read_header(path, rows, col_what, header):
+    """``(names, first data row)``: the checked header fields, with the id column's name added when the header
+    lacks it (R's ``write.table``); with ``header=False``, generated names and the first line as data."""
     try:
-        header_line, header = next(rows)
+        header_line, header_row = next(rows)
     except StopIteration:
         raise ValueError(f"{path}: the file is empty (no header).") from None
+    if header is False:
+        if len(header_row) < 2:
+            raise ValueError(
+                f"{_where(path, header_line)}: no {col_what} columns (found {len(header_row)} field(s)); is the "
+                "separator right?"
+            )
+        return ["", *(f"x{j}" for j in range(len(header_row) - 1))], (header_line, header_row)
     try:
         first = next(rows)
     except StopIteration:
         first = None
-    if first is not None and len(first[1]) == len(header) + 1:
-        header = [""] + header  # R-style header without the id column name
-    names = _check_header(path, header_line, header, col_what=col_what)
+    if first is not None and len(first[1]) == len(header_row) + 1:
+        header_row = [""] + header_row  # R-style header without the id column name
+    names = _check_header(path, header_line, header_row, col_what=col_what, data_check=False)
+    # A data row cannot start with an empty id, so an empty first field is a header whatever follows it.
+    if header == "infer" and names[0] and _looks_headerless(names[1:]):
+        shown = ", ".join(repr(name) for name in names[1:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(
+            f"{_where(path, header_line)}: the first line looks like data, not a header: every {col_what} id in "
+            f"it ({shown}) is a number, as in a data row. Pass header=False if the file has no header line (the "
+            f"{col_what}s are then named x0, x1, ...), or header=True if these numbers are the {col_what} ids "
+            "(e.g. Entrez gene ids)."
+        )
     if first is None:
         raise ValueError(f"{path}: the table has a header but no data rows.")
     return names, first
 
 
-def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_column=None):
+def read_table(
+    path,
+    orient="samples",
+    sep=None,
+    sample_table=None,
+    sample_id_column=None,
+    *,
+    header="infer",
+    numeric_metadata=False,
+):
     """Read a delimited expression matrix (CSV/TSV, optionally gzipped).
 
-    The first line is a header and the first column holds identifiers.
+    The first line is a header (unless ``header=False``) and the first column
+    holds identifiers.
 
     Parameters
     ----------
@@ -110,7 +160,9 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
     sep : str, default=None
         Field separator. None infers it from the suffix (``.csv``: comma,
         ``.tsv``/``.tab``: tab) or, for other suffixes such as ``.txt``,
-        from the header line.
+        from the first line (tab if it has at least as many tabs as
+        commas); such a file must then not mix the two: a field holding
+        the other one is refused (pass `sep` to allow it).
 
     sample_table : str or path-like, default=None
         Optional CSV/TSV of per-sample annotations, one row per sample,
@@ -121,6 +173,24 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
         Column of `sample_table` holding the sample id; None means its
         first column.
 
+    header : {"infer", True, False}, default="infer"
+        Whether the first line holds the column ids. ``True``: it does,
+        whatever they look like. ``False``: it is a data row; the columns
+        are named ``x0, x1, ...``. ``"infer"``: as ``True``, but a first
+        line whose column ids are all numbers (as in a headerless file)
+        raises a ValueError asking for ``True`` or ``False``, rather than
+        silently turning the first sample into gene names (or the other
+        way round). Numeric ids such as Entrez gene ids need
+        ``header=True``.
+
+    numeric_metadata : bool or list of str, default=False
+        Which `sample_table` columns to read as numbers (float64, NaN
+        when missing). ``False``: none; every column stays text as
+        written, so identifiers such as ``"007"`` keep their zeros.
+        ``True``: every column whose cells all parse as numbers. A list:
+        those columns, and a cell in them that is not a number raises a
+        ValueError.
+
     Returns
     -------
     data : ExpressionData
@@ -129,8 +199,10 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
     Raises
     ------
     ValueError
-        On a ragged table, duplicated ids, a non-numeric cell, a missing
-        header or an empty table; the message names the file and line.
+        On a ragged table, duplicated ids, a non-numeric cell, a value
+        beyond the float32 range, mixed separators, a missing or
+        ambiguous header, an empty table, a file that is not UTF-8 text or
+        a broken gzip stream; the message names the file and line.
         Missing-value markers (``NA``, ``NaN``, ``null``, empty) become NaN.
 
     See Also
@@ -141,6 +213,9 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
     -----
     A header with one field fewer than the data rows (as written by R's
     ``write.table``) is accepted: the missing field is the id column.
+    Metadata cells that are missing-value markers become None (text
+    columns) or NaN (numeric columns); a sample without a row in
+    `sample_table` gets missing values in every column.
 
     Examples
     --------
@@ -158,11 +233,15 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
     """
     if orient not in ("samples", "genes"):
         raise ValueError(f"orient must be 'samples' or 'genes', got {orient!r}.")
+    if not (header is True or header is False or (isinstance(header, str) and header == "infer")):
+        raise ValueError(f"header must be 'infer', True or False, got {header!r}.")
+    numeric_metadata = _check_numeric_metadata(numeric_metadata)
     path = Path(path)
+    single_separator = _sep_is_guessed(path, sep)
     sep = _infer_sep(path, sep, _peek_first_line(path))
     row_what, col_what = ("sample", "gene") if orient == "samples" else ("gene", "sample")
-    rows = _read_delimited(path, sep)
-    names, first = _read_header(path, rows, col_what)
+    rows = _read_delimited(path, sep, single_separator=single_separator)
+    names, first = _read_header(path, rows, col_what, header)
     ids, _, values, _ = _parse_matrix(path, itertools.chain([first], rows), names, row_what=row_what, col_what=col_what)
     if orient == "samples":
         samples, genes, X = ids, names[1:], values
@@ -170,8 +249,10 @@ def read_table(path, orient="samples", sep=None, sample_table=None, sample_id_co
         samples, genes, X = names[1:], ids, values.T
     metadata = {}
     if sample_table is not None:
-        table_ids, columns = _read_sample_table(sample_table, sample_id_column)
+        table_ids, columns = _read_sample_table(sample_table, sample_id_column, numeric_metadata=numeric_metadata)
         metadata = _join_metadata(samples, table_ids, columns, sample_table)
+    elif numeric_metadata:
+        raise ValueError("numeric_metadata applies to the columns of sample_table, and no sample_table is given.")
     return ExpressionData(X, genes, samples, metadata=metadata, attrs={"source": str(path)})
 
 
@@ -218,16 +299,26 @@ def write_table(data, path, orient="samples", sep=None, sample_table=None):
     else:
         corner, col_ids, row_ids, M = "gene_id", data.samples, data.genes, data.X.T
     with _open_text(path, "w") as f:
-        writer = csv.writer(f, delimiter=sep, lineterminator="\n")
-        writer.writerow([corner, *col_ids])
+        _write_row(f, [corner, *col_ids], sep)
         for row_id, values in zip(row_ids, M):
-            writer.writerow([row_id, *_format_values(values)])
+            _write_row(f, [row_id, *_format_values(values)], sep)
     if sample_table is not None:
         table_path = Path(sample_table)
         table_sep = "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
         keys = list(data.metadata)
         with _open_text(table_path, "w") as f:
-            writer = csv.writer(f, delimiter=table_sep, lineterminator="\n")
-            writer.writerow(["sample_id", *keys])
+            _write_row(f, ["sample_id", *keys], table_sep)
             for i, sample in enumerate(data.samples):
-                writer.writerow([sample, *(_format_cell(data.metadata[k][i]) for k in keys)])
+                _write_row(f, [sample, *(_format_cell(data.metadata[k][i]) for k in keys)], table_sep)
+
+
+def _write_row(f, cells, sep):
+    """One line of a delimited file, quoting as the csv module would plus any field with a comma or a tab:
+    read_table guesses the separator of a ``.txt`` file and refuses the other one outside quotes."""
+    f.write(sep.join(_quoted(str(cell), sep) for cell in cells) + "\n")
+
+
+def _quoted(cell, sep):
+    if sep in cell or any(c in cell for c in ',\t"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
