@@ -8,7 +8,7 @@ benchmark lives in :mod:`skssl.benchmark`.
 """
 
 from .contrastive import ContrastiveEmbedder
-from .datasets import make_expression
+from .datasets import make_compendium, make_expression
 from .io import ExpressionData, read_archs4, read_gct, read_geo_series_matrix, read_table
 from .masked import MaskedAutoencoder
 from .multiview import assemble_views
@@ -31,6 +31,7 @@ __all__ = [
     "VAEEmbedder",
     "assemble_views",
     "load_model",
+    "make_compendium",
     "make_expression",
     "read_archs4",
     "read_gct",

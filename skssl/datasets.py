@@ -11,7 +11,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from .preprocessing import _log_cpm
 
-__all__ = ["make_expression"]
+__all__ = ["make_compendium", "make_expression"]
 
 # Constants of the generative model (natural-log scale). They are chosen to
 # resemble bulk RNA-seq of a heterogeneous cohort rather than to be tuned.
@@ -342,3 +342,7 @@ def make_expression(
     if output == "log_cpm":
         info.counts = counts
     return X, y, info
+
+
+# Imported last: skssl._compendium reads this module's helpers (the same gene and program draws as make_expression).
+from ._compendium import make_compendium  # noqa: E402
