@@ -246,7 +246,15 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
         return ""
 
     def _frame_names(self, X):
-        names = get_feature_names(X)
+        try:
+            names = get_feature_names(X)
+        except ValueError:
+            # scikit-learn (through narwhals) refuses repeated column names, which duplicates="sum" / "mean" exists
+            # to combine: take them from the frame itself.
+            columns = list(getattr(X, "columns", ()))
+            if not columns or not all(isinstance(c, str) for c in columns):
+                raise
+            names = np.asarray(columns, dtype=object)
         if names is not None:
             self._as_gene_array(names, "The columns of X", allow_duplicates=self.duplicates != "raise")
         return names
@@ -270,7 +278,13 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
             Fitted transformer.
         """
         names = self._frame_names(X)
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True)
+        repeated = names is not None and len(set(names.tolist())) < len(names)
+        # scikit-learn refuses a DataFrame whose column names repeat: validate its values, keep its names.
+        X = validate_data(
+            self, np.asarray(X) if repeated else X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", reset=True
+        )
+        if repeated:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
         if self.genes is None:
             self.genes_ = self._target_from_columns(check_feature_names_in(self))
         else:
@@ -335,7 +349,7 @@ class GeneAligner(DocLinkMixin, TransformerMixin, BaseEstimator):
         # whose whole point is to reject columns that differ from fit.
         names = self._frame_names(X)
         X = check_array(
-            X,
+            np.asarray(X) if names is not None and len(set(names.tolist())) < len(names) else X,
             dtype=FLOAT_DTYPES,
             ensure_all_finite="allow-nan",
             estimator=self,
