@@ -214,7 +214,7 @@ def test_gct_13_round_trip_with_annotations(tmp_path, data):
     text = (tmp_path / "x.gct").read_text().splitlines()
     assert text[0] == "#1.3"
     assert text[1] == "7\t5\t1\t2"
-    back = read_gct(tmp_path / "x.gct")
+    back = read_gct(tmp_path / "x.gct", numeric_metadata=True)
     assert_same(back, data)
     assert_array_equal(back.metadata["group"], data.metadata["group"])
     assert_array_equal(back.metadata["age"], data.metadata["age"])
@@ -296,7 +296,7 @@ def _geo_text(values=None):
 def test_geo_series_matrix(tmp_path, compress):
     name = "GSE99999_series_matrix.txt" + (".gz" if compress else "")
     path = _write(tmp_path / name, _geo_text(), compress=compress)
-    data = read_geo_series_matrix(path)
+    data = read_geo_series_matrix(path, numeric_metadata=["age"])
     assert_array_equal(data.samples, ["GSM100", "GSM101", "GSM102"])
     assert_array_equal(data.genes, ["1007_s_at", "1053_at", "117_at", "121_at"])
     assert_array_equal(

@@ -10,9 +10,11 @@ import numpy as np
 from ._container import ExpressionData
 from ._parse import (
     _check_header,
-    _convert_column,
+    _check_metadata_names,
+    _check_numeric_metadata,
     _format_cell,
     _format_values,
+    _metadata_columns,
     _open_text,
     _parse_matrix,
     _read_delimited,
@@ -73,9 +75,9 @@ def _read_header(path, rows, n_lead, n_cols):
     return names
 
 
-def _read_column_annotations(path, rows, names, n_lead, n_col_meta):
+def _read_column_annotations(path, rows, names, n_lead, n_col_meta, numeric_metadata):
     """Version 1.3's column-annotation lines (per-sample metadata)."""
-    sample_meta = {}
+    sample_meta, origin = {}, {}
     for _ in range(n_col_meta):
         try:
             lineno, row = next(rows)
@@ -89,11 +91,17 @@ def _read_column_annotations(path, rows, names, n_lead, n_col_meta):
         key = row[0].strip()
         if not key or key in sample_meta:
             raise ValueError(f"{_where(path, lineno)}: empty or duplicated column-annotation name {key!r}.")
-        sample_meta[key] = _convert_column(row[n_lead:])
-    return sample_meta
+        sample_meta[key], origin[key] = row[n_lead:], lineno
+    return _metadata_columns(
+        sample_meta,
+        numeric_metadata,
+        path,
+        lambda name, i: f"line {origin[name]}, column {n_lead + i + 1}",
+        check_names=False,
+    )
 
 
-def read_gct(path):
+def read_gct(path, *, numeric_metadata=False):
     """Read a GCT file (Broad/GenePattern format, version 1.2 or 1.3).
 
     A GCT file is genes x samples: a ``#1.2`` (or ``#1.3``) line, a line
@@ -105,6 +113,15 @@ def read_gct(path):
     ----------
     path : str or path-like
         File to read; a ``.gz`` suffix means gzip compression.
+
+    numeric_metadata : bool or list of str, default=False
+        Which annotations (row annotations such as ``Description``, and
+        version 1.3's column annotations) to read as numbers (float64, NaN
+        when missing). ``False``: none; every annotation stays text as
+        written, so identifiers such as ``"007"`` keep their zeros.
+        ``True``: every annotation whose cells all parse as numbers. A
+        list: those names, and a cell in them that is not a number raises
+        a ValueError.
 
     Returns
     -------
@@ -139,16 +156,28 @@ def read_gct(path):
     array([[1., 3.],
            [2., 4.]], dtype=float32)
     """
+    numeric_metadata = _check_numeric_metadata(numeric_metadata)
     path = Path(path)
     rows = _read_delimited(path, "\t")
     version, (n_rows, n_cols, n_row_meta, n_col_meta) = _read_preamble(path, rows)
     n_lead = 1 + n_row_meta
     names = _read_header(path, rows, n_lead, n_cols)
-    sample_meta = _read_column_annotations(path, rows, names, n_lead, n_col_meta)
-    genes, annotations, values, _ = _parse_matrix(path, rows, names, row_what="gene", col_what="sample", n_lead=n_lead)
+    sample_meta = _read_column_annotations(path, rows, names, n_lead, n_col_meta, numeric_metadata)
+    genes, annotations, values, linenos = _parse_matrix(
+        path, rows, names, row_what="gene", col_what="sample", n_lead=n_lead
+    )
     if len(genes) != n_rows:
         raise ValueError(f"{path}: the dimensions line says {n_rows} genes but the file has {len(genes)} data rows.")
-    gene_meta = {names[1 + j]: _convert_column([a[j] for a in annotations]) for j in range(n_row_meta)}
+    gene_meta = _metadata_columns(
+        {names[1 + j]: [a[j] for a in annotations] for j in range(n_row_meta)},
+        numeric_metadata,
+        path,
+        lambda name, g: f"line {linenos[g]}, column {names.index(name) + 1}",
+        check_names=False,
+    )
+    if not isinstance(numeric_metadata, bool):
+        # A name may be a row annotation or a column annotation; one in neither is a mistake.
+        _check_metadata_names(numeric_metadata, {**gene_meta, **sample_meta}, path)
     return ExpressionData(
         values.T,
         genes,

@@ -5,7 +5,7 @@
 from pathlib import Path
 
 from ._container import ExpressionData
-from ._parse import _check_header, _convert_column, _parse_matrix, _read_delimited, _where
+from ._parse import _check_header, _check_numeric_metadata, _metadata_columns, _parse_matrix, _read_delimited, _where
 
 
 def _unique_key(key, table):
@@ -17,8 +17,8 @@ def _unique_key(key, table):
     return f"{key}_{k}"
 
 
-def _characteristics(field_name, cells, metadata):
-    """Split ``key: value`` cells of one characteristics line into columns."""
+def _characteristics(field_name, cells, metadata, origin, lineno):
+    """Split ``key: value`` cells of one characteristics line into columns (`origin`: column -> its line)."""
     keys, values = [], []
     for cell in cells:
         text = cell.strip()
@@ -32,7 +32,8 @@ def _characteristics(field_name, cells, metadata):
     # A line usually has one key, but GEO allows a different key per sample.
     for key in dict.fromkeys(k for k in keys if k is not None):
         column = [v if k == key else None for k, v in zip(keys, values)]
-        metadata[_unique_key(key, metadata)] = column
+        name = _unique_key(key, metadata)
+        metadata[name], origin[name] = column, lineno
 
 
 def _scan(path):
@@ -41,19 +42,25 @@ def _scan(path):
     `sample_lines` the ``(lineno, name, cells)`` of the ``!Sample_*`` lines
     and the rest the expression table between its begin and end markers."""
     series, sample_lines = {}, []
-    state, header, header_line, table_rows = "head", None, None, []
+    state, header, header_line, table_rows, end_line = "head", None, None, [], None
     for lineno, row in _read_delimited(path, "\t"):
         key = row[0].strip()
+        if state == "done":
+            # Nothing may follow the table: rows there (a second table, an edited or concatenated file) would
+            # otherwise be dropped without a word.
+            what = "a second table begins" if key.lower() == "!series_matrix_table_begin" else "a line follows"
+            raise ValueError(
+                f"{_where(path, lineno)}: {what} after '!series_matrix_table_end' (line {end_line}); a series matrix "
+                "holds one table, which ends the file. Split the file, or move these rows into the table."
+            )
         if state == "table":
             if key.lower() == "!series_matrix_table_end":
-                state = "done"
+                state, end_line = "done", lineno
             elif header is None:
                 header, header_line = row, lineno
             else:
                 table_rows.append((lineno, row))
         elif key.lower() == "!series_matrix_table_begin":
-            if state == "done":
-                raise ValueError(f"{_where(path, lineno)}: a second table begins.")
             state = "table"
         elif key.startswith("!Series_"):
             name, value = key[len("!Series_") :], "\t".join(row[1:]).strip()
@@ -74,9 +81,9 @@ def _scan(path):
     return series, sample_lines, header_line, header, table_rows
 
 
-def _sample_metadata(path, sample_lines, samples):
+def _sample_metadata(path, sample_lines, samples, numeric_metadata):
     """The ``!Sample_*`` lines as metadata columns in the table's sample order."""
-    metadata = {}
+    metadata, origin = {}, {}
     for lineno, name, cells in sample_lines:
         cells = [c.strip() for c in cells]
         while len(cells) > len(samples) and not cells[-1]:
@@ -87,9 +94,10 @@ def _sample_metadata(path, sample_lines, samples):
                 f"but the table has {len(samples)} samples."
             )
         if name.startswith("characteristics"):
-            _characteristics(name, cells, metadata)
+            _characteristics(name, cells, metadata, origin, lineno)
         else:
-            metadata[_unique_key(name, metadata)] = cells
+            key = _unique_key(name, metadata)
+            metadata[key], origin[key] = cells, lineno
     accessions = metadata.get("geo_accession")
     if accessions is not None and list(accessions) != list(samples):
         # Metadata lines are in the table's column order in GEO files; a
@@ -101,16 +109,28 @@ def _sample_metadata(path, sample_lines, samples):
             )
         order = [position[s] for s in samples]
         metadata = {k: [v[i] for i in order] for k, v in metadata.items()}
-    return {k: _convert_column(v) for k, v in metadata.items()}
+    else:
+        order = range(len(samples))
+    # Cell i of a column is sample order[i]'s, in column order[i] + 2 of its line (after the !Sample_ key).
+    return _metadata_columns(
+        metadata, numeric_metadata, path, lambda name, i: f"line {origin[name]}, column {order[i] + 2}"
+    )
 
 
-def read_geo_series_matrix(path):
+def read_geo_series_matrix(path, *, numeric_metadata=False):
     """Read a GEO series-matrix file (``GSExxx_series_matrix.txt[.gz]``).
 
     Parameters
     ----------
     path : str or path-like
         File to read; a ``.gz`` suffix means gzip compression.
+
+    numeric_metadata : bool or list of str, default=False
+        Which metadata columns to read as numbers (float64, NaN when
+        missing). ``False``: none; every column stays text as written, so
+        identifiers such as ``"007"`` keep their zeros. ``True``: every
+        column whose cells all parse as numbers. A list: those columns,
+        and a cell in them that is not a number raises a ValueError.
 
     Returns
     -------
@@ -122,12 +142,14 @@ def read_geo_series_matrix(path):
         named without the prefix (``title``, ``geo_accession``, ...);
         ``!Sample_characteristics_ch*`` cells ``"key: value"`` become one
         column per key. ``!Series_*`` lines go to ``attrs["series"]``.
-        ``null`` or empty values become NaN.
+        ``null`` or empty values become NaN (None in text metadata).
 
     Raises
     ------
     ValueError
-        On a malformed file; the message names the file and line.
+        On a malformed file (including any line after
+        ``!series_matrix_table_end``, which would otherwise be lost); the
+        message names the file and line.
 
     Examples
     --------
@@ -144,10 +166,13 @@ def read_geo_series_matrix(path):
     ...                 '!series_matrix_table_end\\n')
     >>> data = read_geo_series_matrix(path)
     >>> data.samples, data.metadata["age"]
-    (array(['GSM1', 'GSM2'], dtype=object), array([61., 54.]))
+    (array(['GSM1', 'GSM2'], dtype=object), array(['61', '54'], dtype=object))
+    >>> read_geo_series_matrix(path, numeric_metadata=["age"]).metadata["age"]
+    array([61., 54.])
     >>> data.attrs["series"]["title"]
     'A study'
     """
+    numeric_metadata = _check_numeric_metadata(numeric_metadata)
     path = Path(path)
     series, sample_lines, header_line, header, table_rows = _scan(path)
     names = _check_header(path, header_line, header, col_what="sample")
@@ -155,7 +180,7 @@ def read_geo_series_matrix(path):
         raise ValueError(f"{_where(path, header_line)}: the table header must start with 'ID_REF', found {names[0]!r}.")
     genes, _, values, _ = _parse_matrix(path, table_rows, names, row_what="gene", col_what="sample")
     samples = names[1:]
-    metadata = _sample_metadata(path, sample_lines, samples)
+    metadata = _sample_metadata(path, sample_lines, samples, numeric_metadata)
     return ExpressionData(
         values.T,
         genes,

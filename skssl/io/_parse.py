@@ -285,23 +285,29 @@ def _check_numeric_metadata(numeric_metadata):
     )
 
 
-def _metadata_columns(columns, numeric_metadata, path, where):
+def _metadata_columns(columns, numeric_metadata, path, where, *, check_names=True):
     """Metadata columns (name -> list of str or None) as arrays: text, as written, unless `numeric_metadata`
     asks for numbers (True: every column whose cells all parse as numbers; names: those columns, refusing a
-    cell that does not parse). ``where(name, i)`` says where cell `i` of column `name` is in the file."""
+    cell that does not parse). ``where(name, i)`` says where cell `i` of column `name` is in the file;
+    `check_names` refuses names in `numeric_metadata` that `columns` lacks."""
     if numeric_metadata is True:
         return {name: _convert_column(values) for name, values in columns.items()}
     requested = () if numeric_metadata is False else numeric_metadata
+    if check_names:
+        _check_metadata_names(requested, columns, path)
+    return {
+        name: _numeric_column(values, path, name, where) if name in requested else _text_column(values)
+        for name, values in columns.items()
+    }
+
+
+def _check_metadata_names(requested, columns, path):
     unknown = [name for name in requested if name not in columns]
     if unknown:
         raise ValueError(
             f"{path}: numeric_metadata names {unknown}, which the file's metadata does not have (its columns: "
             f"{list(columns)[:12]}{'...' if len(columns) > 12 else ''})."
         )
-    return {
-        name: _numeric_column(values, path, name, where) if name in requested else _text_column(values)
-        for name, values in columns.items()
-    }
 
 
 #: The separators a file's content can be read with; a field holding the other one means a file that mixes them.
