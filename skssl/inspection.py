@@ -201,22 +201,34 @@ def _linear_attributions(beta, X, baseline, task, logits_of):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _integrated_gradients(fn, X, baseline, n_outputs, n_steps):
+def _integrated_gradients(fn, X, baseline, n_outputs, n_steps, first_layer=None):
     """Integrated gradients of ``fn`` (float64 tensor rows -> (rows, n_outputs)) from ``baseline`` to each row of
-    ``X``, by the midpoint rule with ``n_steps`` points. Returns (n, n_genes, n_outputs) float64."""
+    ``X``, by the midpoint rule with ``n_steps`` points. Returns (n, n_genes, n_outputs) float64.
+
+    With ``first_layer=(A, c)``, ``fn`` takes ``x @ A.T + c`` instead of ``x``: the path is walked in that space
+    and the mean gradient mapped back to the genes through ``A``.
+    """
     n, n_genes = X.shape
     out = np.empty((n, n_genes, n_outputs))
     alphas = torch.arange(n_steps, dtype=torch.float64).add_(0.5).div_(n_steps)
     base = torch.as_tensor(baseline, dtype=torch.float64)
-    chunk = max(1, _PATH_CELLS // (n_steps * n_genes))
+    width = n_genes if first_layer is None else first_layer[0].shape[0]
+    chunk = max(1, _PATH_CELLS // (n_steps * width))
     for start in range(0, n, chunk):
         x = torch.as_tensor(X[start : start + chunk], dtype=torch.float64)
         diff = x - base
-        path = (base + alphas[:, None, None] * diff[None]).reshape(-1, n_genes).requires_grad_(True)
+        if first_layer is None:
+            origin, step = base, diff
+        else:
+            A, c = first_layer
+            origin, step = base @ A.T + c, diff @ A.T
+        path = (origin + alphas[:, None, None] * step[None]).reshape(-1, width).requires_grad_(True)
         values = fn(path)
         for k in range(n_outputs):
             (grad,) = torch.autograd.grad(values[:, k].sum(), path, retain_graph=k < n_outputs - 1)
-            mean_grad = grad.reshape(n_steps, -1, n_genes).mean(dim=0)
+            mean_grad = grad.reshape(n_steps, -1, width).mean(dim=0)
+            if first_layer is not None:
+                mean_grad = mean_grad @ first_layer[0]
             out[start : start + chunk, :, k] = (mean_grad * diff).numpy()
     return out
 
@@ -239,26 +251,89 @@ def _torch_embedding(embedder):
     return transform
 
 
-def _embedding_member_fn(estimator, task):
-    """The ensemble's "embedding" member as a float64 torch function of raw rows (its class probabilities, or
-    standardised prediction)."""
-    member = estimator.ensemble_.members_["embedding"]
-    transform = _torch_embedding(estimator.embedder_)
-    mean = torch.as_tensor(member.mean_, dtype=torch.float64)
-    scale = torch.as_tensor(member.scale_, dtype=torch.float64)
-    model = member.model_
-    coef = torch.as_tensor(np.atleast_2d(model.coef_), dtype=torch.float64)
-    intercept = torch.as_tensor(np.atleast_1d(model.intercept_), dtype=torch.float64)
+def _affine_split(body):
+    """``(A, c, rest)`` with ``body.embed(x) == rest(x @ A.T + c)`` when the encoder starts with an affine
+    preprocessing (standardisation, or none) and a linear layer; None otherwise (e.g. the log-normalisation of
+    counts).
 
-    def fn(x):
-        linear = ((transform(x) - mean) / scale) @ coef.T + intercept
+    Integrated gradients then walk the straight path in the first layer's output (an affine image of the genes'
+    path) and map the averaged gradient back to the genes once per sample instead of once per step: the same
+    numbers, at a fraction of the cost for wide inputs.
+    """
+    from torch import nn
+
+    from ._nn import EncoderPath, Standardize
+    from .vae._module import ProductOfExperts
+
+    if isinstance(body, EncoderPath):
+        preprocess, mlp, n_mean = body.preprocess, body.encoder, None
+    elif isinstance(body, ProductOfExperts) and not body.multiview:
+        expert = body.experts[0]  # one view: its expert is the posterior, its first n_latent outputs the mean
+        preprocess, mlp, n_mean = expert.preprocess, expert.encoder, expert.n_latent
+    else:
+        return None
+    if not isinstance(mlp, nn.Sequential) or not len(mlp) or not isinstance(mlp[0], nn.Linear):
+        return None
+    weight, bias = mlp[0].weight, mlp[0].bias
+    if isinstance(preprocess, Standardize):
+        A = weight / preprocess.scale
+        c = bias - A @ preprocess.mean
+    elif isinstance(preprocess, nn.Identity):
+        A, c = weight, bias
+    else:
+        return None
+    rest = mlp[1:]
+
+    def rest_fn(h):
+        out = rest(h)
+        return out if n_mean is None else out[:, :n_mean]
+
+    return A.detach(), c.detach(), rest_fn
+
+
+def _network_attributions(body, post, X, baseline, n_outputs, n_steps):
+    """Integrated gradients of ``post(body.embed(x))`` (float64 torch modules / functions), through the first
+    layer's output when :func:`_affine_split` allows it (checked on the data), on the genes otherwise."""
+    split = _affine_split(body)
+    if split is not None:
+        A, c, rest = split
+        rows = torch.as_tensor(X[:4], dtype=torch.float64)
+        with torch.no_grad():
+            agrees = torch.allclose(rest(rows @ A.T + c), body.embed(rows), rtol=1e-9, atol=1e-9)
+        if agrees:  # the structure is what _affine_split expects: take the shortcut
+            return _integrated_gradients(lambda h: post(rest(h)), X, baseline, n_outputs, n_steps, first_layer=(A, c))
+    return _integrated_gradients(lambda x: post(body.embed(x)), X, baseline, n_outputs, n_steps)
+
+
+def _embedding_member_parts(estimator, task):
+    """The ensemble's "embedding" member as ``(body, post)``: the embedder's encoder, and the map from its output
+    to the member's class probabilities (or standardised prediction), float64."""
+    member = estimator.ensemble_.members_["embedding"]
+    embedder = estimator.embedder_
+    body = _double_copy(embedder.module_.encoder_path())
+    tensors = [
+        embedder.embedding_mean_,
+        embedder.embedding_scale_,
+        embedder.embedding_whitening_,
+        member.mean_,
+        member.scale_,
+        np.atleast_2d(member.model_.coef_),
+        np.atleast_1d(member.model_.intercept_),
+    ]
+    e_mean, e_scale, whitening, mean, scale, coef, intercept = (
+        torch.as_tensor(np.asarray(t, dtype=np.float64)) for t in tensors
+    )
+
+    def post(embedding):
+        transformed = ((embedding - e_mean) / e_scale) @ whitening  # embedder.transform
+        linear = ((transformed - mean) / scale) @ coef.T + intercept
         if task == "regression":
             return linear[:, :1]
         if linear.shape[1] == 1:  # binary logistic regression
             linear = torch.cat([torch.zeros_like(linear), linear], dim=1)
         return torch.softmax(linear, dim=1)
 
-    return fn
+    return body, post
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,8 +369,8 @@ def _member_attributions(estimator, name, X, baseline, n_steps, task):
     if name == "embedding":
         if ensemble.members_[name].model_ is None:
             return np.zeros((X.shape[0], X.shape[1], n_outputs))
-        fn = _embedding_member_fn(estimator, task)
-        return _integrated_gradients(fn, X, baseline, n_outputs, n_steps)
+        body, post = _embedding_member_parts(estimator, task)
+        return _network_attributions(body, post, X, baseline, n_outputs, n_steps)
     beta = _member_coefficients(ensemble, name)
     if beta is None:
         return np.zeros((X.shape[0], X.shape[1], n_outputs))
@@ -337,19 +412,13 @@ def _ensemble_attributions(estimator, X, baseline, n_steps, task, member):
 
 def _finetune_attributions(estimator, X, baseline, n_steps, task):
     module = _double_copy(estimator.module_)
-    if task == "classification":
+    n_outputs = len(estimator.classes_) if task == "classification" else 1
 
-        def fn(x):
-            return torch.softmax(module(x), dim=1)
+    def post(embedding):
+        outputs = module.head(module.scale(embedding))
+        return torch.softmax(outputs, dim=1) if task == "classification" else outputs[:, :1]
 
-        n_outputs = len(estimator.classes_)
-    else:
-
-        def fn(x):
-            return module(x)[:, :1]
-
-        n_outputs = 1
-    return _integrated_gradients(fn, X, baseline, n_outputs, n_steps)
+    return _network_attributions(module.body, post, X, baseline, n_outputs, n_steps)
 
 
 def _predictions(estimator, rows, task):

@@ -308,3 +308,24 @@ def test_plotting_without_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"skssl\[plot\]"):
         plot_top_genes(np.ones((3, 1)))
+
+
+@pytest.mark.parametrize("Embedder", [MaskedAutoencoder, VAEEmbedder])
+def test_first_layer_shortcut_equals_plain_integrated_gradients(expression, Embedder):
+    import torch
+
+    from skssl import inspection
+
+    X, y_semi = expression
+    clf = SSLClassifier(Embedder(**TINY_NET, random_state=0), strategy="finetune", max_epochs=5, random_state=0)
+    clf.fit(X, y_semi)
+    assert inspection._affine_split(clf.module_.body) is not None  # the shortcut is taken
+    module = inspection._double_copy(clf.module_)
+    X64 = X[:10].astype(np.float64)
+    baseline = X.mean(axis=0).astype(np.float64)
+
+    def probabilities(x):
+        return torch.softmax(module(x), dim=1)
+
+    plain = inspection._integrated_gradients(probabilities, X64, baseline, 3, 16)
+    assert_allclose(explain(clf, X[:10], baseline=baseline, n_steps=16).attributions, plain, rtol=1e-7, atol=1e-12)
