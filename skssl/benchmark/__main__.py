@@ -100,7 +100,8 @@ def build_parser():
         "Writes results.csv, summary.csv, macro_f1.png and report.md into --out, each replaced atomically, and "
         f"appends every finished run to --out/{JOURNAL_FILE}, so that an interrupted run continues with --resume. "
         "Without --data it uses a synthetic cohort (skssl.datasets.make_expression) and takes a few minutes on "
-        "2 CPU cores."
+        "2 CPU cores. `skssl-benchmark --transfer` runs the transfer protocol instead (pre-train on a pool of other "
+        "studies, score held-out cohorts; see `skssl-benchmark --transfer --help`)."
     )
     parser = argparse.ArgumentParser(
         prog="skssl-benchmark",
@@ -336,6 +337,10 @@ def _run_journaled(args, data, methods, fractions, seeds, embedder_params, class
 def main(argv=None):
     """Entry point of ``skssl-benchmark``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--transfer" in argv:  # the transfer protocol has its own options (skssl-benchmark --transfer --help)
+        from ._transfer_cli import main as transfer_main
+
+        return transfer_main([a for a in argv if a != "--transfer"])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,455 @@
+"""The transfer protocol: pre-train once on a pool of other studies, score held-out cohorts by how few labels they need.
+
+This is the setting of the reference study (pre-training on a large public compendium, fine-tuning on a small
+cohort) and the one where self-supervised pre-training is expected to pay. Each embedder is pre-trained ONCE on the
+pool (read batch by batch: a ``np.memmap`` pool is never loaded whole) and then reused, frozen, on every cohort. For
+each seed, one held-out cohort (seed ``s`` takes cohort ``s mod n_cohorts``) is split into a stratified test block
+and a train block; nested labeled subsets of the train block (one per fraction) train the supervised parts. Every
+method sees the same test block and the same labeled rows for a (seed, fraction): the comparison is paired.
+
+Leakage rule: the pool never holds a cohort row; within a cohort, ``X_test`` only reaches ``transform`` /
+``predict``. Cohort-side unsupervised parts (cohort PCA, ``SSLClassifier()``'s scaler, PCA and graph) see the
+train block with its labels hidden.
+
+Baselines (no pre-trained network): ``logreg`` and ``pca_logreg`` on the cohort, ``pool_pca_logreg`` (PCA fitted on
+a sample of the pool: the linear answer to "learn the representation elsewhere"), and ``ssl_ensemble``
+(``SSLClassifier()`` on the cohort alone). Pre-trained methods, for each embedder ``<e>``: ``<e>_probe`` (logistic
+regression on the embedding), ``<e>_prefit`` (``SSLClassifier(embedder, prefit=True)``, the route the docs
+recommend to a user who brings a pre-trained embedder), ``<e>_finetune`` (encoder + head fine-tuned on the labeled
+rows), and the same with ``study_`` (``<e>_study_probe`` ...) for the embedder pre-trained with the pool's study
+labels as a batch covariate (``fit(X, batch=study)``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .. import ContrastiveEmbedder, MaskedAutoencoder, SSLClassifier, VAEEmbedder
+from ._methods import CLASSIFIER_STEP_BUDGET, PCA_COMPONENTS, _logreg, _predict, with_budget
+from ._protocol import (
+    _as_dense_float32,
+    _Progress,
+    check_fractions,
+    check_seeds,
+    encode_labels,
+    labeled_subsets,
+    score,
+    train_test_indices,
+)
+
+#: Labeled fractions of each cohort's train block scored by default (1 % of a 140-row train block is one label per
+#: class: the smallest subset the protocol draws).
+TRANSFER_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
+
+#: Rows of the pool (a random sample, read in sorted order) that fit ``pool_pca_logreg``'s PCA.
+POOL_PCA_ROWS = 10_000
+
+#: The seed of every pre-training: the embedders are pre-trained once, and the cohorts' seeds vary the rest.
+PRETRAIN_SEED = 0
+
+BASELINES = ("logreg", "pca_logreg", "pool_pca_logreg", "ssl_ensemble")
+
+_EMBEDDERS = {
+    "vime": (MaskedAutoencoder, {}, "VIME (MaskedAutoencoder)"),
+    "scarf": (ContrastiveEmbedder, {"objective": "scarf"}, "SCARF (ContrastiveEmbedder)"),
+    "vae": (VAEEmbedder, {"likelihood": "gaussian"}, "VAEEmbedder (Gaussian)"),
+}
+_KINDS = {
+    "probe": "logistic regression on the embedding of the labeled rows",
+    "prefit": "SSLClassifier(embedder, prefit=True): the default ensemble plus the embedding, every cohort train row",
+    "finetune": "encoder + linear head fine-tuned on the labeled rows (SSLClassifier(strategy='finetune'))",
+}
+
+
+@dataclass(frozen=True)
+class TransferMethod:
+    """A method of the transfer protocol: ``embedder`` (None for a baseline), ``study_aware`` (pre-trained with the
+    pool's studies as ``batch``) and ``kind`` (``probe``, ``prefit``, ``finetune``, or the baseline's name)."""
+
+    name: str
+    description: str
+    kind: str
+    embedder: str | None = None
+    study_aware: bool = False
+
+    @property
+    def pretrained_key(self):
+        """Which pre-trained part the method reads: ``"pool_pca"``, ``("vime", False)`` ..., or None."""
+        if self.embedder is not None:
+            return (self.embedder, self.study_aware)
+        return "pool_pca" if self.kind == "pool_pca_logreg" else None
+
+
+def _methods():
+    out = {
+        "logreg": TransferMethod("logreg", "logistic regression on the cohort's standardised genes", "logreg"),
+        "pca_logreg": TransferMethod(
+            "pca_logreg", "PCA fitted on the cohort's train block (labels hidden) + logistic regression", "pca_logreg"
+        ),
+        "pool_pca_logreg": TransferMethod(
+            "pool_pca_logreg",
+            f"PCA fitted on {POOL_PCA_ROWS:,} random pool rows (standardised with the pool's gene statistics) + "
+            "logistic regression",
+            "pool_pca_logreg",
+        ),
+        "ssl_ensemble": TransferMethod(
+            "ssl_ensemble",
+            "SSLClassifier() on the cohort alone (no pre-training): the single-cohort default",
+            "ssl_ensemble",
+        ),
+    }
+    for study_aware in (False, True):
+        for key, (_, _, label) in _EMBEDDERS.items():
+            for kind, text in _KINDS.items():
+                name = f"{key}_{'study_' if study_aware else ''}{kind}"
+                pool = "the pool with its studies as batch covariate" if study_aware else "the pool"
+                out[name] = TransferMethod(name, f"{label} pre-trained on {pool}; {text}", kind, key, study_aware)
+    return out
+
+
+#: Every transfer method by name.
+TRANSFER_METHODS = _methods()
+
+#: The methods of the default run (sized for <= 15 minutes on 2 CPU cores): the four baselines and VIME (the
+#: fastest embedder to pre-train on the pool) as a probe and inside SSLClassifier, with and without the study
+#: covariate. ``methods="all"`` adds SCARF and the VAE and the fine-tuned networks.
+DEFAULT_TRANSFER_METHODS = (
+    *BASELINES,
+    "vime_probe",
+    "vime_prefit",
+    "vime_study_probe",
+    "vime_study_prefit",
+)
+
+
+def check_transfer_methods(methods):
+    """Resolve ``methods`` ("default", "all", a comma-separated str or a list of names) to known names."""
+    if methods is None or (isinstance(methods, str) and methods == "default"):
+        return DEFAULT_TRANSFER_METHODS
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    resolved = []
+    for name in methods:
+        expanded = TRANSFER_METHODS if name == "all" else DEFAULT_TRANSFER_METHODS if name == "default" else (name,)
+        for method in expanded:
+            if method not in TRANSFER_METHODS:
+                raise ValueError(
+                    f"Unknown transfer method {method!r}. Available: {', '.join(TRANSFER_METHODS)} "
+                    "(or 'default', 'all')."
+                )
+            if method not in resolved:
+                resolved.append(method)
+    if not resolved:
+        raise ValueError(f"No method given. Available: {', '.join(TRANSFER_METHODS)}.")
+    return tuple(resolved)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-training on the pool (once)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _pool_sample(X_pool, n_rows, seed):
+    """A random sample of ``n_rows`` pool rows as a dense float32 array, read in increasing row order."""
+    n = X_pool.shape[0]
+    if n <= n_rows:
+        return np.asarray(X_pool, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=n_rows, replace=False))
+    return np.asarray(X_pool[rows], dtype=np.float32)
+
+
+def pretrain_on_pool(key, X_pool, *, pool_study=None, device="auto", embedder_params=None):
+    """Fit the pre-trained part ``key`` (see :attr:`TransferMethod.pretrained_key`) on the pool; return the fitted
+    part and the wall time in seconds."""
+    start = time.perf_counter()
+    if key == "pool_pca":
+        sample = _pool_sample(X_pool, POOL_PCA_ROWS, PRETRAIN_SEED)
+        n_comp = min(PCA_COMPONENTS, sample.shape[0] - 1, sample.shape[1])
+        model = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=PRETRAIN_SEED)).fit(sample)
+        return model, time.perf_counter() - start
+    name, study_aware = key
+    cls, fixed, _ = _EMBEDDERS[name]
+    params = {"random_state": PRETRAIN_SEED, "device": device, **fixed, **(embedder_params or {})}
+    model = cls(**params)
+    if study_aware:
+        if pool_study is None:
+            raise ValueError("Study-aware methods need the pool's study labels (pool_study=...).")
+        model.fit(X_pool, batch=np.asarray(pool_study))
+    else:
+        model.fit(X_pool)
+    return model, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One method on one (seed, fraction)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _semi_labels(n_train, labeled, y_labeled):
+    y_semi = np.full(n_train, -1, dtype=np.int64)
+    y_semi[labeled] = y_labeled
+    return y_semi
+
+
+def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, device, classifier_params):
+    """Fit ``method`` on the cohort's labeled rows (and, where it uses them, its unlabeled train rows); return
+    predictions and class probabilities on ``X_test``."""
+    y_lab = y_train[labeled]
+    kind = method.kind
+    if kind == "logreg":
+        model = _logreg(seed).fit(X_train[labeled], y_lab)
+        return _predict(model, X_test)
+    if kind == "pca_logreg":
+        n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
+        pca = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
+        model = _logreg(seed).fit(pca.transform(X_train[labeled]), y_lab)
+        return _predict(model, pca.transform(X_test))
+    if kind in ("pool_pca_logreg", "probe"):
+        model = _logreg(seed).fit(pretrained.transform(X_train[labeled]), y_lab)
+        return _predict(model, pretrained.transform(X_test))
+    if kind == "ssl_ensemble":
+        model = SSLClassifier(random_state=seed, device=device).fit(X_train, _semi_labels(len(X_train), labeled, y_lab))
+        return _predict(model, X_test)
+    if kind == "prefit":
+        model = SSLClassifier(FrozenEstimator(pretrained), random_state=seed, device=device)
+        model.fit(X_train, _semi_labels(len(X_train), labeled, y_lab))
+        return _predict(model, X_test)
+    if kind == "finetune":
+        params = with_budget(classifier_params, len(labeled), CLASSIFIER_STEP_BUDGET)
+        model = SSLClassifier(
+            pretrained, strategy="finetune", prefit=True, finetune="full", random_state=seed, device=device, **params
+        ).fit(X_train[labeled], y_lab)
+        return _predict(model, X_test)
+    raise ValueError(f"Unknown kind of transfer method: {kind!r}.")  # pragma: no cover - the registry is closed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The protocol
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_cohorts(X_cohorts, y_cohorts, n_genes):
+    if len(X_cohorts) != len(y_cohorts) or not len(X_cohorts):
+        raise ValueError(
+            f"Give one label vector per cohort: {len(X_cohorts)} cohort matrices and {len(y_cohorts)} label vectors."
+        )
+    cohorts = []
+    for i, (X, y) in enumerate(zip(X_cohorts, y_cohorts, strict=True)):
+        X = _as_dense_float32(X)
+        classes, codes = encode_labels(y)
+        if X.shape[0] != len(codes):
+            raise ValueError(f"Cohort {i}: X has {X.shape[0]} samples but y has {len(codes)} labels.")
+        if X.shape[1] != n_genes:
+            raise ValueError(
+                f"Cohort {i} has {X.shape[1]} genes but the pool has {n_genes}: align the genes first "
+                "(skssl.GeneAligner)."
+            )
+        cohorts.append((X, classes, codes))
+    return cohorts
+
+
+def transfer_benchmark(
+    X_pool,
+    X_cohorts,
+    y_cohorts,
+    *,
+    pool_study=None,
+    methods="default",
+    fractions=TRANSFER_FRACTIONS,
+    seeds=5,
+    test_size=0.3,
+    embedder_params=None,
+    classifier_params=None,
+    device="auto",
+    dataset="compendium",
+    pretrained=None,
+    progress=False,
+    callback=None,
+):
+    """Pre-train once on a pool of studies, then score held-out cohorts at several fractions of their labels.
+
+    Parameters
+    ----------
+    X_pool : {ndarray, np.memmap} of shape (n_pool, n_genes)
+        The unlabeled pool (log-expression, e.g. log-CPM). A memmap is read batch by batch, never whole.
+    X_cohorts : list of array-like of shape (n_i, n_genes)
+        The held-out cohorts (studies absent from the pool), same genes in the same order as the pool.
+    y_cohorts : list of array-like of shape (n_i,)
+        Class labels of each cohort.
+    pool_study : array-like of shape (n_pool,) or None, default=None
+        Study of each pool row; needed by the ``*_study_*`` methods.
+    methods : "default", "all", str or list of str, default="default"
+        Names from :data:`TRANSFER_METHODS`.
+    fractions : sequence of float in (0, 1], default=TRANSFER_FRACTIONS
+        Labeled fractions of each cohort's train block.
+    seeds : int or sequence of int, default=5
+        Seed ``s`` scores cohort ``s mod len(X_cohorts)`` with the split and labeled subsets of seed ``s``.
+    test_size : float, default=0.3
+        Fraction of each cohort in its test block.
+    embedder_params, classifier_params : dict or None
+        Parameters of every pre-trained embedder / fine-tuning classifier (default: the estimators' defaults).
+    device : str, default="auto"
+    dataset : str, default="compendium"
+        Name written in the ``dataset`` column.
+    pretrained : dict or None, default=None
+        Already fitted pre-trained parts by key (``"pool_pca"``, ``("vime", False)`` ...) and their pre-training
+        seconds, ``{key: (model, seconds)}``: curves over cohorts reuse one pre-training. Filled in place.
+    progress : bool, default=False
+        Show a progress line on stderr.
+    callback : callable or None
+        Called with each result dict as it is finished.
+
+    Returns
+    -------
+    records : list of dict
+        One per (seed, method, fraction): ``dataset``, ``method``, ``seed``, ``cohort``, ``fraction``,
+        ``n_labeled``, ``n_train``, ``n_test``, the metrics, ``fit_seconds``, ``pretrain_seconds``.
+    """
+    n_genes = X_pool.shape[1]
+    cohorts = _check_cohorts(X_cohorts, y_cohorts, n_genes)
+    methods = check_transfer_methods(methods)
+    fractions = check_fractions(fractions)
+    seeds = check_seeds(seeds)
+    pretrained = {} if pretrained is None else pretrained
+    bar = _Progress(len(seeds) * len(methods) * len(fractions), progress)
+    records = []
+    try:
+        for name in methods:  # pre-train first: each part once, on the pool, whatever the seeds
+            key = TRANSFER_METHODS[name].pretrained_key
+            if key is not None and key not in pretrained:
+                bar.show(f"pre-training {name.rsplit('_', 1)[0]} on the pool ({X_pool.shape[0]:,} rows)")
+                pretrained[key] = pretrain_on_pool(
+                    key, X_pool, pool_study=pool_study, device=device, embedder_params=embedder_params
+                )
+        for seed in seeds:
+            cohort = seed % len(cohorts)
+            X, classes, codes = cohorts[cohort]
+            train, test = train_test_indices(codes, test_size=test_size, random_state=seed)
+            X_train, X_test, y_train, y_test = X[train], X[test], codes[train], codes[test]
+            subsets = labeled_subsets(y_train, fractions, random_state=seed)
+            for name in methods:
+                method = TRANSFER_METHODS[name]
+                model, pre_seconds = pretrained.get(method.pretrained_key, (None, math.nan))
+                for fraction in fractions:
+                    bar.show(f"{name} frac={fraction:.2f} seed={seed}")
+                    labeled = subsets[fraction]
+                    start = time.perf_counter()
+                    pred, proba = fit_predict(
+                        method,
+                        model,
+                        X_train,
+                        y_train,
+                        labeled,
+                        X_test,
+                        seed=seed,
+                        device=device,
+                        classifier_params=classifier_params or {},
+                    )
+                    record = {
+                        "dataset": dataset,
+                        "method": name,
+                        "seed": seed,
+                        "cohort": cohort,
+                        "fraction": fraction,
+                        "n_labeled": len(labeled),
+                        "n_train": len(train),
+                        "n_test": len(test),
+                        "n_pool": int(X_pool.shape[0]),
+                        **score(y_test, pred, proba, len(classes)),
+                        "fit_seconds": time.perf_counter() - start,
+                        "pretrain_seconds": pre_seconds,
+                    }
+                    records.append(record)
+                    if callback is not None:
+                        callback(dict(record))
+                    bar.step()
+    finally:
+        bar.close()
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the numbers say
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _scores(records, method, fraction, metric="f1_macro"):
+    return {r["seed"]: r[metric] for r in records if r["method"] == method and r["fraction"] == fraction}
+
+
+def gap_table(records, metric="f1_macro"):
+    """Per fraction: the best baseline, the best pre-trained method (by mean), the gap they close and the seeds won.
+
+    The gap closed at fraction ``f`` is ``(pre(f) - base(f)) / (base(1.0) - base(f))``: ``base(f)`` the best
+    baseline's mean at ``f`` (the best of :data:`BASELINES` run), ``base(1.0)`` the best baseline's mean with all
+    labels, ``pre(f)`` the best pre-trained method's mean at ``f``. Seeds won: seeds where the pre-trained method
+    scores above that best baseline (paired: same cohort, split and labeled rows). Returns a list of dicts.
+    """
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    fractions = sorted({r["fraction"] for r in records})
+    baselines = [m for m in methods if m in BASELINES]
+    pretrained = [m for m in methods if m not in BASELINES]
+
+    def mean(method, fraction):
+        values = list(_scores(records, method, fraction, metric).values())
+        return float(np.mean(values)) if values else math.nan
+
+    full = max((mean(m, 1.0) for m in baselines), default=math.nan) if 1.0 in fractions else math.nan
+    rows = []
+    for f in fractions:
+        row = {"fraction": f, "n_labeled": float(np.mean([r["n_labeled"] for r in records if r["fraction"] == f]))}
+        if baselines:
+            base = max(baselines, key=lambda m: mean(m, f))
+            row.update(best_baseline=base, baseline_score=mean(base, f))
+        if pretrained:
+            pre = max(pretrained, key=lambda m: mean(m, f))
+            row.update(best_pretrained=pre, pretrained_score=mean(pre, f))
+        if baselines and pretrained:
+            ours, theirs = _scores(records, pre, f, metric), _scores(records, base, f, metric)
+            seeds = sorted(set(ours) & set(theirs))
+            row["seeds"] = len(seeds)
+            row["seeds_won"] = sum(ours[s] > theirs[s] for s in seeds)
+            row["seeds_tied"] = sum(ours[s] == theirs[s] for s in seeds)
+            room = full - row["baseline_score"]
+            gain = row["pretrained_score"] - row["baseline_score"]
+            row["gap_closed"] = gain / room if room > 1e-12 else math.nan
+        rows.append(row)
+    return rows
+
+
+def transfer_verdict(records, metric="f1_macro"):
+    """Two or three sentences for report.md: whether pre-training on the pool beat the baselines, where, by how
+    much, on how many seeds."""
+    rows = gap_table(records, metric)
+    parts, wins, losses = [], [], []
+    for row in rows:
+        if "gap_closed" not in row:
+            continue
+        f, diff = row["fraction"], row["pretrained_score"] - row["baseline_score"]
+        gap = "" if math.isnan(row["gap_closed"]) else f", {row['gap_closed']:+.0%} of the gap to all labels"
+        parts.append(
+            f"{f:g}: `{row['best_pretrained']}` {diff:+.3f} against `{row['best_baseline']}`{gap}, higher on "
+            f"{row['seeds_won']} of {row['seeds']} seeds"
+        )
+        (wins if diff > 0 and row["seeds_won"] * 2 > row["seeds"] else losses).append(f"{f:g}")
+    if not parts:
+        return "**Verdict.** No pre-trained method or no baseline was run, so there is nothing to compare."
+    if wins and not losses:
+        head = "Pre-training on the pool beat every baseline at every labeled fraction (mean and most seeds)."
+    elif wins:
+        head = (
+            f"Pre-training on the pool beat every baseline at fractions {', '.join(wins)} (mean and most seeds), "
+            f"but not at {', '.join(losses)}."
+        )
+    else:
+        head = "Pre-training on the pool did not beat the best baseline at any labeled fraction."
+    detail = "; ".join(parts)
+    return f"**Verdict.** {head} Best pre-trained method against the best baseline at each fraction — {detail}."
