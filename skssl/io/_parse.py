@@ -110,11 +110,15 @@ def _read_error(path, last_line, exc):
             "it; close or remove the quote."
         )
     if "NUL" in text:
-        return ValueError(
-            f"{_where(path, line)}: the line holds a NUL byte: this is not a text table (a spreadsheet workbook, "
-            "an HDF5 or another binary file?). Export it as CSV/TSV first."
-        )
+        return _nul_error(path, line)
     return ValueError(f"{_where(path, line)}: cannot be parsed as a delimited table ({text}).")
+
+
+def _nul_error(path, line):
+    return ValueError(
+        f"{_where(path, line)}: the line holds a NUL byte: this is not a text table (a spreadsheet workbook, an "
+        "HDF5 or another binary file?). Export it as CSV/TSV first."
+    )
 
 
 def _undecodable_message(path, exc):
@@ -333,6 +337,8 @@ def _read_delimited(path, sep, *, single_separator=False):
                 raw = lines.take() if other is not None else None
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
+                if "\x00" in "".join(row):  # the csv module of Python >= 3.11 reads NUL as a character
+                    raise _nul_error(path, start)
                 if other is not None and other in raw:
                     _check_single_separator(path, start, raw, sep, other)
                 yield start, row
