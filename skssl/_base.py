@@ -11,6 +11,7 @@ happens after each optimiser step (``_after_step``).
 from __future__ import annotations
 
 import copy
+import hashlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -20,10 +21,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from ._batches import BatchConditioning
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
-from ._data import leading_variance_scaling
 from ._distributed import agreed_random_state, data_parallel
 from ._docstrings import FITTED_ATTRIBUTES_DOC, TRAINING_PARAMETERS_DOC, fill_doc  # noqa: F401 (re-exported)
+from ._embedding_scale import StandardizedEmbedding
+from ._fit_state import TrainingRun, previous_state_on_error, training_attributes
 from ._progress import EpochProgress
 from ._training import (  # noqa: F401 (re-exported)
     MAX_GRAD_NORM,
@@ -113,11 +116,12 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         distributed=None,
     ):
         """Train ``module`` on rows of ``X`` with :func:`~skssl._training.fit_loop` (data-parallel over ``distributed``)
-        and set the fitted ``module_``, ``history_``, ``n_iter_``, ``best_epoch_``, ``batch_size_`` and ``device_``:
-        ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG for the run and the validation
-        corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each batch's rows of it);
-        ``phase`` names the run in the progress display (e.g. "fine-tuning"). A ``KeyboardInterrupt`` in the epochs
-        ends the fit with the best weights so far and a :class:`~skssl._training.FitInterruptedWarning`.
+        and return a :class:`TrainingRun`; nothing is set on the estimator (:meth:`_training_attributes` gives the
+        fitted attributes of the run). ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG
+        for the run and the validation corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each
+        batch's rows of it); ``phase`` names the run in the progress display (e.g. "fine-tuning"). A
+        ``KeyboardInterrupt`` in the epochs ends the run with the best weights so far (``stop_reason``
+        "interrupted": call :meth:`_warn_if_interrupted` once the fitted state is assigned).
         """
         schedule = self._schedule(len(train_rows))
         reader = _data.BatchReader(X, device)
@@ -146,44 +150,22 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
                 resume=resume,
                 distributed=distributed,
             )
-        if result.stop_reason == "interrupted":
-            warn_interrupted(type(self).__name__, result, schedule.max_epochs, self._interrupt_hint)
-        # A later partial_fit starts a fresh optimiser (keeping Adam's moments would double memory and pickle size).
-        self.__dict__.pop("_optimizer", None)
-        self._set_training_attributes(module, result.history, result.n_epochs, result.best_epoch, schedule, device)
-        return result
+        return TrainingRun(module, result, schedule, device)
 
-    def _set_training_attributes(self, module, history, n_iter, best_epoch, schedule, device):
-        """The fitted attributes of a training run (``_train``'s, or of one skipped with no epoch run)."""
-        self.module_, self.history_, self.n_iter_, self.best_epoch_ = module, history, n_iter, best_epoch
-        self.batch_size_, self.device_ = schedule.batch_size, device
+    @staticmethod
+    def _training_attributes(run):
+        """The fitted ``module_``, ``history_``, ``n_iter_``, ``best_epoch_``, ``batch_size_`` and ``device_`` of a
+        :class:`TrainingRun`."""
+        result = run.result
+        return training_attributes(
+            run.module, result.history, result.n_epochs, result.best_epoch, run.schedule.batch_size, run.device
+        )
 
-    # ------------------------------------------------------------------ inference
-    def _module_device(self):
-        return next(self.module_.parameters()).device
-
-    def _mapped_batches(self, X, fn, batch_size=None, allow_nan=False):
-        """Yield ``(rows, fn(batch))`` over ``X`` in batches, ``fn`` (a module-space tensor function) as float32 numpy.
-
-        ``allow_nan`` lets NaN in out-of-core input through to ``fn`` (missing views); infinities are rejected.
-        """
-        device = self._module_device()
-        batch_size = batch_size or max(self.batch_size_, 1024)
-        self.module_.eval()
-        check_finite = _data.is_out_of_core(X)
-        for rows, block in _data.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
-            with torch.inference_mode():
-                values = fn(_data.to_device(block, device)).float().cpu().numpy()
-            if not allow_nan:  # the input was finite: a non-finite output is float32 overflow, never a result
-                _data.check_finite_output(values, rows)
-            yield rows, values
-
-    def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
-        """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""
-        out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
-        for rows, values in self._mapped_batches(X, fn, batch_size, allow_nan):
-            out[rows] = values
-        return out
+    def _warn_if_interrupted(self, run):
+        """The :class:`~skssl._training.FitInterruptedWarning` of a run that Ctrl-C stopped (after the fit assigned
+        its state, so that a warning turned into an error leaves the estimator fitted)."""
+        if run.result.stop_reason == "interrupted":
+            warn_interrupted(type(self).__name__, run.result, run.schedule.max_epochs, self._interrupt_hint)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):
@@ -202,7 +184,9 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         return tags
 
 
-class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorchEstimator):
+class BaseSSLEstimator(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BatchConditioning, StandardizedEmbedding, BaseTorchEstimator
+):
     """Shared machinery of the self-supervised embedders (transformers); not for direct use.
 
     A method provides ``_build_module`` (whose module has ``embed(x)`` and ``encoder_path()``) and ``_batch_loss``,
@@ -270,11 +254,18 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         return self._new_module(X.shape[1], self._fit_statistics(X), device, seed)[0]
 
-    def _fit_network(self, X, warm=False):
-        """Build the network (``warm``: take the fitted one) and train it on the validated ``X`` (``fit``).
+    # ------------------------------------------------------------------ fitting
+    def _module_attributes(self, module):
+        """Method-specific fitted attributes read from a trained ``module`` (e.g. the VAE's views)."""
+        return {}
+
+    def _fit_network(self, X, warm, batch_codes, batch_categories):
+        """Build the network (``warm``: a copy of the fitted one) and train it on the validated ``X``; return the
+        :class:`TrainingRun` and the fitted attributes of the training (not assigned).
 
         A fit from scratch with a ``checkpoint`` path resumes from the file when there is one (same seed, split,
-        weights, optimiser and RNG states) and removes it once training has run to its end.
+        weights, optimiser and RNG states) and removes it once training has run to its end. ``batch_codes`` (one
+        int per row, or None) reach the loss as the training targets.
         """
         device = _data.resolve_device(self.device)
         rng = agreed_random_state(self.random_state, device)  # rank 0's state on every rank of a data-parallel fit
@@ -283,15 +274,20 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         checkpoint = resume = None
         if self.checkpoint is not None and not warm:
             fingerprint = run_fingerprint(type(self).__name__, self.get_params(deep=False), X.shape)
+            if batch_codes is not None:  # only then: checkpoints of fits without batch keep their fingerprint
+                labels = repr(batch_categories.tolist()).encode()
+                fingerprint["batch"] = hashlib.sha256(labels + batch_codes.tobytes()).hexdigest()
             checkpoint = Checkpoint(self.checkpoint, fingerprint)
             resume = checkpoint.load()
             seed, train_rows, validation_rows = checkpoint.run(resume, seed, train_rows, validation_rows)
-        history, n_iter = getattr(self, "history_", None), getattr(self, "n_iter_", 0)  # before _train resets them
         if warm:
-            module, hidden_dims = self.module_.to(device), self.hidden_dims_
+            # A copy: the fitted network stays as it is until the new state is complete.
+            module, hidden_dims = copy.deepcopy(self.module_).to(device), self.hidden_dims_
         else:
-            module, hidden_dims = self._new_module(X.shape[1], self._fit_statistics(X), device, seed)
-        result = self._train(
+            statistics = self._fit_statistics(X)
+            statistics["n_batches"] = 0 if batch_categories is None else len(batch_categories)
+            module, hidden_dims = self._new_module(X.shape[1], statistics, device, seed)
+        run = self._train(
             X,
             module,
             self._batch_loss,
@@ -300,32 +296,39 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             seed=seed,
             train_rows=train_rows,
             validation_rows=validation_rows,
+            targets=batch_codes,
             after_step=self._after_step,
             precision=self.precision,
             checkpoint=checkpoint,
             resume=resume,
             distributed=data_parallel(device),  # None unless a torch.distributed process group is initialised
         )
-        if checkpoint is not None and result.stop_reason != "interrupted":
+        if checkpoint is not None and run.result.stop_reason != "interrupted":
             checkpoint.remove()
+        state = self._training_attributes(run)
         if warm:  # one history across the fits, epochs counted from the first
-            self.history_ = {key: list(history[key]) + self.history_[key] for key in self.history_}
-            self.n_iter_ += n_iter
-            self.best_epoch_ += n_iter if self.best_epoch_ else 0
-        self.hidden_dims_ = hidden_dims
+            n_iter = self.n_iter_
+            state["history_"] = {key: list(self.history_[key]) + state["history_"][key] for key in state["history_"]}
+            state["n_iter_"] += n_iter
+            state["best_epoch_"] += n_iter if state["best_epoch_"] else 0
+        state["hidden_dims_"] = hidden_dims
+        if batch_categories is not None:
+            state["batch_categories_"] = batch_categories
+        return run, state
 
     def _validate_input(self, X, *, reset):
         """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
         return _data.validate_X(self, X, reset=reset)
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, batch=None):
         """Learn the representation from ``X`` without labels.
 
         After training, one more pass over ``X`` takes the mean and covariance of the embedding, from which
         ``transform`` standardises and scales its output (``embedding_mean_``, ``embedding_scale_``,
         ``embedding_whitening_``).
-        Ctrl-C during the epochs stops training with the best weights so far and a ``FitInterruptedWarning``.
+        Ctrl-C during the epochs stops training with the best weights so far and a ``FitInterruptedWarning``;
+        Ctrl-C at any other point of ``fit`` leaves the estimator as it was before (fitted or not).
 
         Parameters
         ----------
@@ -333,6 +336,12 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             Expression matrix, samples in rows. Sparse and memory-mapped input is read one batch at a time.
         y : None
             Ignored; present for API consistency.
+        batch : array-like of shape (n_samples,) or None, default=None
+            The batch (study, cohort, platform) of each sample, as strings or integers: pre-training then learns
+            an embedding in which study identity is not worth encoding (see the estimator's description). Only
+            ``fit`` takes it: ``transform`` of any sample, from a fitted study or a new one, needs no batch.
+            Through scikit-learn's metadata routing (``set_fit_request(batch=True)``) a ``Pipeline``,
+            ``cross_val_score(..., params={"batch": batch})`` or ``GridSearchCV`` pass it on. None: no batch.
 
         Returns
         -------
@@ -346,18 +355,26 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
                 f"warm_start=True continues training the fitted network, which takes {self.n_features_in_} "
                 f"features, but X has {shape[1]}. Fit with warm_start=False to train a new network on these features."
             )
-        X = self._validate_input(X, reset=not warm)
-        if X.shape[0] < 2:
-            raise ValueError(
-                f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
-            )
-        self._fit_network(X, warm)
-        self.n_components_ = self.n_components
-        self._fit_embedding_statistics(X)
+        with previous_state_on_error(self):
+            X = self._validate_input(X, reset=not warm)
+            if X.shape[0] < 2:
+                raise ValueError(
+                    f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
+                )
+            batch_codes, batch_categories = self._validate_batch(batch, X.shape[0], continuing=warm)
+            run, state = self._fit_network(X, warm, batch_codes, batch_categories)
+            state["n_components_"] = self.n_components
+            state.update(self._module_attributes(run.module))
+            state.update(self._embedding_statistics_of(run.module, X, state["batch_size_"]))
+            # A later partial_fit starts a fresh optimiser (keeping Adam's moments would double memory and pickle
+            # size): the one of an earlier partial_fit goes.
+            self.__dict__.pop("_optimizer", None)
+            self._commit_fitted_state(state)
+        self._warn_if_interrupted(run)
         return self
 
     @fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, batch=None):
         """One pass over a chunk of samples, continuing training from the current state.
 
         For cohorts too large to pass to ``fit`` at once (or arriving in pieces): each call runs one epoch of
@@ -366,7 +383,8 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         (a random sample of the cohort). No validation split and no early stopping: the caller decides how many
         passes to make. Since the network changes with every call, each call recomputes ``embedding_mean_``,
         ``embedding_scale_`` and ``embedding_whitening_`` (which standardise and scale the output of
-        ``transform``) from its own chunk ``X``.
+        ``transform``) from its own chunk ``X``. A call that does not finish (Ctrl-C included) leaves the
+        estimator as it was before it.
 
         Parameters
         ----------
@@ -374,6 +392,10 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             A chunk of samples (at least 2).
         y : None
             Ignored; present for API consistency.
+        batch : array-like of shape (n_samples,) or None, default=None
+            The batch (study) of each sample of the chunk, as in ``fit``. The first call fixes the batches
+            (``batch_categories_``, so its chunk must hold every batch); later calls take labels among them, and
+            pass batch if and only if the first call did.
 
         Returns
         -------
@@ -381,49 +403,69 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
             The updated estimator.
         """
         first_call = not hasattr(self, "module_")
-        X = self._validate_input(X, reset=first_call)
-        if X.shape[0] < 2:
-            raise ValueError(
-                f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
-            )
-        if first_call:
-            device = _data.resolve_device(self.device)
-            self._partial_rng = check_random_state(self.random_state)
-            seed = int(self._partial_rng.randint(np.iinfo(np.int32).max))
-            module, self.hidden_dims_ = self._new_module(X.shape[1], self._fit_statistics(X), device, seed)
-            self._optimizer = self._make_optimizer(module)
-            self.module_, self.device_, self.n_components_ = module, device, self.n_components
-            self.batch_size_ = self._schedule(X.shape[0])[0]
-            self.history_ = {"train_loss": [], "validation_loss": []}
-            self.n_iter_ = self.best_epoch_ = 0
-        device = self._module_device()
-        if not hasattr(self, "_optimizer"):  # continuing after ``fit``: its optimiser state was not kept
-            self._optimizer = self._make_optimizer(self.module_)
-            self._partial_rng = check_random_state(self.random_state)
-        rng = self._partial_rng
-        with limited_torch_threads(), torch.random.fork_rng(devices=cuda_indices(device)):
-            torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-            loss = train_epoch(
-                self.module_,
-                self._batch_loss,
-                self._optimizer,
-                _data.BatchReader(X, device),
-                rng.permutation(X.shape[0]),
-                min(self.batch_size_, X.shape[0]),
-                device,
-                after_step=self._after_step,
-                precision=self.precision,
-                name=type(self).__name__,
-            )
-        self.module_.eval()
-        self.history_["train_loss"].append(loss)
-        self.n_iter_ += 1
-        self.best_epoch_ = self.n_iter_
-        self._fit_embedding_statistics(X)
+        with previous_state_on_error(self):
+            X = self._validate_input(X, reset=first_call)
+            if X.shape[0] < 2:
+                raise ValueError(
+                    f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
+                )
+            batch_codes, batch_categories = self._validate_batch(batch, X.shape[0], continuing=not first_call)
+            if first_call:
+                device = _data.resolve_device(self.device)
+                rng = check_random_state(self.random_state)
+                seed = int(rng.randint(np.iinfo(np.int32).max))
+                statistics = self._fit_statistics(X)
+                statistics["n_batches"] = 0 if batch_categories is None else len(batch_categories)
+                module, hidden_dims = self._new_module(X.shape[1], statistics, device, seed)
+                optimizer = self._make_optimizer(module)
+                state = {"hidden_dims_": hidden_dims, "device_": device, "n_components_": self.n_components}
+                state["batch_size_"] = self._schedule(X.shape[0])[0]
+                if batch_categories is not None:
+                    state["batch_categories_"] = batch_categories
+                history, n_iter = {"train_loss": [], "validation_loss": []}, 0
+            else:
+                # Copies: the fitted network and optimiser stay as they are until the new state is complete.
+                module, optimizer = copy.deepcopy((self.module_, getattr(self, "_optimizer", None)))
+                rng = getattr(self, "_partial_rng", None)
+                if optimizer is None:  # continuing after ``fit``: its optimiser state was not kept
+                    optimizer, rng = self._make_optimizer(module), check_random_state(self.random_state)
+                state, history, n_iter = {}, self.history_, self.n_iter_
+                device = next(module.parameters()).device
+            batch_size = state.get("batch_size_", getattr(self, "batch_size_", None))
+            targets = None if batch_codes is None else torch.as_tensor(batch_codes).to(device)
+            with limited_torch_threads(), torch.random.fork_rng(devices=cuda_indices(device)):
+                torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+                loss = train_epoch(
+                    module,
+                    self._batch_loss,
+                    optimizer,
+                    _data.BatchReader(X, device),
+                    rng.permutation(X.shape[0]),
+                    min(batch_size, X.shape[0]),
+                    device,
+                    targets=targets,
+                    after_step=self._after_step,
+                    precision=self.precision,
+                    name=type(self).__name__,
+                )
+            module.eval()
+            state.update(module_=module, _optimizer=optimizer, _partial_rng=rng, n_iter_=n_iter + 1)
+            state["best_epoch_"] = n_iter + 1
+            state["history_"] = {
+                "train_loss": list(history["train_loss"]) + [loss],
+                "validation_loss": list(history["validation_loss"]),
+            }
+            if first_call:
+                state.update(self._module_attributes(module))
+            state.update(self._embedding_statistics_of(module, X, batch_size))
+            self._commit_fitted_state({**self._kept_optional_attributes(first_call), **state})
         return self
 
     def transform(self, X):
         """Embed ``X`` with the trained encoder.
+
+        The encoder never sees the batch (study) given to ``fit``: samples of a study the model never saw embed
+        the same way as those of fitted studies, with no batch to pass.
 
         Parameters
         ----------
@@ -444,51 +486,6 @@ class BaseSSLEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTo
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         return self._standardized_embedding(X)
-
-    # ------------------------------------------------------------------ unit-scale embedding
-    def _embedding_allows_nan(self):
-        """Whether NaN in the input may reach ``module_.embed`` (the VAE's missing views)."""
-        return False
-
-    def _fit_embedding_statistics(self, X):
-        """Set ``embedding_mean_``, ``embedding_scale_`` and ``embedding_whitening_`` from the encoder output on
-        (validated) ``X``.
-
-        Streams ``X`` in batches and merges per-batch means and co-moment matrices (Chan et al.), so memory-mapped
-        and sparse input is never loaded whole and only an (n_components, n_components) matrix is held.
-        """
-        batches = self._mapped_batches(X, self.module_.embed, allow_nan=self._embedding_allows_nan())
-        mean, covariance = _data.streaming_mean_covariance(z for _, z in batches)
-        k = len(mean)
-        scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-        # A float32 component resolves about eps * |mean|: a smaller spread is rounding, not signal, and
-        # dividing by it would blow rounding up (or divide by zero); such a component is only centred.
-        spread = scale > 10 * np.finfo(np.float32).eps * np.abs(mean)
-        scale[~spread] = 1.0
-        self.embedding_mean_ = mean.astype(np.float32)
-        self.embedding_scale_ = scale.astype(np.float32)
-        # Correlation of the standardised components (components without spread left out: they stay centred).
-        correlation = np.zeros((k, k))
-        block = np.ix_(spread, spread)
-        correlation[block] = (covariance / np.outer(scale, scale))[block]
-        self.embedding_whitening_ = leading_variance_scaling(correlation).astype(np.float32)
-
-    def _embedding_output(self, Z):
-        """Standardise and scale encoder outputs ``Z`` (float32, modified in place) as ``transform`` does."""
-        Z -= self.embedding_mean_
-        Z /= self.embedding_scale_
-        return Z @ self.embedding_whitening_
-
-    def _embedding_input(self, Z):
-        """Undo :meth:`_embedding_output`: the encoder outputs whose ``transform`` is ``Z``."""
-        # Well conditioned: c * I with c >= n_components ** -0.25 (older saved models: eigenvalues >= k ** -0.5).
-        raw = np.linalg.solve(self.embedding_whitening_.astype(np.float64), np.asarray(Z, dtype=np.float64).T).T
-        return (raw * self.embedding_scale_ + self.embedding_mean_).astype(np.float32)
-
-    def _standardized_embedding(self, X):
-        """The encoder output on validated ``X``, standardised and scaled with the fit-data statistics."""
-        Z = self._map_batches(X, self.module_.embed, self.n_components_, allow_nan=self._embedding_allows_nan())
-        return self._embedding_output(Z)
 
     @property
     def _n_features_out(self):

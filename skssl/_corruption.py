@@ -62,6 +62,50 @@ def marginal_sample(x, generator=None):
     return torch.gather(column_major, 1, donor).T
 
 
+def grouped_marginal_sample(x, groups, generator=None):
+    """For every entry ``(i, j)``, the value of feature ``j`` in a random other row of ``x`` of the same group.
+
+    :func:`marginal_sample` within each group (e.g. the samples of one study): each feature's column is rotated
+    within the group by its own random shift in ``[1, group size)``, so the corrupted column of a group has
+    exactly that group's marginal distribution and a corruption never reveals another group's values. A row alone
+    in its group has no other row there: it takes its values from random other rows of any group.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_rows, n_features)
+    groups : Tensor of shape (n_rows,)
+        Integer group of each row.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Tensor of the same shape as ``x``.
+    """
+    n_rows, n_features = x.shape
+    if n_rows < 2:
+        raise ValueError("marginal sampling needs at least 2 rows in a batch.")
+    groups = torch.as_tensor(groups, device=x.device)
+    if groups.shape != (n_rows,):
+        raise ValueError(f"groups must hold one label per row ({n_rows}), got shape {tuple(groups.shape)}.")
+    order = torch.argsort(groups, stable=True)  # rows of a group contiguous: positions start .. start + size
+    _, sizes = torch.unique_consecutive(groups[order], return_counts=True)
+    group_of = torch.repeat_interleave(torch.arange(len(sizes), device=x.device), sizes)  # per sorted position
+    size, start = sizes[group_of], (torch.cumsum(sizes, 0) - sizes)[group_of]
+    rank = torch.arange(n_rows, device=x.device) - start
+    # One shift per group and feature, uniform in [1, size) (any value for a lone row, replaced below).
+    uniform = torch.rand((len(sizes), n_features), device=x.device, generator=generator)
+    shift = 1 + (uniform * (sizes - 1).unsqueeze(1)).long()
+    donor = order[start.unsqueeze(1) + (rank.unsqueeze(1) + shift[group_of]) % size.unsqueeze(1)]
+    alone = size == 1
+    if alone.any():
+        lone_rows = order[alone].unsqueeze(1)
+        any_shift = torch.randint(1, n_rows, (1, n_features), device=x.device, generator=generator)
+        donor[alone] = (lone_rows + any_shift) % n_rows
+    out = torch.empty_like(x)
+    out[order] = torch.gather(x, 0, donor)
+    return out
+
+
 #: Number of random feature orderings per batch in :func:`exact_rate_mask` (rows cycle through them).
 N_ORDERINGS = 16
 
@@ -91,8 +135,11 @@ def exact_rate_mask(shape, rate, *, device=None, generator=None):
     return ((shifted >= 0) & (shifted < n_chosen)) | (shifted < n_chosen - n_features)
 
 
-def scarf_corrupt(x, rate, generator=None):
+def scarf_corrupt(x, rate, generator=None, groups=None):
     """SCARF corruption: replace exactly ``round(rate * n_features)`` features of each row by marginal draws.
+
+    With ``groups`` (integer group of each row, e.g. its study) the draws come from rows of the same group
+    (:func:`grouped_marginal_sample`).
 
     Returns
     -------
@@ -100,7 +147,8 @@ def scarf_corrupt(x, rate, generator=None):
     mask : bool Tensor, True where an entry was replaced
     """
     mask = exact_rate_mask(x.shape, rate, device=x.device, generator=generator)
-    return torch.where(mask, marginal_sample(x, generator), x), mask
+    donors = marginal_sample(x, generator) if groups is None else grouped_marginal_sample(x, groups, generator)
+    return torch.where(mask, donors, x), mask
 
 
 def vime_mask(x, p, generator=None):

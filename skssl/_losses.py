@@ -8,15 +8,20 @@ import torch
 import torch.nn.functional as F
 
 
-def nt_xent(z1, z2, temperature=0.1):
+def nt_xent(z1, z2, temperature=0.1, groups=None):
     """Normalised-temperature cross-entropy (SimCLR / SCARF).
 
     Row ``i`` of ``z1`` and row ``i`` of ``z2`` are a positive pair; the other ``2n - 2`` rows are negatives.
+    With ``groups`` (one label per row, e.g. the study of each sample), only rows of the anchor's own group are
+    negatives: pairs across groups are left out of the denominator, so telling groups apart does not lower the
+    loss. An anchor alone in its group has no negative and contributes 0.
 
     Parameters
     ----------
     z1, z2 : Tensor of shape (n, d)
     temperature : float
+    groups : Tensor of shape (n,), optional
+        Integer group of each row (the same for row ``i`` of ``z1`` and of ``z2``).
 
     Returns
     -------
@@ -26,7 +31,11 @@ def nt_xent(z1, z2, temperature=0.1):
     z = F.normalize(torch.cat([z1, z2], dim=0), dim=1)
     logits = z @ z.T / temperature
     # An anchor is never its own negative.
-    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    excluded = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    if groups is not None:
+        both = torch.cat([groups, groups]).to(z.device)
+        excluded |= both.unsqueeze(1) != both.unsqueeze(0)
+    logits = logits.masked_fill(excluded, float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, targets)
 

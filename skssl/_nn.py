@@ -6,6 +6,7 @@ The estimators (``contrastive.py``, ``masked.py``, ``vae.py``) hold the user API
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._compat import ema_update_
@@ -29,6 +30,23 @@ def make_mlp(in_features, hidden_dims, out_features, *, dropout=0.0, norm=True):
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+def with_batch_code(z, batch, n_batches):
+    """``z`` with the one-hot code of each row's batch (study) appended: the input of a batch-conditioned decoder
+    (scVI's way: the decoder explains study identity, so the latent code need not).
+
+    ``z`` has shape (..., n_rows, d) and ``batch`` (n_rows,) integer codes; ``batch=None`` appends the mean of
+    the codes (``1 / n_batches`` each), a decoding for an average study. With ``n_batches=0`` (a model fitted
+    without batches) ``z`` is returned as it is.
+    """
+    if not n_batches:
+        return z
+    if batch is None:
+        code = z.new_full((*z.shape[:-1], n_batches), 1.0 / n_batches)
+    else:
+        code = F.one_hot(batch.long(), n_batches).to(z.dtype).expand(*z.shape[:-1], n_batches)
+    return torch.cat([z, code], dim=-1)
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from . import _data, _ensemble, _finetune, _progress
 from ._base import BaseSSLEstimator, BaseTorchEstimator
 from ._compat import Interval, InvalidParameterError, StrOptions
+from ._fit_state import previous_state_on_error, training_attributes
 from .exceptions import FitInterruptedWarning
 from .masked import MaskedAutoencoder
 
@@ -133,6 +134,16 @@ class _BaseFineTune(BaseTorchEstimator):
         return embedder.set_params(**overrides)
 
     def _fit(self, X, y):
+        # A fit that does not finish (Ctrl-C at any point, or an error) leaves the previous fitted state, or an
+        # unfitted estimator; a FitInterruptedWarning is issued once the new state is complete.
+        with previous_state_on_error(self):
+            warn = self._fit_state(X, y)
+        if warn is not None:
+            warn()
+        return self
+
+    def _fit_state(self, X, y):
+        """Fit, and return the call that issues the fit's FitInterruptedWarning (None: not interrupted)."""
         if not isinstance(self._resolved_embedder(), BaseSSLEstimator):
             raise InvalidParameterError(
                 f"The 'embedder' parameter of {type(self).__name__} must be an skssl embedder (possibly in a "
@@ -243,10 +254,9 @@ class _BaseFineTune(BaseTorchEstimator):
         self.weights_ = dict(self.ensemble_.weights_)
         if interruption is not None:
             # The members have no training loop (seconds): fitting them makes the estimator usable.
-            self._warn_pretraining_interrupted(
-                interruption, "The ensemble was fitted on the embedding of the embedder as it stood."
-            )
-        return self
+            then = "The ensemble was fitted on the embedding of the embedder as it stood."
+            return functools.partial(self._warn_pretraining_interrupted, interruption, then)
+        return None
 
     def _ensemble_outputs(self, X):
         """Weighted member average: class probabilities, or standardised predictions."""
@@ -305,17 +315,16 @@ class _BaseFineTune(BaseTorchEstimator):
         if interruption is not None:
             # One Ctrl-C stops the whole fit: no fine-tuning, the network as fine-tuning would have started it.
             no_epochs = {"train_loss": [], "validation_loss": []}
-            schedule = self._schedule(len(train_rows))
-            self._set_training_attributes(module.to(device), no_epochs, 0, 0, schedule, device)
-            self._warn_pretraining_interrupted(
-                interruption,
+            batch_size = self._schedule(len(train_rows)).batch_size
+            self.__dict__.update(training_attributes(module.to(device), no_epochs, 0, 0, batch_size, device))
+            then = (
                 f"Fine-tuning was skipped: {type(self).__name__} predicts with that encoder and the head that "
                 "fine-tuning starts from (a classifier's linear head: the logistic-regression probe of the labeled "
-                "rows' embeddings); n_iter_ is 0.",
+                "rows' embeddings); n_iter_ is 0."
             )
-            return self
+            return functools.partial(self._warn_pretraining_interrupted, interruption, then)
         loss_weight = None if class_weight is None else torch.as_tensor(class_weight, device=device)
-        self._train(
+        run = self._train(
             X,
             module.to(device),
             self._loss_function(loss_weight),
@@ -327,7 +336,8 @@ class _BaseFineTune(BaseTorchEstimator):
             targets=self._full_targets(X.shape[0], rows, encoded),
             phase="fine-tuning" if self.embedder_ is not None else "training from scratch",
         )
-        return self
+        self.__dict__.update(self._training_attributes(run))
+        return functools.partial(self._warn_if_interrupted, run)
 
     def _init_linear_head(self, layer, embeddings, *, encoded, seed, class_weight):
         """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""

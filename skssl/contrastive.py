@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from numbers import Real
 
 from torch import nn
@@ -57,6 +58,15 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     the fit data and with principal directions of variance above 1 scaled down to 1 (the projection head is only
     used for training).
 
+    **Several studies at once** (``fit(X, batch=study)``): a corrupted gene takes its value from another sample of
+    the same batch (study), and SCARF's negatives are the samples of the anchor's own batch (pairs across batches
+    are left out of the NT-Xent denominator), so encoding study identity no longer helps the pretext task. Each
+    batch needs at least 2 samples (else ``fit`` raises a ``ValueError``); within a training mini-batch, a
+    batch represented by a single row takes its replacement values from any other row and, with SCARF, has no
+    negative (its term of the loss is 0): with many small batches, a larger ``batch_size`` keeps more of them
+    together. The encoder never sees the batch: ``transform`` embeds samples of any study, one the model never
+    saw included, without a batch.
+
     Parameters
     ----------
     n_components : int, default=128
@@ -77,6 +87,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     ----------
     module_ : torch.nn.Module
         The trained network (``module_.encoder`` is the encoder).
+    batch_categories_ : ndarray of shape (n_batches,)
+        The batch (study) labels given to ``fit`` (sorted); only when fitted with ``batch``.
     %(fitted_attributes)s
 
     See Also
@@ -166,17 +178,31 @@ class ContrastiveEmbedder(BaseSSLEstimator):
             byol=self.objective == "byol",
         )
 
+    def _check_batch_counts(self, counts, categories):
+        lone = categories[counts < 2].tolist()
+        if lone:
+            raise ValueError(
+                f"ContrastiveEmbedder: batch {lone[0]!r} has a single sample ({len(lone)} such batch(es)). With "
+                "batch=..., a corrupted gene takes its value from another sample of the same batch (and SCARF's "
+                "negatives are samples of the same batch): a batch of one sample has none. Merge it into the most "
+                "similar batch, drop it, or fit without batch."
+            )
+
     def _batch_loss(self, module, x, targets=None, generator=None):
         # In a data-parallel fit x is this rank's shard of the batch: the corruptions are drawn over the whole
         # batch (the marginal donors are its rows) and sliced, and InfoNCE compares with every row (skssl._distributed).
+        # targets: the batch (study) code of each row when fitted with batch=...: donors and negatives are then
+        # rows of the same study.
         x = module.preprocess(x)
         batch = whole_batch_of(x)
+        groups = None if targets is None else whole_batch_of(targets)
+        corrupt = self._corrupt if groups is None else functools.partial(self._corrupt, groups=groups)
         if self.objective == "scarf":
-            corrupted = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
+            corrupted = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
             z, z_corrupted = whole_batch_of(module.online(x)), whole_batch_of(module.online(corrupted))
-            return whole_batch(nt_xent(z, z_corrupted, self.temperature))
-        view1 = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
-        view2 = local_rows(self._corrupt(batch, self.corruption_rate, generator)[0])
+            return whole_batch(nt_xent(z, z_corrupted, self.temperature, groups=groups))
+        view1 = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
+        view2 = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
         p1, p2 = module.predictor(module.online(view1)), module.predictor(module.online(view2))
         return row_mean(0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1))))
 

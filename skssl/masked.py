@@ -11,17 +11,21 @@ from ._compat import Interval
 from ._corruption import vime_mask
 from ._distributed import local_rows, row_mean, whole_batch_of
 from ._losses import vime_loss
-from ._nn import EncoderPath, Standardize, make_mlp
+from ._nn import EncoderPath, Standardize, make_mlp, with_batch_code
 
 
 class _MaskedModule(nn.Module):
-    def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize):
+    n_batches = 0  # a class default: modules pickled before batch conditioning have no such attribute
+
+    def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize, n_batches=0):
         super().__init__()
         width = hidden_dims[-1] if hidden_dims else 256
         self.preprocess = Standardize(mean, std, enabled=standardize)
         self.encoder = make_mlp(n_features, hidden_dims, n_components, dropout=dropout)
-        self.mask_head = make_mlp(n_components, (width,), n_features)
-        self.feature_head = make_mlp(n_components, (width,), n_features)
+        # Both heads read the code and, when fitted with batches, the one-hot study: they explain study identity.
+        self.n_batches = n_batches
+        self.mask_head = make_mlp(n_components + n_batches, (width,), n_features)
+        self.feature_head = make_mlp(n_components + n_batches, (width,), n_features)
 
     def embed(self, x):
         return self.encoder(self.preprocess(x))
@@ -45,6 +49,11 @@ class MaskedAutoencoder(BaseSSLEstimator):
     the fit data and with principal directions of variance above 1 scaled down to 1: the components are strongly
     correlated, and this lets ``LogisticRegression()`` with its defaults converge on them.
 
+    **Several studies at once** (``fit(X, batch=study)``): both heads (mask estimation and reconstruction) read
+    the one-hot batch (study) of the sample along with the embedding, as scVI's decoder does, so the heads explain
+    what sets the studies apart and the embedding need not encode study identity. The encoder never sees the
+    batch: ``transform`` embeds samples of any study, one the model never saw included, without a batch.
+
     Parameters
     ----------
     n_components : int, default=128
@@ -60,6 +69,9 @@ class MaskedAutoencoder(BaseSSLEstimator):
     ----------
     module_ : torch.nn.Module
         The trained network (``module_.encoder`` is the encoder).
+    batch_categories_ : ndarray of shape (n_batches,)
+        The batch (study) labels given to ``fit`` (sorted), one per input of the heads' one-hot batch code; only
+        when fitted with ``batch``.
     %(fitted_attributes)s
 
     See Also
@@ -143,11 +155,13 @@ class MaskedAutoencoder(BaseSSLEstimator):
             statistics["mean"],
             statistics["std"],
             self.standardize,
+            n_batches=self._n_batches(statistics),
         )
 
     def _batch_loss(self, module, x, targets=None, generator=None):
+        # targets: the batch (study) code of each row when fitted with batch=..., else None.
         x = module.preprocess(x)
         # In a data-parallel fit x is this rank's shard: the mask and marginal donors are drawn over the whole batch.
         corrupted, mask = (local_rows(t) for t in self._corrupt(whole_batch_of(x), self.mask_rate, generator))
-        z = module.encoder(corrupted)
+        z = with_batch_code(module.encoder(corrupted), targets, module.n_batches)
         return row_mean(vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha))

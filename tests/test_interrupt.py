@@ -373,3 +373,105 @@ def test_interrupted_pretraining_follows_the_warning_filters_and_lets_other_warn
         warnings.simplefilter("ignore", FitInterruptedWarning)  # silenced, and still one Ctrl-C stops the fit
         clf.fit(X, y)
     assert len(calls) == 2 and clf.n_iter_ == 0
+
+
+# ------------------------------------------------------------------------------ a fit is all or nothing
+# Ctrl-C at any point of a fit leaves the previous fitted state or a new, complete one: never new weights with old
+# statistics, and never an estimator that looks fitted but is not.
+def _interrupt_statistics_pass(monkeypatch):
+    """Make the embedding-statistics pass after training (every embedder's last step of fit) raise KeyboardInterrupt."""
+    from skssl import _data
+
+    monkeypatch.setattr(_data, "streaming_mean_covariance", _ctrl_c)
+
+
+def _ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _snapshot(model, X):
+    return _state(model), model.transform(X), dict(model.__dict__)
+
+
+def _assert_unchanged(model, X, snapshot):
+    state, Z, attributes = snapshot
+    assert model.__dict__.keys() == attributes.keys()
+    assert all(torch.equal(state[key], value) for key, value in model.module_.state_dict().items())
+    np.testing.assert_array_equal(model.transform(X), Z)
+
+
+@pytest.mark.parametrize("warm_start", [False, True], ids=["refit", "warm-start"])
+def test_interrupt_after_training_keeps_the_previous_fit(X, monkeypatch, warm_start):
+    model = MaskedAutoencoder(**SMALL).fit(X)
+    snapshot = _snapshot(model, X)
+    _interrupt_statistics_pass(monkeypatch)
+    model.set_params(warm_start=warm_start, random_state=1)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X + 1.0)  # trained anew (or on), interrupted before its embedding statistics
+    monkeypatch.undo()
+    _assert_unchanged(model, X, snapshot)
+
+
+def test_interrupt_during_a_refit_to_other_genes_keeps_the_previous_fit(X, monkeypatch):
+    from sklearn.exceptions import NotFittedError
+
+    for make in (lambda: MaskedAutoencoder(**SMALL), lambda: VAEEmbedder(**SMALL, likelihood="nb")):
+        model = make().fit(np.round(2.0**X))
+        snapshot = _snapshot(model, np.round(2.0**X))
+        monkeypatch.setattr(model, "_fit_statistics", _ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(np.round(2.0 ** X[:, :8]))
+        del model._fit_statistics
+        _assert_unchanged(model, np.round(2.0**X), snapshot)
+        assert model.n_features_in_ == 12
+    # Before the first epoch of a first fit: still unfitted.
+    fresh = MaskedAutoencoder(**SMALL)
+    monkeypatch.setattr(fresh, "_fit_statistics", _ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X)
+    with pytest.raises(NotFittedError):
+        fresh.transform(X)
+    assert not hasattr(fresh, "n_features_in_")
+
+
+def test_interrupted_partial_fit_keeps_the_previous_state(X):
+    model = MaskedAutoencoder(**{**SMALL, "batch_size": 8})
+    model.partial_fit(X)
+    snapshot = _snapshot(model, X)
+    optimizer_state = {k: v["exp_avg"].clone() for k, v in model._optimizer.state_dict()["state"].items()}
+    _interrupt_at_step(model, 3)  # the third of 8 steps: some already taken
+    with pytest.raises(KeyboardInterrupt):
+        model.partial_fit(X)
+    del model._batch_loss
+    _assert_unchanged(model, X, snapshot)
+    assert model.n_iter_ == 1 and len(model.history_["train_loss"]) == 1
+    assert all(torch.equal(v["exp_avg"], optimizer_state[k]) for k, v in model._optimizer.state_dict()["state"].items())
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "ensemble"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_interrupted_refit_of_a_semi_supervised_model_keeps_the_previous_fit(X, monkeypatch, task, strategy):
+    from sklearn.exceptions import NotFittedError
+
+    from skssl import SSLClassifier, SSLRegressor
+
+    y = make_expression(n_samples=60, n_genes=12, random_state=0)[1]
+    kind = SSLClassifier if task == "classification" else SSLRegressor
+    target = y if task == "classification" else y + np.linspace(0, 1, len(y))
+    make = lambda: kind(
+        MaskedAutoencoder(**{**SMALL, "max_epochs": 2}), strategy=strategy, max_epochs=2, random_state=0
+    )
+    model = make().fit(X, target)
+    prediction, attributes = model.predict(X), dict(model.__dict__)
+    _interrupt_statistics_pass(monkeypatch)  # in the pre-training of the refit's embedder
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X[:, :8], target)
+    assert model.__dict__.keys() == attributes.keys() and model.n_features_in_ == 12
+    monkeypatch.undo()
+    np.testing.assert_array_equal(model.predict(X), prediction)
+    fresh = make()
+    _interrupt_statistics_pass(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, target)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)

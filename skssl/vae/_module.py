@@ -13,7 +13,7 @@ from torch import nn
 
 from .._distributed import row_randn
 from .._losses import gaussian_kl
-from .._nn import make_mlp
+from .._nn import make_mlp, with_batch_code
 from ._likelihood import LOG_VAR_BOUND
 
 
@@ -115,16 +115,22 @@ class VAEModule(nn.Module):
         Names of the views (the estimator's ``views_`` keys).
     counts : sequence of int, optional
         Number of fit samples that have each view (kept as the ``view_counts`` buffer).
+    n_batches : int, default=0
+        Number of batches (studies) the decoders are conditioned on: each view's decoder reads the latent factors
+        and the one-hot batch of the row (:func:`skssl._nn.with_batch_code`); 0: not conditioned.
     """
 
-    def __init__(self, views, hidden_dims, n_latent, dropout, *, multiview, names=None, counts=None):
+    n_batches = 0  # a class default: modules pickled before batch conditioning have no such attribute
+
+    def __init__(self, views, hidden_dims, n_latent, dropout, *, multiview, names=None, counts=None, n_batches=0):
         super().__init__()
         experts, decoders, likelihoods = [], [], []
+        self.n_batches = n_batches
         for index, likelihood in views:  # per view: encoder then decoder weights (the seeded initialisation order)
             n_features = likelihood.n_features
             likelihoods.append(likelihood)
             experts.append(Expert(index, likelihood.preprocess(), n_features, hidden_dims, n_latent, dropout))
-            decoders.append(make_mlp(n_latent, tuple(reversed(hidden_dims)), n_features))
+            decoders.append(make_mlp(n_latent + n_batches, tuple(reversed(hidden_dims)), n_features))
         self.encoder = ProductOfExperts(experts, multiview)
         self.decoders = nn.ModuleList(decoders)
         self.likelihoods = nn.ModuleList(likelihoods)
@@ -149,12 +155,14 @@ class VAEModule(nn.Module):
     def embed(self, x):
         return self.encoder.embed(x)
 
-    def elbo(self, x, beta=1.0, generator=None, noise=None, present=None):
+    def elbo(self, x, beta=1.0, generator=None, noise=None, present=None, batch=None):
         """Per-row evidence lower bound over the present views, estimated with reparameterised draws of z.
 
         By default one fresh draw per row. ``noise`` of shape (n_draws, n_latent) instead uses the same standard
         normal draws for every row and averages over them: a deterministic estimate that does not depend on the
         other rows of the batch (``score_samples`` uses it). ``present`` is as in :meth:`ProductOfExperts.blocks`.
+        ``batch`` (integer code per row) conditions the decoders of a model with ``n_batches``; None decodes for
+        an average batch.
         """
         blocks, mask = self.encoder.blocks(x, present)
         mean, log_var = self.encoder.posterior(blocks, mask)
@@ -164,8 +172,9 @@ class VAEModule(nn.Module):
             noise = noise.unsqueeze(1)  # (n_draws, 1, n_latent): broadcast over rows
         z = mean + noise.to(mean.dtype) * (0.5 * log_var).exp()  # (n_draws, n_rows, n_latent)
         log_lik = None
+        decoder_input = with_batch_code(z, batch, self.n_batches)
         for k, (decoder, likelihood, xv) in enumerate(zip(self.decoders, self.likelihoods, blocks)):
-            term = likelihood.log_prob(xv, at_least_float32(decoder(z))).to(z.dtype)
+            term = likelihood.log_prob(xv, at_least_float32(decoder(decoder_input))).to(z.dtype)
             if mask is not None:
                 term = torch.where(mask[:, k], term, 0.0)
             log_lik = term if log_lik is None else log_lik + term
@@ -183,7 +192,9 @@ class VAEModule(nn.Module):
         return total
 
     def _per_view(self, z, n_features, fn):
-        """``fn(likelihood, decoder output)`` of every view, placed in its columns of an (n_rows, n_features) array."""
+        """``fn(likelihood, decoder output)`` of every view, placed in its columns of an (n_rows, n_features) array
+        (decoded for an average batch when the decoders are batch-conditioned)."""
+        z = with_batch_code(z, None, self.n_batches)
         if not self.multiview:
             return fn(self.likelihoods[0], self.decoders[0](z).float())
         out = torch.empty((z.shape[0], n_features), device=z.device)

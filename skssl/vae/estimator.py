@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from .. import _data
 from .._base import BaseSSLEstimator, _cuda_indices, fill_doc
-from .._compat import Interval, StrOptions, fit_context, validate_params
+from .._compat import Interval, StrOptions, validate_params
 from .._distributed import row_mean
 from ..multiview import resolve_views, scan_views
 from ._checks import check_single_view_values, warn_if_not_counts
@@ -62,6 +62,13 @@ class VAEEmbedder(BaseSSLEstimator):
     view's columns; the view is then left out of its posterior and of its loss, so the sample is encoded from the
     views it has. NaN in only part of a view, a sample with no view at all, or NaN when ``views`` is None are
     errors. See :func:`skssl.multiview.assemble_views` to build such a matrix from one table per omic.
+
+    **Several studies at once** (``fit(X, batch=study)``): every decoder (each view's, with ``views``) reads the
+    one-hot batch (study) of the sample along with the latent factors, as in scVI, so the decoder explains what
+    sets the studies apart and the latent factors need not encode study identity. The encoder never sees the
+    batch: ``transform`` embeds samples of any study, one the model never saw included, without a batch. What
+    decodes without a sample's batch (``inverse_transform``, ``sample``, ``score_samples``, ``score``) decodes
+    for an average study: the mean of the one-hot codes, ``1 / n_batches`` each.
 
     Parameters
     ----------
@@ -128,6 +135,9 @@ class VAEEmbedder(BaseSSLEstimator):
         With ``views``: the likelihood of each view.
     view_counts_ : dict of str to int
         With ``views``: the number of fit samples that have each view.
+    batch_categories_ : ndarray of shape (n_batches,)
+        The batch (study) labels given to ``fit`` (sorted), one per input of the decoders' one-hot batch code;
+        only when fitted with ``batch``.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -220,38 +230,25 @@ class VAEEmbedder(BaseSSLEstimator):
         self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        super().fit(X)
-        self._set_view_attributes()
-        return self
+    _optional_fitted_attributes = (*BaseSSLEstimator._optional_fitted_attributes, *_VIEW_ATTRIBUTES)
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
-        first_call = not hasattr(self, "module_")
-        super().partial_fit(X)
-        if first_call:
-            self._set_view_attributes()
-        return self
-
-    fit.__doc__ = BaseSSLEstimator.fit.__doc__
-    partial_fit.__doc__ = BaseSSLEstimator.partial_fit.__doc__
-
-    def _set_view_attributes(self):
-        """The fitted attributes that describe the views, read from the trained ``module_``."""
-        for name in _VIEW_ATTRIBUTES:
-            self.__dict__.pop(name, None)
-        module = self.module_
+    def _module_attributes(self, module):
+        """The fitted attributes that describe the views, read from a trained ``module``."""
         if module.multiview:
             experts, likelihoods = module.encoder.experts, module.likelihoods
-            self.views_ = {name: e.index.cpu().numpy() for name, e in zip(module.names, experts)}
-            self.view_likelihoods_ = {name: lik.name for name, lik in zip(module.names, likelihoods)}
-            self.view_counts_ = {name: int(c) for name, c in zip(module.names, module.view_counts.tolist())}
-        elif module.likelihoods[0].name == "nb":
+            return {
+                "views_": {name: e.index.cpu().numpy() for name, e in zip(module.names, experts)},
+                "view_likelihoods_": {name: lik.name for name, lik in zip(module.names, likelihoods)},
+                "view_counts_": {name: int(c) for name, c in zip(module.names, module.view_counts.tolist())},
+            }
+        if module.likelihoods[0].name == "nb":
             likelihood = module.likelihoods[0]
-            self.library_size_ = float(likelihood.library_size)
-            self.log_library_mean_ = float(likelihood.log_library_mean)
-            self.log_library_std_ = float(likelihood.log_library_std)
+            return {
+                "library_size_": float(likelihood.library_size),
+                "log_library_mean_": float(likelihood.log_library_mean),
+                "log_library_std_": float(likelihood.log_library_std),
+            }
+        return {}
 
     def _multiview(self, reset):
         """Whether the data is multi-view: the ``views`` parameter at fit, the fitted network afterwards."""
@@ -300,7 +297,13 @@ class VAEEmbedder(BaseSSLEstimator):
             likelihood = make_likelihood(self.likelihood, n_features, view_statistics)
             counts = [0 if row_sums is None else len(row_sums)]
             return VAEModule(
-                [(None, likelihood)], hidden_dims, self.n_components, self.dropout, multiview=False, counts=counts
+                [(None, likelihood)],
+                hidden_dims,
+                self.n_components,
+                self.dropout,
+                multiview=False,
+                counts=counts,
+                n_batches=self._n_batches(statistics),
             )
         # A network rebuilt from a saved model gets placeholder statistics without the layout: the fitted one.
         indices = views.get("indices", getattr(self, "views_", None))
@@ -323,11 +326,14 @@ class VAEEmbedder(BaseSSLEstimator):
             multiview=True,
             names=list(indices),
             counts=present.sum(axis=0).tolist(),
+            n_batches=self._n_batches(statistics),
         )
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         # Per-feature scale keeps the loss (and so the gradient clipping) comparable across gene counts.
-        return row_mean(-module.elbo(x, self.beta, generator).mean() / x.shape[1])  # shard-weighted in a DDP fit
+        # targets: the batch (study) code of each row when fitted with batch=..., else None.
+        elbo = module.elbo(x, self.beta, generator, batch=targets)
+        return row_mean(-elbo.mean() / x.shape[1])  # shard-weighted in a DDP fit
 
     # ------------------------------------------------------------------ inference
     def _validate_for_inference(self, X):
@@ -337,8 +343,8 @@ class VAEEmbedder(BaseSSLEstimator):
             check_single_view_values(X, self.module_.likelihoods[0].name, skip_out_of_core=True)
         return X
 
-    def _embedding_allows_nan(self):
-        return self._multiview(reset=False)
+    def _embedding_allows_nan(self, module=None):
+        return (self.module_ if module is None else module).multiview
 
     def transform(self, X):
         """Posterior mean of the latent factors, standardised.
