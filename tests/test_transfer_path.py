@@ -101,12 +101,13 @@ def test_reads_stream_in_chunk_aligned_blocks_of_samples(compendium, monkeypatch
     assert_array_equal(data.X[:, genes.index("GENE0")], counts[0])
 
 
-def test_default_budget_reads_whole_chunks_once(compendium, monkeypatch):
+def test_scattered_samples_of_one_block_take_one_read(compendium, monkeypatch):
     path, counts, *_ = compendium
     reads = _spy_reads(monkeypatch)
     data = read_archs4(path, samples=[40, 3, 77], genes=["GENE12", "GENE1"])
     assert_array_equal(data.X, counts[np.ix_([12, 1], [40, 3, 77])].T)
-    # Rows 1..12 lie in the first chunk row: one read, of the 3 requested columns only.
+    # With the default budget the 90 samples make one block, and rows 1..12 one run: a single read, of the 3
+    # requested columns only, in file order (the output is put back in the requested order).
     assert len(reads) == 1 and sorted(_columns(reads[0]).tolist()) == [3, 40, 77]
 
 
