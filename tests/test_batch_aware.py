@@ -2,6 +2,7 @@
 scikit-learn's metadata routing, and the promise that ``batch=None`` changes nothing."""
 
 import hashlib
+import sys
 
 import numpy as np
 import pytest
@@ -264,3 +265,60 @@ def test_a_fitted_model_with_batches_saves_and_loads(studies, tmp_path):
             np.testing.assert_array_equal(
                 loaded.inverse_transform(loaded.transform(X)), model.inverse_transform(model.transform(X))
             )
+
+
+# ---------------------------------------------------------------------------------------------------- data-parallel
+DDP = dict(n_components=3, hidden_dims=(8,), batch_size=9, max_epochs=2, random_state=0, device="cpu")
+DDP_BATCH = np.arange(40) % 3  # three studies, interleaved: every global batch of 9 rows is cut across them
+
+
+def _ddp_fits(X):
+    """The data-parallel fits compared: SCARF (gathers the codes of the whole batch) and the VAE (its rows only)."""
+    return {
+        "scarf": ContrastiveEmbedder(**DDP).fit(X, batch=DDP_BATCH),
+        "vae": VAEEmbedder(**DDP).fit(X, batch=DDP_BATCH),
+    }
+
+
+def _ddp_worker(rank, init_file, data_path, out_dir):
+    import datetime
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60)
+    )
+    fits = _ddp_fits(np.load(data_path, mmap_mode="r"))
+    torch.save({name: model.module_.state_dict() for name, model in fits.items()}, f"{out_dir}/rank{rank}.pt")
+
+
+def test_a_data_parallel_fit_with_batch_is_the_one_process_fit(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    X = np.random.default_rng(0).lognormal(size=(40, 6)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    args = [str(tmp_path / "store"), str(tmp_path / "X.npy"), str(tmp_path)]
+    ranks = [
+        subprocess.Popen([sys.executable, __file__, str(r), *args], env=env, stderr=subprocess.PIPE) for r in (0, 1)
+    ]
+    try:
+        errors = [rank.communicate(timeout=240)[1].decode(errors="replace") for rank in ranks]
+    finally:
+        for rank in ranks:
+            if rank.poll() is None:
+                rank.kill()
+    assert [rank.returncode for rank in ranks] == [0, 0], "\n".join(errors)
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for name, model in _ddp_fits(X).items():
+        for key, value in model.module_.state_dict().items():
+            assert torch.equal(states[0][name][key], states[1][name][key]), (name, key)
+            torch.testing.assert_close(states[0][name][key], value, rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
+
+
+if __name__ == "__main__":  # a worker of the data-parallel test: rank, init file, data, output folder
+    _ddp_worker(int(sys.argv[1]), *sys.argv[2:])
