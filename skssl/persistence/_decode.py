@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 from .._base import BaseSSLEstimator
 from .._compat import InvalidParameterError, portable_sklearn_params, validate_estimator_params
 from ..supervised import _BaseFineTune
-from ._rebuild import _check_consistency, _rebuild_network, _restore_prefit_embedder
+from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
@@ -250,6 +250,7 @@ def _decode_estimator(node, reader, *, fitted, where):
         setattr(estimator, key, decoded)
     if "device_" in attributes:
         estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
+    _check_parameters(estimator, where)
     module = node.get("module")
     if module is not None:
         _expect(isinstance(module, dict) and module.get("__kind__") == "state_dict", where, "invalid network")

@@ -208,6 +208,11 @@ def _check_consistency(estimator, where):
                     where,
                     f"{key} has the wrong shape for n_components_={k}",
                 )
+
+
+def _check_parameters(estimator, where):
+    """The parameters that size a network agree with the fitted attributes (before the network is rebuilt)."""
+    if isinstance(estimator, BaseSSLEstimator):
         _check_parameters_of_fitted(estimator, estimator, where)
     elif getattr(estimator, "embedder_", None) is not None and not estimator._uses_prefit():
         # fit pre-trained embedder_ as a clone of the embedder parameter: a refit must build the same network.
@@ -218,6 +223,7 @@ def _check_parameters_of_fitted(declared, fitted, where):
     """The network-sizing parameters of ``declared`` (an embedder) agree with the fitted attributes of ``fitted``."""
     _expect(type(declared) is type(fitted), where, "the embedder parameter is not of the fitted embedder's class")
     for parameter, attribute in _PARAMETERS_OF_FITTED.items():
+        _expect(hasattr(fitted, attribute), where, f"the fitted attribute {attribute} is missing")
         value = getattr(declared, parameter)
         if parameter == "hidden_dims":
             try:
