@@ -8,8 +8,9 @@ The layout relied on (ARCHS4 v2 gene-level files, ``human_gene_v2.x.h5`` / ``mou
 - ``meta/samples/geo_accession``, one per column, and other per-sample fields (``series_id``,
   ``singlecellprobability``, ``readsaligned``, ``title``, ...) of the same length.
 
-Nothing is assumed about the chunk shape: it is read from the file (``dataset.chunks``) and every read covers whole
-chunks along the sample axis, in file order, so that each compressed chunk is decompressed once per pass.
+Nothing is assumed about the chunk shape: it is read from the file (``dataset.chunks``). Samples are read in blocks
+whose edges are chunk edges, in file order, and genes in runs of whole chunk heights, so that no read straddles two
+blocks and each compressed chunk is decompressed once per pass (HDF5 decompresses whole chunks whatever is read).
 """
 
 # License: BSD-3-Clause
@@ -365,8 +366,8 @@ def read_archs4(
     ``meta/genes/symbol`` (``meta/genes/gene_symbol`` in older releases),
     Ensembl ids in ``meta/genes/ensembl_gene`` (or ``ensembl_gene_id``)
     and sample annotations in ``meta/samples/*``. Only the requested genes
-    and samples are read, one block of whole chunks along the sample axis
-    at a time, in file order: the memory used besides the result is
+    and samples are read, one block of samples at a time (its edges are
+    chunk edges), in file order: the memory used besides the result is
     bounded by `max_block_mb`, and with `out` the result is written to a
     ``.npy`` file instead of memory. Requires h5py.
 
