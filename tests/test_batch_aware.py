@@ -253,6 +253,32 @@ def test_a_study_of_one_sample_and_inconsistent_continuations_are_refused(studie
     np.testing.assert_array_equal(model.batch_categories_, np.unique(batch))  # the refused fits changed nothing
 
 
+def test_a_checkpointed_fit_with_batch_resumes_only_with_the_same_batch(studies, tmp_path, monkeypatch):
+    import skssl._training as training
+
+    X, _, batch = studies
+    path = str(tmp_path / "fit.ckpt")
+    params = dict(TINY, max_epochs=4, n_iter_no_change=100)
+    reference = MaskedAutoencoder(**params).fit(X, batch=batch)
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
+    save = training.Checkpoint.save
+
+    def save_then_die(self, *args, **state):
+        save(self, *args, **state)
+        if state["epoch"] == 2:
+            raise InterruptedError("killed")
+
+    monkeypatch.setattr(training.Checkpoint, "save", save_then_die)
+    with pytest.raises(InterruptedError):
+        MaskedAutoencoder(**params, checkpoint=path).fit(X, batch=batch)
+    monkeypatch.setattr(training.Checkpoint, "save", save)
+    with pytest.raises(ValueError, match="other parameters or data \\(differing: batch\\)"):
+        MaskedAutoencoder(**params, checkpoint=path).fit(X, batch=np.roll(batch, 1))
+    resumed = MaskedAutoencoder(**params, checkpoint=path).fit(X, batch=batch)
+    assert resumed.history_ == reference.history_
+    np.testing.assert_array_equal(resumed.transform(X), reference.transform(X))
+
+
 def test_a_fitted_model_with_batches_saves_and_loads(studies, tmp_path):
     X, _, batch = studies
     for model in (MaskedAutoencoder(**TINY), VAEEmbedder(**TINY), ContrastiveEmbedder(**TINY)):
