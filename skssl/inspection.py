@@ -547,7 +547,7 @@ def _member_prediction(estimator, name, X_dense, task):
     return out
 
 
-def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=False):
+def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, signed=False, as_frame=False):
     """Global gene importances of a fitted SSLClassifier / SSLRegressor: the mean absolute attribution over the
     rows of ``X``.
 
@@ -568,13 +568,19 @@ def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, as
         As in :func:`explain`.
     member : str, default=None
         As in :func:`explain`: one ensemble member's own importances.
+    signed : bool, default=False
+        Give each importance the direction of the gene's effect: the mean of ``attribution * sign(x - baseline)``,
+        positive when a higher expression of the gene raises the output. Where the effect has one direction over
+        the rows (always, for a linear model) it has the magnitude of the unsigned importance; effects that change
+        direction partly cancel.
     as_frame : bool, default=False
         Return a pandas DataFrame (genes x outputs, indexed by ``feature_names_in_``).
 
     Returns
     -------
     importances : ndarray of shape (n_genes, n_outputs) or DataFrame
-        Non-negative; one column per class (in the order of ``classes_``), or one for a regressor.
+        Non-negative (unless ``signed``); one column per class (in the order of ``classes_``), or one for a
+        regressor.
 
     Examples
     --------
@@ -593,7 +599,12 @@ def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, as
     [3, 7]
     """
     explanation = explain(estimator, X, baseline=baseline, n_steps=n_steps, member=member)
-    importances = np.abs(explanation.attributions).mean(axis=0)
+    if signed:
+        X_dense = _dense(_data.validate_X(estimator, X, reset=False))
+        direction = np.sign(X_dense - explanation.baseline)[:, :, None]
+        importances = (explanation.attributions * direction).mean(axis=0)
+    else:
+        importances = np.abs(explanation.attributions).mean(axis=0)
     if as_frame:
         pd = _pandas("gene_importances(..., as_frame=True)")
         return pd.DataFrame(importances, index=explanation.feature_names, columns=explanation.output_names)

@@ -35,7 +35,7 @@ def _axes(ax):
     return _pyplot().subplots()[1]
 
 
-def plot_top_genes(table, column=None, k=20, *, names=None, ax=None, title=None):
+def plot_top_genes(table, column=None, k=20, *, names=None, ax=None, title=None, xlabel=None):
     """Horizontal bars of the ``k`` genes with the largest absolute value in one column of ``table``.
 
     Parameters
@@ -54,6 +54,8 @@ def plot_top_genes(table, column=None, k=20, *, names=None, ax=None, title=None)
         Where to draw; None: a new figure.
     title : str, default=None
         None: the column's name.
+    xlabel : str, default=None
+        None: "importance" when every value shown is non-negative, else "signed value (+: up with it)".
 
     Returns
     -------
@@ -78,7 +80,9 @@ def plot_top_genes(table, column=None, k=20, *, names=None, ax=None, title=None)
     ax.set_yticks(np.arange(len(values)))
     ax.set_yticklabels(labels)
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("importance" if (values >= 0).all() else "loading")
+    if xlabel is None:
+        xlabel = "importance" if (values >= 0).all() else "signed value (+: up with it)"
+    ax.set_xlabel(xlabel)
     ax.set_title(title if title is not None else ("all columns" if column is None else str(column)))
     return ax
 

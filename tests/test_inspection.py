@@ -329,3 +329,12 @@ def test_first_layer_shortcut_equals_plain_integrated_gradients(expression, Embe
 
     plain = inspection._integrated_gradients(probabilities, X64, baseline, 3, 16)
     assert_allclose(explain(clf, X[:10], baseline=baseline, n_steps=16).attributions, plain, rtol=1e-7, atol=1e-12)
+
+
+def test_signed_importances_give_the_direction():
+    X, _, y_semi = two_gene_problem()  # class 1 when gene 2 is high and gene 5 is low
+    clf = SSLClassifier(members=("genes",), random_state=0).fit(X, y_semi)
+    signed = gene_importances(clf, X, signed=True)
+    assert signed[2, 1] > 0 and signed[5, 1] < 0
+    # A linear model's effect has one direction: the magnitude is the unsigned importance's.
+    assert_allclose(np.abs(signed), gene_importances(clf, X), rtol=1e-12)
