@@ -98,8 +98,9 @@ def _read_error(path, last_line, exc):
     if isinstance(exc, UnicodeDecodeError):
         return ValueError(_undecodable_message(path, exc))
     if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        where = f"{path}, after line {last_line}" if last_line else str(path)
         return ValueError(
-            f"{path}, after line {last_line}: the gzip stream is broken ({exc}); the file is truncated or corrupt "
+            f"{where}: the gzip stream is broken ({exc}); the file is truncated or corrupt "
             "(an interrupted download or copy?), or not gzip-compressed despite its .gz suffix."
         )
     text = str(exc)
@@ -195,6 +196,8 @@ def _as_float32(values, path, lineno, names, offset):
     into infinities."""
     with np.errstate(over="ignore"):
         out = values.astype(np.float32)
+    if not np.isinf(out).any():
+        return out
     overflow = np.isinf(out) & np.isfinite(values)
     if overflow.any():
         j = int(np.argmax(overflow))
@@ -330,15 +333,13 @@ def _read_delimited(path, sep, *, single_separator=False):
     lineno = 0
     try:
         with _open_text(path) as f:
-            lines = f if other is None else _LineRecorder(f)
+            lines = _Lines(f, path, record=other is not None)
             reader = csv.reader(lines, delimiter=sep)
             for row in reader:
                 start, lineno = lineno + 1, reader.line_num
-                raw = lines.take() if other is not None else None
+                raw = lines.take()
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                if "\x00" in "".join(row):  # the csv module of Python >= 3.11 reads NUL as a character
-                    raise _nul_error(path, start)
                 if other is not None and other in raw:
                     _check_single_separator(path, start, raw, sep, other)
                 yield start, row
@@ -346,19 +347,25 @@ def _read_delimited(path, sep, *, single_separator=False):
         raise _read_error(path, lineno, exc) from exc
 
 
-class _LineRecorder:
-    """Iterates over a text file's lines like the file does, keeping those read since the last :meth:`take`
-    (the raw text of the csv record just parsed, quotes included)."""
+class _Lines:
+    """A text file's lines, as iterating over the file gives them, refusing a NUL byte (the csv module of
+    Python >= 3.11 reads it as a character) and, with `record`, keeping the lines read since the last
+    :meth:`take` (the raw text of the csv record just parsed, quotes included)."""
 
-    def __init__(self, f):
-        self._f, self._lines = f, []
+    def __init__(self, f, path, record):
+        self._f, self._path, self._record = f, path, record
+        self._count, self._lines = 0, []
 
     def __iter__(self):
         return self
 
     def __next__(self):
         line = next(self._f)
-        self._lines.append(line)
+        self._count += 1
+        if "\x00" in line:
+            raise _nul_error(self._path, self._count)
+        if self._record:
+            self._lines.append(line)
         return line
 
     def take(self):

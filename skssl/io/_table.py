@@ -104,7 +104,7 @@ def _read_header(path, rows, col_what, header):
     try:
         header_line, header_row = next(rows)
     except StopIteration:
-        raise ValueError(f"{path}: the file is empty (no header).") from None
+        raise ValueError(f"{path}: the file is empty{'' if header is False else ' (no header)'}.") from None
     if header is False:
         if len(header_row) < 2:
             raise ValueError(
@@ -125,8 +125,8 @@ def _read_header(path, rows, col_what, header):
         raise ValueError(
             f"{_where(path, header_line)}: the first line looks like data, not a header: every {col_what} id in "
             f"it ({shown}) is a number, as in a data row. Pass header=False if the file has no header line (the "
-            f"{col_what}s are then named x0, x1, ...), or header=True if these numbers are the {col_what} ids "
-            "(e.g. Entrez gene ids)."
+            f"{col_what}s are then named x0, x1, ...), or header=True if these numbers are the {col_what} ids"
+            f"{' (e.g. Entrez gene ids)' if col_what == 'gene' else ''}."
         )
     if first is None:
         raise ValueError(f"{path}: the table has a header but no data rows.")
@@ -276,7 +276,8 @@ def write_table(data, path, orient="samples", sep=None, sample_table=None):
 
     sample_table : str or path-like, default=None
         If given, also write `data.metadata` there (CSV/TSV by suffix),
-        in the format :func:`read_table` reads.
+        in the format :func:`read_table` reads (numeric columns come back
+        as numbers with ``numeric_metadata=True``).
 
     Examples
     --------
@@ -299,26 +300,24 @@ def write_table(data, path, orient="samples", sep=None, sample_table=None):
     else:
         corner, col_ids, row_ids, M = "gene_id", data.samples, data.genes, data.X.T
     with _open_text(path, "w") as f:
-        _write_row(f, [corner, *col_ids], sep)
+        f.write(sep.join(_quoted(str(cell), sep) for cell in [corner, *col_ids]) + "\n")
         for row_id, values in zip(row_ids, M):
-            _write_row(f, [row_id, *_format_values(values)], sep)
+            # Formatted numbers and NA never need quotes: only the id is checked.
+            f.write(_quoted(str(row_id), sep) + sep + sep.join(_format_values(values)) + "\n")
     if sample_table is not None:
         table_path = Path(sample_table)
         table_sep = "\t" if _base_suffix(table_path) in (".tsv", ".tab", ".txt") else ","
         keys = list(data.metadata)
         with _open_text(table_path, "w") as f:
-            _write_row(f, ["sample_id", *keys], table_sep)
-            for i, sample in enumerate(data.samples):
-                _write_row(f, [sample, *(_format_cell(data.metadata[k][i]) for k in keys)], table_sep)
-
-
-def _write_row(f, cells, sep):
-    """One line of a delimited file, quoting as the csv module would plus any field with a comma or a tab:
-    read_table guesses the separator of a ``.txt`` file and refuses the other one outside quotes."""
-    f.write(sep.join(_quoted(str(cell), sep) for cell in cells) + "\n")
+            for cells in [["sample_id", *keys]] + [
+                [sample, *(_format_cell(data.metadata[k][i]) for k in keys)] for i, sample in enumerate(data.samples)
+            ]:
+                f.write(table_sep.join(_quoted(str(cell), table_sep) for cell in cells) + "\n")
 
 
 def _quoted(cell, sep):
+    """`cell` as the csv module would write it, and quoted also when it holds a comma or a tab: read_table
+    guesses the separator of a ``.txt`` file from its first line and refuses the other one outside quotes."""
     if sep in cell or any(c in cell for c in ',\t"\r\n'):
         return '"' + cell.replace('"', '""') + '"'
     return cell
