@@ -4,7 +4,10 @@ Every reader returns an :class:`ExpressionData`: a float32 matrix laid out
 ``(n_samples, n_genes)`` together with gene and sample identifiers and
 per-sample metadata. The text readers only need the standard library and
 numpy; files ending in ``.gz`` are decompressed on the fly. Malformed input
-raises a :class:`ValueError` that names the file and line.
+(including an ambiguous header, mixed separators, values beyond float32 and
+undecodable or truncated files) raises a :class:`ValueError` that names the
+file and line. Metadata columns are text, as written, unless a reader's
+``numeric_metadata`` asks for numbers.
 """
 
 # License: BSD-3-Clause
