@@ -55,6 +55,8 @@ __all__ = ["embedding_loadings", "explain", "gene_importances", "top_genes"]
 _LINEAR_NODES = 64
 #: Path points (rows x genes) held at once by the integrated gradients of a network.
 _PATH_CELLS = 2**24
+#: Attributions (rows x genes x outputs) held at once by gene_importances.
+_ATTRIBUTION_CELLS = 2**22
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -491,24 +493,13 @@ def explain(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=Fa
     X_valid = _data.validate_X(estimator, X, reset=False)
     X_dense = _dense(X_valid)
     baseline = _resolve_baseline(baseline, X_dense)
-    if estimator.strategy == "ensemble":
-        phi, complete = _ensemble_attributions(estimator, X_dense, baseline, n_steps, task, member)
-        method = "ensemble: exact linear maps, graph surrogate, integrated gradients for the embedding"
-        if member is not None:
-            prediction = _member_prediction(estimator, member, X_dense, task)
-            baseline_prediction = _member_prediction(estimator, member, baseline[None, :], task)[0]
-        else:
-            prediction = _predictions(estimator, X_valid, task)
-            baseline_prediction = _predictions(estimator, baseline[None, :].astype(np.float32), task)[0]
+    phi, complete, method = _attributions(estimator, X_dense, baseline, n_steps, task, member)
+    if member is not None:
+        prediction = _member_prediction(estimator, member, X_dense, task)
+        baseline_prediction = _member_prediction(estimator, member, baseline[None, :], task)[0]
     else:
-        if member is not None:
-            raise ValueError("member= applies to strategy='ensemble' only; this estimator was fine-tuned.")
-        phi, complete = _finetune_attributions(estimator, X_dense, baseline, n_steps, task), True
-        method = f"integrated gradients ({n_steps} midpoint steps)"
         prediction = _predictions(estimator, X_valid, task)
         baseline_prediction = _predictions(estimator, baseline[None, :].astype(np.float32), task)[0]
-    if task == "regression":
-        phi = phi * estimator._y_scale  # standardised target units -> units of y
     gap = prediction - baseline_prediction - phi.sum(axis=1)
     names = _feature_names(estimator, X_dense.shape[1])
     outputs = list(estimator.classes_) if task == "classification" else ["prediction"]
@@ -531,6 +522,21 @@ def explain(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=Fa
         }
         result.prediction = pd.DataFrame(prediction, index=index, columns=outputs)
     return result
+
+
+def _attributions(estimator, X_dense, baseline, n_steps, task, member):
+    """``(attributions, complete, method)`` of dense float64 rows, in the unit of the outputs."""
+    if estimator.strategy == "ensemble":
+        phi, complete = _ensemble_attributions(estimator, X_dense, baseline, n_steps, task, member)
+        method = "ensemble: exact linear maps, graph surrogate, integrated gradients for the embedding"
+    else:
+        if member is not None:
+            raise ValueError("member= applies to strategy='ensemble' only; this estimator was fine-tuned.")
+        phi, complete = _finetune_attributions(estimator, X_dense, baseline, n_steps, task), True
+        method = f"integrated gradients ({n_steps} midpoint steps)"
+    if task == "regression":
+        phi = phi * estimator._y_scale  # standardised target units -> units of y
+    return phi, complete, method
 
 
 def _member_prediction(estimator, name, X_dense, task):
@@ -598,16 +604,27 @@ def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, si
     >>> sorted(np.argsort(-importances[:, 1])[:2].tolist())
     [3, 7]
     """
-    explanation = explain(estimator, X, baseline=baseline, n_steps=n_steps, member=member)
-    if signed:
-        X_dense = _dense(_data.validate_X(estimator, X, reset=False))
-        direction = np.sign(X_dense - explanation.baseline)[:, :, None]
-        importances = (explanation.attributions * direction).mean(axis=0)
-    else:
-        importances = np.abs(explanation.attributions).mean(axis=0)
+    task = _predictor_task(estimator)
+    n_steps = _check_n_steps(n_steps)
+    X_dense = _dense(_data.validate_X(estimator, X, reset=False))
+    baseline = _resolve_baseline(baseline, X_dense)
+    n_outputs = len(estimator.classes_) if task == "classification" else 1
+    importances = np.zeros((X_dense.shape[1], n_outputs))
+    # A block of rows at a time: the attributions of all rows at once (rows x genes x outputs) need not fit in memory.
+    block = max(1, _ATTRIBUTION_CELLS // (X_dense.shape[1] * n_outputs))
+    for start in range(0, X_dense.shape[0], block):
+        rows = X_dense[start : start + block]
+        phi, _, _ = _attributions(estimator, rows, baseline, n_steps, task, member)
+        if signed:
+            importances += (phi * np.sign(rows - baseline)[:, :, None]).sum(axis=0)
+        else:
+            importances += np.abs(phi).sum(axis=0)
+    importances /= X_dense.shape[0]
+    names = _feature_names(estimator, X_dense.shape[1])
+    outputs = list(estimator.classes_) if task == "classification" else ["prediction"]
     if as_frame:
         pd = _pandas("gene_importances(..., as_frame=True)")
-        return pd.DataFrame(importances, index=explanation.feature_names, columns=explanation.output_names)
+        return pd.DataFrame(importances, index=names, columns=outputs)
     return importances
 
 

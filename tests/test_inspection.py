@@ -338,3 +338,13 @@ def test_signed_importances_give_the_direction():
     assert signed[2, 1] > 0 and signed[5, 1] < 0
     # A linear model's effect has one direction: the magnitude is the unsigned importance's.
     assert_allclose(np.abs(signed), gene_importances(clf, X), rtol=1e-12)
+
+
+def test_importances_by_blocks_of_rows_equal_all_at_once(expression, monkeypatch):
+    from skssl import inspection
+
+    X, y_semi = expression
+    clf = SSLClassifier(random_state=0).fit(X, y_semi)
+    everything = np.abs(explain(clf, X).attributions).mean(axis=0)
+    monkeypatch.setattr(inspection, "_ATTRIBUTION_CELLS", 7 * X.shape[1] * 3)  # blocks of 7 rows
+    assert_allclose(gene_importances(clf, X), everything, rtol=1e-12)
