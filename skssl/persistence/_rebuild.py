@@ -77,17 +77,16 @@ def _rebuild_network(estimator, state, where):
 
 
 class _WeightsOnMeta(TorchFunctionMode):
-    """Tensors created without a device by torch's factories (the weights of ``nn.Linear``, ``nn.LayerNorm``, ...)
-    go to the ``meta`` device: shapes without storage. Unlike ``with torch.device("meta")``, tensors converted from
-    data (the placeholder statistics, which the declared-size check bounds) stay on the CPU, so the arithmetic of
-    the construction code runs on real tensors (meta arithmetic would import torch._dynamo, seconds per process).
+    """``torch.empty`` without a device, which the layers' constructors call for their weights (``nn.Linear``,
+    ``nn.LayerNorm``), makes tensors on the ``meta`` device: shapes without storage. Unlike
+    ``with torch.device("meta")``, every other tensor (the placeholder statistics, which the declared-size check
+    bounds, and what the construction code computes from them) stays on the CPU: arithmetic that mixes devices
+    would fail, and arithmetic on meta tensors imports torch._dynamo (seconds per process).
     """
-
-    _FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in self._FACTORIES and kwargs.get("device") is None:
+        if func is torch.empty and kwargs.get("device") is None:
             kwargs["device"] = "meta"
         return func(*args, **kwargs)
 
