@@ -122,6 +122,9 @@ def test_geo_rows_after_the_table_end_are_refused(tmp_path):
     second = _geo('"g1"\t1\t2\n', after_end='!series_matrix_table_begin\n"ID_REF"\t"GSM1"\t"GSM2"\n')
     with pytest.raises(ValueError, match="line 8: a second table begins after"):
         read_geo_series_matrix(_write(tmp_path / "GSE2_series_matrix.txt", second))
+    before = '"g0"\t5\t6\n' + _geo('"g1"\t1\t2\n')
+    with pytest.raises(ValueError, match=r"line 1: a row \('g0', \.\.\.\) before '!series_matrix_table_begin'"):
+        read_geo_series_matrix(_write(tmp_path / "GSE4_series_matrix.txt", before))
     # Blank lines after the end are not rows.
     assert read_geo_series_matrix(_write(tmp_path / "GSE3.txt", _geo('"g1"\t1\t2\n', after_end="\n\n"))).shape == (2, 1)
 

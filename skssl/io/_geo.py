@@ -72,6 +72,14 @@ def _scan(path):
                 series[name] = value
         elif key.startswith("!Sample_"):
             sample_lines.append((lineno, key[len("!Sample_") :], row[1:]))
+        elif not key.startswith("!") and any(cell.strip() for cell in row):
+            # Before the table only '!' fields belong; a row here (misplaced, or the table's begin marker lost)
+            # would otherwise be skipped without a word.
+            raise ValueError(
+                f"{_where(path, lineno)}: a row ({key!r}, ...) before '!series_matrix_table_begin': not a GEO "
+                "series matrix file, or its begin marker is lost (only '!Series_' and '!Sample_' fields may come "
+                "before the table)."
+            )
     if state == "head":
         raise ValueError(f"{path}: no '!series_matrix_table_begin' line; not a GEO series matrix file.")
     if state == "table":
