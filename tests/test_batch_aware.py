@@ -157,6 +157,19 @@ def test_every_decoder_reads_the_batch_and_the_encoder_does_not(studies):
         assert np.isfinite(model.sample(3, random_state=0)).all()
 
 
+def test_fine_tuning_a_study_aware_embedder_uses_its_encoder_only(studies):
+    from sklearn.frozen import FrozenEstimator
+
+    from skssl import SSLClassifier
+
+    X, y, batch = studies
+    for embedder in (MaskedAutoencoder(**TINY), VAEEmbedder(**TINY)):
+        embedder.fit(X, batch=batch)
+        clf = SSLClassifier(FrozenEstimator(embedder), strategy="finetune", max_epochs=2, random_state=0).fit(X, y)
+        body = {m.in_features for m in clf.module_.body.modules() if isinstance(m, torch.nn.Linear)}
+        assert body <= {12, 8} and clf.predict(X).shape == (60,)  # no decoder, no batch input
+
+
 def shifted_studies(seed=0):
     """Two studies, the second shifted by +3 on half the genes: a strong batch effect."""
     X, _, info = make_expression(n_samples=120, n_genes=20, n_batches=1, random_state=seed, return_info=True)
