@@ -228,6 +228,11 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     def _encode_targets(self, y_labeled):
         if y_labeled.dtype.kind == "f" and not np.isfinite(y_labeled).all():
             raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
+        if y_labeled.dtype.kind == "O" and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in y_labeled.tolist()
+        ):
+            # Integer classes in an object array (None marking the unlabeled rows): the labeled rows are integers.
+            y_labeled = y_labeled.astype(np.int64)
         check_classification_targets(y_labeled)
         self.classes_, encoded = np.unique(y_labeled, return_inverse=True)
         if len(self.classes_) < 2:

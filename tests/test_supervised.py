@@ -7,7 +7,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import f1_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, make_expression
 from skssl._finetune import split_labeled
 from skssl.supervised import SSLClassifier, SSLRegressor
 
@@ -402,3 +402,14 @@ def test_linear_head_starts_as_the_logistic_regression_probe(cohort, fitted_embe
         device="cpu",
     ).fit(X, y_semi)
     assert np.abs(scratch.predict_proba(X) - probe.predict_proba(Z)).max() > 0.05
+
+
+def test_integer_labels_in_an_object_array_with_none_for_unlabeled():
+    # Labels as read from a table: integers, None where there is no label (failed with "Unknown label type").
+    X, y = make_expression(n_samples=60, n_genes=40, random_state=0)
+    y_object = np.array(y, dtype=object)
+    y_object[::2] = None
+    clf = SSLClassifier(random_state=0).fit(X, y_object)
+    assert clf.classes_.dtype.kind == "i" and list(clf.classes_) == [0, 1, 2]
+    y_int = np.where(np.arange(len(y)) % 2 == 0, -1, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), SSLClassifier(random_state=0).fit(X, y_int).predict_proba(X))
