@@ -1,7 +1,7 @@
 """load_model / read_model_info on hostile files: bounded memory and time, and a ValueError that blames the file.
 
-Each file here is a few kilobytes that the loader of skssl 0.2 turned into gigabytes, an endless read or a blocked
-open, or loaded although its values were unusable. The memory cases run in one child process under an
+Each file here is a few kilobytes that the previous loader turned into gigabytes, an endless read or a blocked
+open, or loaded although its values were unusable (a few cases guard checks added with the fixes). The memory cases run in one child process under an
 address-space ceiling (tests/_bounded.py), so that a regression fails here instead of exhausting the machine.
 """
 
@@ -167,6 +167,18 @@ def _wide_names(meta, tensors):
     }
 
 
+def _many_lists(meta, tensors):
+    # 6 MB of "[]," (under MAX_META_BYTES): two million lists, 150 MB of Python objects once parsed.
+    meta["metadata"] = {"notes": [[]] * 2_000_000}
+
+
+def _many_members(valid, path):
+    """The valid members and a thousand empty ones: zipfile would build an object for every directory entry."""
+    _, meta, raw = valid
+    fillers = [_stored(f"filler{i}", b"") for i in range(1000)]
+    return _crafted_zip(path, [_stored("meta.json", json.dumps(meta).encode()), _stored("tensors.pt", raw), *fillers])
+
+
 MEMORY_CASES = {
     # case: (how the file is made, the function called, the outcome, a pattern its message must contain)
     "wide_layers": (lambda valid, path: _edited(valid, path, _wide_layers), "load_model", "hidden_dims_ declares"),
@@ -179,6 +191,8 @@ MEMORY_CASES = {
     "meta_bomb_info": (_meta_bomb, "read_model_info", f"over the limit of {MAX_META_BYTES} bytes"),
     # The zip directory understates the size: the read stops at the declared size (and the CRC check fails).
     "meta_bomb_understated": (lambda valid, path: _meta_bomb(valid, path, declared=4096), "load_model", "corrupt"),
+    "many_members": (_many_members, "read_model_info", "lists 1002 members"),
+    "json_containers": (lambda valid, path: _edited(valid, path, _many_lists), "read_model_info", "lists and objects"),
     "legacy_container": (_legacy_container, "load_model", "not in torch's zip container"),
     "oversized_record": (_oversized_record, "load_model", "declares records larger than itself"),
     "dev_zero": (lambda valid, path: os.symlink("/dev/zero", path) or path, "load_model", "not a regular file"),

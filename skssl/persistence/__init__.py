@@ -29,6 +29,7 @@ import numbers
 import os
 import platform
 import stat
+import struct
 import zipfile
 import zlib
 
@@ -60,8 +61,16 @@ _TENSORS = "tensors.pt"
 MAX_BYTES = 2 * 1024**3
 #: Bound, in bytes, on meta.json (never more than ``max_bytes``): it holds names and settings only (a model of
 #: 50 000 genes writes about 1 MB), the numbers are in tensors.pt.
-MAX_META_BYTES = 64 * 1024**2
+MAX_META_BYTES = 16 * 1024**2
 _CHUNK_BYTES = 1024**2
+# Parsed JSON takes up to about 15 times its size in Python objects (strings), and an empty list or dict 3 bytes of
+# JSON but 60 bytes of object: their number is bounded too (a valid file holds a few per training epoch).
+_MAX_JSON_CONTAINERS = 2**20
+# A valid file has two members; zipfile builds an object of several hundred bytes for each directory entry, so a
+# directory of millions of 46-byte entries is refused before zipfile parses it.
+_MAX_MEMBERS = 64
+_MAX_DIRECTORY_BYTES = 1024**2
+_END_RECORD_SEARCH = 22 + 65535  # the end record, and the longest comment that may follow it
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,16 +335,18 @@ def _read_archive(path, max_bytes, *, tensors=True):
     name = os.fspath(path)
     max_bytes = _check_max_bytes(max_bytes)
     try:
-        with _open_regular_file(name) as file, zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-            if _META not in names:
-                raise ValueError(f"{name!r} is a zip archive without {_META}: not a file written by skssl.save_model.")
-            if names.count(_META) > 1 or names.count(_TENSORS) > 1:
-                raise ValueError(f"{name!r} holds a member twice: not a file written by skssl.save_model.")
-            meta_bytes = _read_member(archive, _META, min(max_bytes, MAX_META_BYTES), name).getvalue()
-            tensor_bytes = None
-            if tensors and _TENSORS in names:
-                tensor_bytes = _read_member(archive, _TENSORS, max_bytes - len(meta_bytes), name)
+        with _open_regular_file(name) as file:
+            _check_directory_size(file, name)
+            with zipfile.ZipFile(file) as archive:
+                names = archive.namelist()
+                if _META not in names:
+                    raise ValueError(f"{name!r} is a zip archive without {_META}: not written by skssl.save_model.")
+                if names.count(_META) > 1 or names.count(_TENSORS) > 1:
+                    raise ValueError(f"{name!r} holds a member twice: not a file written by skssl.save_model.")
+                meta_bytes = _read_member(archive, _META, min(max_bytes, MAX_META_BYTES), name).getvalue()
+                tensor_bytes = None
+                if tensors and _TENSORS in names:
+                    tensor_bytes = _read_member(archive, _TENSORS, max_bytes - len(meta_bytes), name)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
@@ -343,6 +354,12 @@ def _read_archive(path, max_bytes, *, tensors=True):
             f"{name!r} is not a complete skssl model file (truncated, corrupt, or not written by skssl.save_model): "
             f"{exc}. Download or copy it again."
         ) from exc
+    containers = meta_bytes.count(b"[") + meta_bytes.count(b"{")  # strings' brackets too: an upper bound
+    if containers > _MAX_JSON_CONTAINERS:
+        raise ValueError(
+            f"{name!r}: {_META} holds {containers} lists and objects, far more than a model's description; the file "
+            "is corrupt or was made to exhaust memory."
+        )
     try:
         meta = json.loads(meta_bytes.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -357,6 +374,33 @@ def _check_max_bytes(max_bytes):
     if not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer (a number of bytes), got {max_bytes!r}.")
     return int(max_bytes)
+
+
+def _check_directory_size(file, name):
+    """Refuse a zip directory with more entries or bytes than a model file has, from its end record (and the
+    zip64 one, which a file over 4 GiB has), before zipfile builds an object for every entry."""
+    size = file.seek(0, io.SEEK_END)
+    file.seek(max(0, size - _END_RECORD_SEARCH))
+    tail = file.read()
+    file.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return  # not a zip archive: zipfile says so
+    entries, directory_bytes = struct.unpack("<HI", tail[at + 10 : at + 16])
+    if entries == 0xFFFF or directory_bytes == 0xFFFFFFFF:  # zip64: the true numbers are in the zip64 end record
+        locator = tail[at - 20 : at]
+        offset = struct.unpack("<Q", locator[8:16])[0] if at >= 20 and locator[:4] == b"PK\x06\x07" else size
+        if offset < size:
+            file.seek(offset)
+            record = file.read(56)
+            file.seek(0)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                entries, directory_bytes = struct.unpack("<QQ", record[32:48])
+    if entries > _MAX_MEMBERS or directory_bytes > _MAX_DIRECTORY_BYTES:
+        raise ValueError(
+            f"{name!r}: its zip directory lists {entries} members in {directory_bytes} bytes, where a model file has "
+            "two; the file is corrupt or was made to exhaust memory."
+        )
 
 
 def _open_regular_file(name):
