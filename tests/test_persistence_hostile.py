@@ -1,8 +1,9 @@
 """load_model / read_model_info on hostile files: bounded memory and time, and a ValueError that blames the file.
 
 Each file here is a few kilobytes that the previous loader turned into gigabytes, an endless read or a blocked
-open, or loaded although its values were unusable (a few cases guard checks added with the fixes). The memory cases run in one child process under an
-address-space ceiling (tests/_bounded.py), so that a regression fails here instead of exhausting the machine.
+open, or loaded although its values were unusable (a few cases guard checks added with the fixes). The memory
+cases run in one child process under an address-space ceiling (tests/_bounded.py), so that a regression fails
+here instead of exhausting the machine.
 """
 
 import io
@@ -128,6 +129,19 @@ def _legacy_container(valid, path):
     return _write(path, meta, buffer.getvalue())
 
 
+def _pickle_bomb(valid, path):
+    """tensors.pt whose pickle is 5 MiB of EMPTY_LIST opcodes: each byte a 56-byte list once unpickled."""
+    _, meta, raw = valid
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw)) as source, zipfile.ZipFile(buffer, "w") as container:
+        for record in source.infolist():
+            content = source.read(record)
+            if record.filename.endswith("data.pkl"):
+                content = b"\x80\x02" + b"]" * (5 * MIB) + b"."
+            container.writestr(record.filename, content)
+    return _write(path, meta, buffer.getvalue())
+
+
 def _oversized_record(valid, path):
     """tensors.pt's own zip directory declares a record of 2 GB (torch allocates a record at its declared size)."""
     _, meta, raw = valid
@@ -194,6 +208,7 @@ MEMORY_CASES = {
     "many_members": (_many_members, "read_model_info", "lists 1002 members"),
     "json_containers": (lambda valid, path: _edited(valid, path, _many_lists), "read_model_info", "lists and objects"),
     "legacy_container": (_legacy_container, "load_model", "not in torch's zip container"),
+    "pickle_bomb": (_pickle_bomb, "load_model", "holds a pickle of"),
     "oversized_record": (_oversized_record, "load_model", "declares records larger than itself"),
     "dev_zero": (lambda valid, path: os.symlink("/dev/zero", path) or path, "load_model", "not a regular file"),
     "directory": (lambda valid, path: path.mkdir() or path, "load_model", "is a directory"),

@@ -71,6 +71,9 @@ _MAX_JSON_CONTAINERS = 2**20
 _MAX_MEMBERS = 64
 _MAX_DIRECTORY_BYTES = 1024**2
 _END_RECORD_SEARCH = 22 + 65535  # the end record, and the longest comment that may follow it
+# tensors.pt (torch's own zip container): a record per tensor storage, and the pickle that names them.
+_MAX_RECORDS = 2**16
+_MAX_PICKLE_BYTES = 4 * 1024**2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,7 +339,7 @@ def _read_archive(path, max_bytes, *, tensors=True):
     max_bytes = _check_max_bytes(max_bytes)
     try:
         with _open_regular_file(name) as file:
-            _check_directory_size(file, name)
+            _check_directory_size(file, repr(name))
             with zipfile.ZipFile(file) as archive:
                 names = archive.namelist()
                 if _META not in names:
@@ -376,9 +379,10 @@ def _check_max_bytes(max_bytes):
     return int(max_bytes)
 
 
-def _check_directory_size(file, name):
+def _check_directory_size(file, what, max_members=_MAX_MEMBERS, max_directory_bytes=_MAX_DIRECTORY_BYTES):
     """Refuse a zip directory with more entries or bytes than a model file has, from its end record (and the
-    zip64 one, which a file over 4 GiB has), before zipfile builds an object for every entry."""
+    zip64 one, which a file over 4 GiB has), before zipfile builds an object for every entry. ``what`` names the
+    archive in the message."""
     size = file.seek(0, io.SEEK_END)
     file.seek(max(0, size - _END_RECORD_SEARCH))
     tail = file.read()
@@ -396,10 +400,10 @@ def _check_directory_size(file, name):
             file.seek(0)
             if len(record) == 56 and record[:4] == b"PK\x06\x06":
                 entries, directory_bytes = struct.unpack("<QQ", record[32:48])
-    if entries > _MAX_MEMBERS or directory_bytes > _MAX_DIRECTORY_BYTES:
+    if entries > max_members or directory_bytes > max_directory_bytes:
         raise ValueError(
-            f"{name!r}: its zip directory lists {entries} members in {directory_bytes} bytes, where a model file has "
-            "two; the file is corrupt or was made to exhaust memory."
+            f"{what}: its zip directory lists {entries} members in {directory_bytes} bytes (at most {max_members} "
+            f"in {max_directory_bytes} bytes are read); the file is corrupt or was made to exhaust memory."
         )
 
 
@@ -530,6 +534,8 @@ def _check_torch_container(data, name):
     (non-zip) container allocates every storage at a size its pickle declares: neither is trusted. Within a
     container that passes, nothing torch allocates exceeds the member's size, which max_bytes bounds.
     """
+    # One record per stored tensor (and a few more): the directory is bounded before zipfile parses it.
+    _check_directory_size(data, f"{name!r}: {_TENSORS}", _MAX_RECORDS, 256 * _MAX_RECORDS)
     try:
         with zipfile.ZipFile(data) as container:
             records = container.infolist()
@@ -547,4 +553,13 @@ def _check_torch_container(data, name):
         raise ValueError(
             f"{name!r}: {_TENSORS} declares records larger than itself or compressed; the file is corrupt or was "
             "made to exhaust memory."
+        )
+    # The pickle that names the tensors takes about 150 bytes a tensor; unpickled, each byte can become an object
+    # of 60 bytes (an empty list), so it is bounded apart from the tensor data.
+    pickles = [record for record in records if record.filename.endswith(".pkl")]
+    if any(record.file_size > _MAX_PICKLE_BYTES for record in pickles):
+        raise ValueError(
+            f"{name!r}: {_TENSORS} holds a pickle of {max(record.file_size for record in pickles)} bytes (at most "
+            f"{_MAX_PICKLE_BYTES} are read: a model's tensors need far less); the file is corrupt or was made to "
+            "exhaust memory."
         )
