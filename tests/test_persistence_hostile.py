@@ -294,6 +294,15 @@ def test_refuses_a_non_finite_whitening(valid, tmp_path):
         load_model(_edited(valid, tmp_path / "m.skssl", edit))
 
 
+def test_refuses_an_embedder_without_its_network(valid, tmp_path):
+    def edit(meta, tensors):
+        for key in meta["estimator"].pop("module")["tensors"].values():
+            del tensors[key]
+
+    with pytest.raises(ValueError, match="the network is missing"):
+        load_model(_edited(valid, tmp_path / "m.skssl", edit))  # the previous loader returned an embedder without one
+
+
 def test_refuses_parameters_that_disagree_with_the_fitted_network(valid, tmp_path):
     def huge_hidden_dims(meta, tensors):
         meta["estimator"]["params"]["hidden_dims"] = [10**9]

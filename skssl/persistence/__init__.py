@@ -89,7 +89,7 @@ def save_model(estimator, path, *, metadata=None):
     the embedding statistics, the training history and ``metadata``) and ``tensors.pt`` (network weights and
     numeric arrays as a flat dict of tensors). Weights are written from a CPU copy, whatever the device of the
     estimator. The file is written to a temporary name first and then renamed, so an interrupted save leaves no
-    partial file behind.
+    partial file behind. The ``checkpoint`` parameter, a path of this machine, is written as None.
 
     Parameters
     ----------

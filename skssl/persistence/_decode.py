@@ -252,6 +252,8 @@ def _decode_estimator(node, reader, *, fitted, where):
         estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
     _check_parameters(estimator, where)
     module = node.get("module")
+    has_network = isinstance(estimator, BaseSSLEstimator) or getattr(estimator, "strategy", None) == "finetune"
+    _expect((module is not None) == has_network, where, "the network is missing, or present where none belongs")
     if module is not None:
         _expect(isinstance(module, dict) and module.get("__kind__") == "state_dict", where, "invalid network")
         tensors = module.get("tensors")
