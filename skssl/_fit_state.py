@@ -36,10 +36,11 @@ def previous_state_on_error(estimator):
     """Within the block, any exception (Ctrl-C's ``KeyboardInterrupt`` included) puts back the attributes that
     ``estimator`` had before it, and is re-raised.
 
-    A fit computes its whole new state first and assigns it at once at its end; validation alone sets attributes
-    on the way (``n_features_in_``, ``feature_names_in_``, a classifier's ``classes_``). Together: a fit that
-    does not finish leaves the previous fitted state (or an unfitted estimator), never a mix of the two.
-    Objects of the previous state must not be changed in place inside the block (a warm start trains a copy).
+    An embedder's fit computes its whole new state first and assigns it at once at its end; validation sets
+    ``n_features_in_`` and ``feature_names_in_`` on the way, and the semi-supervised estimators set their
+    targets' attributes and ``embedder_`` before training. With this guard around the fit, a fit that does not
+    finish leaves the previous fitted state (or an unfitted estimator), never a mix of the two. Objects of the
+    previous state must not be changed in place inside the block (a warm start and partial_fit train copies).
     """
     previous = dict(estimator.__dict__)
     try:
