@@ -90,6 +90,20 @@ class MaskedAutoencoder(BaseSSLEstimator):
     ...                       LogisticRegression())
     >>> model.fit(X, y).predict(X[:5]).shape
     (5,)
+
+    Pre-training on two studies (their labels as ``batch``), then embedding a third one without a batch:
+
+    >>> import numpy as np
+    >>> study = np.repeat(["GSE1", "GSE2", "GSE3"], [40, 40, 20])
+    >>> mae = MaskedAutoencoder(n_components=8, max_epochs=3, random_state=0)
+    >>> mae.fit(X[:80], batch=study[:80]).batch_categories_
+    array(['GSE1', 'GSE2'], dtype='<U4')
+    >>> mae.transform(X[80:]).shape
+    (20, 8)
+
+    In a ``Pipeline`` or a cross-validation, scikit-learn's metadata routing passes ``batch`` on:
+    ``sklearn.set_config(enable_metadata_routing=True)``, then ``MaskedAutoencoder().set_fit_request(batch=True)``
+    and ``cross_val_score(pipeline, X, y, params={"batch": study})``.
     """
 
     # The corruption is a class attribute so that a variant (e.g. the per-row reference in dev/) can swap it.
