@@ -199,22 +199,39 @@ def _semi_labels(n_train, labeled, y_labeled):
     return y_semi
 
 
-def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, device, classifier_params):
+def _cached(cache, key, compute):
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, device, classifier_params, cache=None):
     """Fit ``method`` on the cohort's labeled rows (and, where it uses them, its unlabeled train rows); return
-    predictions and class probabilities on ``X_test``."""
+    predictions and class probabilities on ``X_test``. ``cache`` (a dict, one per seed) keeps what does not depend
+    on the labels (the cohort PCA, the embeddings of the train and test blocks) across fractions."""
     y_lab = y_train[labeled]
     kind = method.kind
     if kind == "logreg":
         model = _logreg(seed).fit(X_train[labeled], y_lab)
         return _predict(model, X_test)
-    if kind == "pca_logreg":
-        n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
-        pca = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
-        model = _logreg(seed).fit(pca.transform(X_train[labeled]), y_lab)
-        return _predict(model, pca.transform(X_test))
-    if kind in ("pool_pca_logreg", "probe"):
-        model = _logreg(seed).fit(pretrained.transform(X_train[labeled]), y_lab)
-        return _predict(model, pretrained.transform(X_test))
+    if kind == "pca_logreg" or kind in ("pool_pca_logreg", "probe"):
+        if kind == "pca_logreg":  # fitted on the whole train block, labels hidden
+
+            def views():
+                n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
+                pca = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
+                return pca.transform(X_train), pca.transform(X_test)
+
+        else:
+
+            def views():
+                return pretrained.transform(X_train), pretrained.transform(X_test)
+
+        Z_train, Z_test = _cached(cache, method.pretrained_key or kind, views)
+        model = _logreg(seed).fit(Z_train[labeled], y_lab)
+        return _predict(model, Z_test)
     if kind == "ssl_ensemble":
         model = SSLClassifier(random_state=seed, device=device).fit(X_train, _semi_labels(len(X_train), labeled, y_lab))
         return _predict(model, X_test)
@@ -335,6 +352,7 @@ def transfer_benchmark(
             train, test = train_test_indices(codes, test_size=test_size, random_state=seed)
             X_train, X_test, y_train, y_test = X[train], X[test], codes[train], codes[test]
             subsets = labeled_subsets(y_train, fractions, random_state=seed)
+            cache = {}  # what does not depend on the labels, for this seed's split
             for name in methods:
                 method = TRANSFER_METHODS[name]
                 model, pre_seconds = pretrained.get(method.pretrained_key, (None, math.nan))
@@ -352,6 +370,7 @@ def transfer_benchmark(
                         seed=seed,
                         device=device,
                         classifier_params=classifier_params or {},
+                        cache=cache,
                     )
                     record = {
                         "dataset": dataset,
