@@ -126,6 +126,7 @@ def test_command_line_quick_run_writes_the_report(tmp_path, capsys):
     assert status == 0
     report = (out / "report.md").read_text()
     assert "**Verdict.**" in report and "## Gap closed" in report and "make_compendium(" in report
+    assert "## Study mixing" in report and "| vime |" in report and "| genes (standardised) |" in report
     assert (out / "pool.npy").exists()  # the pool went to disk and was read back as a memmap
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"method", "seed", "fraction", "f1_macro", "n_pool", "shared"} <= set(header)

@@ -188,6 +188,39 @@ def pretrain_on_pool(key, X_pool, *, pool_study=None, device="auto", embedder_pa
     return model, time.perf_counter() - start
 
 
+#: Rows of the pool (a random sample) and of each held-out cohort on which the study-mixing scores are computed.
+MIXING_ROWS = 2_000
+
+
+def _key_name(key):
+    if key == "pool_pca":
+        return "pool PCA"
+    name, study_aware = key
+    return f"{name} (study-aware)" if study_aware else name
+
+
+def study_mixing(transform, X_pool, pool_study, X_cohorts):
+    """How much study identity a representation keeps: the silhouette of the study labels (Euclidean) on
+    ``transform`` of a random sample of pool rows, and of the cohort labels on the held-out cohorts stacked.
+
+    Near 0 or below: studies are mixed; near 1: each study is a cluster of its own. Lower is better for transfer
+    (less study, more biology), as long as the phenotype survives, which the macro-F1 columns say.
+    """
+    from sklearn.metrics import silhouette_score
+
+    out = {"pool_silhouette": math.nan, "cohort_silhouette": math.nan}
+    if pool_study is not None and len(np.unique(pool_study)) > 1:
+        rows = np.sort(np.random.default_rng(PRETRAIN_SEED).permutation(X_pool.shape[0])[:MIXING_ROWS])
+        labels = np.asarray(pool_study)[rows]
+        if len(np.unique(labels)) > 1:
+            out["pool_silhouette"] = float(silhouette_score(transform(np.asarray(X_pool[rows])), labels))
+    if len(X_cohorts) > 1:
+        blocks = [X[:MIXING_ROWS] for X in X_cohorts]
+        labels = np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)])
+        out["cohort_silhouette"] = float(silhouette_score(transform(np.vstack(blocks)), labels))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # One method on one (seed, fraction)
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,6 +321,7 @@ def transfer_benchmark(
     device="auto",
     dataset="compendium",
     pretrained=None,
+    mixing=None,
     progress=False,
     callback=None,
 ):
@@ -319,6 +353,9 @@ def transfer_benchmark(
     pretrained : dict or None, default=None
         Already fitted pre-trained parts by key (``"pool_pca"``, ``("vime", False)`` ...) and their pre-training
         seconds, ``{key: (model, seconds)}``: curves over cohorts reuse one pre-training. Filled in place.
+    mixing : dict or None, default=None
+        When a dict, filled with the study-mixing scores (:func:`study_mixing`) of the standardised genes and of
+        every pre-trained part, by display name.
     progress : bool, default=False
         Show a progress line on stderr.
     callback : callable or None
@@ -346,6 +383,14 @@ def transfer_benchmark(
                 pretrained[key] = pretrain_on_pool(
                     key, X_pool, pool_study=pool_study, device=device, embedder_params=embedder_params
                 )
+        if mixing is not None:
+            bar.show("study mixing of each representation")
+            sample = _pool_sample(X_pool, MIXING_ROWS, PRETRAIN_SEED)
+            genes = StandardScaler().fit(sample)
+            parts = {"genes (standardised)": genes.transform}
+            parts.update({_key_name(k): model.transform for k, (model, _) in pretrained.items()})
+            for label, transform in parts.items():
+                mixing[label] = study_mixing(transform, X_pool, pool_study, [c[0] for c in cohorts])
         for seed in seeds:
             cohort = seed % len(cohorts)
             X, classes, codes = cohorts[cohort]

@@ -24,6 +24,7 @@ from ._report import _md_table, _pm, machine_info, plot_macro_f1, summarize_reco
 from ._transfer import (
     BASELINES,
     DEFAULT_TRANSFER_METHODS,
+    MIXING_ROWS,
     POOL_PCA_ROWS,
     TRANSFER_FRACTIONS,
     TRANSFER_METHODS,
@@ -228,7 +229,7 @@ def run(args, argv_text=""):
         embedder_params["max_epochs"] = args.max_epochs
     multiples = args.pool_sizes or [None]
     shared_values = args.shared or [1.0]
-    records, curves, described = [], [], None
+    records, curves, mixings, described = [], [], [], None
     if args.pool is not None and (args.shared or args.genes):
         raise ValueError("--shared and --genes shape the simulated compendium; they do not apply to --pool.")
     for shared in shared_values:
@@ -251,6 +252,7 @@ def run(args, argv_text=""):
                 print("note: no --pool-studies, so the *_study_* methods are skipped.", file=sys.stderr)
             if not args.no_progress:
                 print(f"pool of {n_pool:,} rows (shared={shared:g}):", file=sys.stderr)
+            mixing = {}
             found = transfer_benchmark(
                 pool,
                 X_cohorts,
@@ -264,7 +266,9 @@ def run(args, argv_text=""):
                 classifier_params=classifier_params,
                 device=args.device,
                 progress=not args.no_progress,
+                mixing=mixing,
             )
+            mixings.append({"shared": shared, "n_pool": n_pool, "scores": mixing})
             for r in found:
                 r["shared"] = shared
             records += found
@@ -278,6 +282,7 @@ def run(args, argv_text=""):
         "wall_seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - start_cpu,
         "curve": args.pool_sizes is not None or args.shared is not None,
+        "mixing": mixings,
     }
     return write_transfer_outputs(records, curves, args.out, info), info["wall_seconds"]
 
@@ -296,6 +301,10 @@ def _describe(args, params, X_pool, study, X_cohorts, y_cohorts):
         f"Largest pool {X_pool.shape[0]:,} rows x {X_pool.shape[1]:,} genes from {n_studies} studies, written to "
         f"disk and read as a memmap; {len(y_cohorts)} held-out cohort studies of {sizes} samples"
     )
+
+
+def _fmt(value):
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _gap_rows(curves, key):
@@ -404,6 +413,21 @@ def write_transfer_outputs(records, curves, out, info):
         ),
         "",
     ]
+    main_mixing = [m["scores"] for m in info.get("mixing", []) if (m["shared"], m["n_pool"]) == main_key]
+    if main_mixing and main_mixing[0]:
+        rows = [[name, _fmt(v["pool_silhouette"]), _fmt(v["cohort_silhouette"])] for name, v in main_mixing[0].items()]
+        lines += [
+            "## Study mixing",
+            "",
+            (
+                "Silhouette of the study labels on each representation (Euclidean): of "
+                f"{MIXING_ROWS:,} random pool rows by pool study, and of the held-out cohorts stacked by cohort. "
+                "Near 0 or below, studies are mixed; near 1, each study is a cluster of its own."
+            ),
+            "",
+            _md_table(["representation", "pool studies", "held-out cohorts"], rows),
+            "",
+        ]
     if info.get("curve"):
         lines += [
             "## Curves over pool size and pool relevance",
