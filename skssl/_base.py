@@ -348,6 +348,7 @@ class BaseSSLEstimator(
         self : object
             The fitted estimator.
         """
+        _data.check_fit_target(self, X, y)  # before training: the Pipeline's next step reads this y
         warm = self.warm_start and hasattr(self, "module_")
         shape = getattr(X, "shape", None)
         if warm and shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
@@ -402,6 +403,7 @@ class BaseSSLEstimator(
         self : object
             The updated estimator.
         """
+        _data.check_fit_target(self, X, y)
         first_call = not hasattr(self, "module_")
         with previous_state_on_error(self):
             X = self._validate_input(X, reset=first_call)

@@ -17,6 +17,8 @@ The small pure pieces (:func:`knn_affinity`, :func:`spread`, :func:`greedy_weigh
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
@@ -348,7 +350,15 @@ class SemiSupervisedEnsemble:
         if len(rows) <= LEAVE_ONE_OUT_MAX:
             folds = [(np.delete(np.arange(len(rows)), i), np.array([i])) for i in range(len(rows))]
         elif self.task == "classification":
-            folds = StratifiedKFold(5, shuffle=True, random_state=self.seed).split(rows, target[rows])
+            # Every class has at least MIN_PER_CLASS_FOR_WEIGHTS (3) labeled rows here, so with 5 folds each fold's
+            # training rows still hold 2 or more of every class. scikit-learn's warning that a class has fewer
+            # members than n_splits is about a cross-validation the user never asked for: silenced (exactly that
+            # warning), the folds kept as they are so that the weights are unchanged.
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="The least populated class in y has only", category=UserWarning
+                )
+                folds = list(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(rows, target[rows]))
         else:
             folds = KFold(5, shuffle=True, random_state=self.seed).split(rows)
         held_out = {}

@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
-from ._data import _non_finite_message
+from ._data import _non_finite_message, warn_if_log_scaled
 from ._gene_aligner import GeneAligner
 
 __all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
@@ -161,7 +161,8 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         self : object
             Fitted transformer.
         """
-        self._validate(X, reset=True)
+        X = self._validate(X, reset=True)
+        warn_if_log_scaled(self, X)  # a second log would compress the signal without a word
         return self
 
     def transform(self, X):

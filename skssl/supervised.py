@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import numbers
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -21,8 +23,9 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 
-from . import _data
+from . import _data, _ensemble
 from ._compat import StrOptions, fit_context
 
 # _embedding_path and _FineTuneModule: imported from here by skssl.persistence.
@@ -36,6 +39,65 @@ from ._supervised_base import (
 )
 
 __all__ = ["SSLClassifier", "SSLRegressor"]
+
+
+def _fit_reporting(estimator, X, y):
+    """``estimator._fit(X, y)``, checking X once for the whole fit (a nested pre-training does not repeat the
+    warnings), then, with ``verbose`` and the ensemble, what was fitted on stderr (the fine-tuning strategy reports
+    its epochs itself)."""
+    start = time.perf_counter()
+    with _data.input_checks_by(estimator):
+        estimator._fit(X, y)
+    if estimator.verbose and estimator.strategy == "ensemble":
+        print(_ensemble_summary(estimator, y, time.perf_counter() - start), file=sys.stderr, flush=True)
+    return estimator
+
+
+def _ensemble_summary(estimator, y, seconds):
+    """Two lines: the members and the data they were fitted on, then their weights and how they were chosen."""
+    name = type(estimator).__name__
+    with warnings.catch_warnings():  # the mask's own warnings were issued by the fit
+        warnings.simplefilter("ignore")
+        n_labeled = int(np.count_nonzero(estimator._labeled_mask(column_or_1d(y))))
+    what = f"{len(estimator.classes_)} classes" if hasattr(estimator, "classes_") else "continuous target"
+    members = ", ".join(estimator.members_)
+    n_samples = len(column_or_1d(y))
+    held_out = getattr(estimator.ensemble_, "held_out_loss_", None)
+    if held_out is None:
+        how = "uniform (too few labels to judge the members on held-out rows)"
+    else:
+        scheme = "leave-one-out" if n_labeled <= _ensemble.LEAVE_ONE_OUT_MAX else "5-fold"
+        how = f"chosen on {scheme} held-out predictions of the labeled samples"
+    weights = ", ".join(f"{member} {weight:.2f}" for member, weight in estimator.weights_.items())
+    return (
+        f"[{name}] ensemble of {members} fitted on {n_samples} samples x {estimator.n_features_in_} genes "
+        f"({n_labeled} labeled, {what}) in {seconds:.2f} s\n[{name}] weights {weights}: {how}"
+    )
+
+
+def _check_label_spellings(classes, counts):
+    """Refuse string classes that differ only in surrounding/inner whitespace or in case ("cancer" and "cancer "):
+    a typo in a sample sheet, which would otherwise become a class of its own."""
+    groups, count_of = {}, dict(zip(classes.tolist(), counts.tolist()))
+    for label in classes.tolist():
+        if isinstance(label, str):
+            key = " ".join(label.split())
+            # Case only for words: genotype calls ("AA", "Aa", "aa") are distinct classes that differ in case alone.
+            if len(key) >= 3:
+                key = key.casefold()
+            groups.setdefault(key, []).append(label)
+    clashes = [spellings for spellings in groups.values() if len(spellings) > 1]
+    if not clashes:
+        return
+    shown = "; ".join(
+        " and ".join(f"{s!r} ({count_of[s]} sample{'s' if count_of[s] > 1 else ''})" for s in spellings)
+        for spellings in clashes[:3]
+    )
+    raise ValueError(
+        f"y has class labels that differ only in whitespace or case: {shown}. Each spelling would be fitted as a "
+        "class of its own. Clean the labels first, e.g. y = pd.Series(y).str.strip() (and .str.lower() when case "
+        "carries no meaning), or np.char.strip(y.astype(str))."
+    )
 
 
 def _is_missing_label(value):
@@ -202,7 +264,7 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         self : object
             The fitted classifier.
         """
-        return self._fit(X, y)
+        return _fit_reporting(self, X, y)
 
     def _labeled_mask(self, y):
         if y.dtype.kind in "iu":
@@ -234,7 +296,9 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
             # Integer classes in an object array (None marking the unlabeled rows): the labeled rows are integers.
             y_labeled = y_labeled.astype(np.int64)
         check_classification_targets(y_labeled)
-        self.classes_, encoded = np.unique(y_labeled, return_inverse=True)
+        classes, encoded = np.unique(y_labeled, return_inverse=True)
+        _check_label_spellings(classes, np.bincount(encoded, minlength=len(classes)))
+        self.classes_ = classes
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs labeled samples of at least 2 classes; got 1 class "
@@ -430,7 +494,7 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         self : object
             The fitted regressor.
         """
-        return self._fit(X, y)
+        return _fit_reporting(self, X, y)
 
     def _labeled_mask(self, y):
         try:
