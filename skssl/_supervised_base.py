@@ -430,7 +430,9 @@ _TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
         pre-training's is the embedder's ``max_epochs``): 1 shows the epochs (one updating line in a terminal or
         notebook, a line every tenth of the budget otherwise) and a closing line per phase (epochs run, why
         training stopped, best epoch, wall time); 2 prints a line per epoch. Also applies to the pre-training when
-        the embedder's ``verbose`` is 0."""
+        the embedder's ``verbose`` is 0. With ``strategy="ensemble"``, the end of ``fit`` prints two lines on stderr:
+        the members, the samples and labels they were fitted on and the wall time, then each member's weight and
+        how the weights were chosen."""
 
 _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the

@@ -110,6 +110,9 @@ class LogCPM(DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
     Sparse input is returned as CSR when ``pseudocount == 1`` and densified
     otherwise, because ``log(0 + pseudocount)`` is then non-zero.
     Float32 input gives float32 output; everything else gives float64.
+    :meth:`fit` warns (:class:`~skssl.exceptions.DataScaleWarning`) when the
+    values look already log-scaled (fractional, all between 1 and 30):
+    a second log would compress the signal.
 
     Examples
     --------
