@@ -63,7 +63,9 @@ def _ensemble_summary(estimator, y, seconds):
     members = ", ".join(estimator.members_)
     n_samples = len(column_or_1d(y))
     held_out = getattr(estimator.ensemble_, "held_out_loss_", None)
-    if held_out is None:
+    if len(estimator.members_) == 1:
+        how = "a single member"
+    elif held_out is None:
         how = "uniform (too few labels to judge the members on held-out rows)"
     else:
         scheme = "leave-one-out" if n_labeled <= _ensemble.LEAVE_ONE_OUT_MAX else "5-fold"

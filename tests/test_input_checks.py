@@ -263,3 +263,8 @@ def test_verbose_reports_members_weights_and_time_on_stderr(cohort, capsys):
     assert lines[1].startswith(f"[SSLClassifier] weights {weights}: chosen on 5-fold")
     SSLClassifier(random_state=0).fit(X, y)
     assert capsys.readouterr() == ("", "")
+    y_few = np.where(np.arange(len(y)) < 6, y, -1)  # 2 labels per class: too few to judge the members
+    SSLClassifier(verbose=1, random_state=0).fit(X, y_few)
+    assert capsys.readouterr().err.strip().endswith(": uniform (too few labels to judge the members on held-out rows)")
+    SSLClassifier(members=("pcs",), verbose=1, random_state=0).fit(X, y)
+    assert capsys.readouterr().err.strip().endswith("weights pcs 1.00: a single member")
