@@ -32,6 +32,8 @@ from . import _data
 MEMBERS = ("genes", "pcs", "graph", "embedding")
 #: Members when no embedder is given (chosen by leave-one-dataset-out, see docs/benchmarks.md).
 DEFAULT_MEMBERS = ("genes", "pcs", "graph")
+#: Members when the embedder is prefit (pre-trained elsewhere, e.g. on a pool of other studies; docs/benchmarks.md).
+PREFIT_MEMBERS = ("embedding",)
 N_PCS = 8  # whitened components read by the "pcs" member
 N_GRAPH_PCS = 10  # components the "graph" member's neighbours are found in (not whitened)
 N_NEIGHBORS = 10

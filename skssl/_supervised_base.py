@@ -192,9 +192,15 @@ class _BaseFineTune(BaseTorchEstimator):
 
     def _resolved_members(self):
         if self.members is None:
-            # The embedding joins when the user asks for an embedder; without one, the members the
-            # leave-one-dataset-out selection kept (docs/benchmarks.md) need no pre-training at all.
-            return _ensemble.DEFAULT_MEMBERS + (() if self.embedder is None else ("embedding",))
+            # Without an embedder, the members the leave-one-dataset-out selection kept (docs/benchmarks.md) need
+            # no pre-training at all; an embedder pre-trained here on X joins them. A prefit embedder was trained
+            # elsewhere (a pool of other studies): with few labels the uniform average dragged its embedding down
+            # to the cohort-only members, below logistic regression on the embedding at 1-20 % of the labels
+            # (benchmarks/transfer_prefit_selection.py, on a compendium the shipped transfer run does not use),
+            # so it stands alone.
+            if self.embedder is None:
+                return _ensemble.DEFAULT_MEMBERS
+            return _ensemble.PREFIT_MEMBERS if self._uses_prefit() else _ensemble.DEFAULT_MEMBERS + ("embedding",)
         members = tuple(self.members)
         unknown = [m for m in members if m not in _ensemble.MEMBERS]
         if not members or unknown or len(set(members)) != len(members):
@@ -373,8 +379,12 @@ _STRATEGY_PARAMETERS = """strategy : {"ensemble", "finetune"}, default="ensemble
         Members of the ensemble, among ``"genes"`` (linear model on the standardised genes), ``"pcs"`` (linear
         model on the 8 whitened top principal components of all rows), ``"graph"`` (label spreading over the
         10-nearest-neighbour graph of all rows in the space of their 10 top principal components) and
-        ``"embedding"`` (linear model on the embedding of ``embedder``, pre-trained on all rows). None:
-        ``("genes", "pcs", "graph")``, plus ``"embedding"`` when ``embedder`` is given."""
+        ``"embedding"`` (linear model on the embedding of ``embedder``, pre-trained on all rows, or prefit). None:
+        ``("genes", "pcs", "graph")``, plus ``"embedding"`` when ``embedder`` is given and pre-trained here on
+        ``X``; ``("embedding",)`` alone when the embedder is prefit (``prefit=True`` or a ``FrozenEstimator``:
+        pre-trained elsewhere, e.g. on a pool of other studies), whose embedding the cohort-only members would
+        dilute when labels are few. The linear model standardises the embedding with all rows of ``X``, so a new
+        study's offset is removed. Pass the four names to combine a prefit embedding with the others."""
 
 _COMMON_PARAMETERS = """pretrain : bool, default=True
         Pre-train the embedder on all rows of ``X`` (labels hidden) before fine-tuning. ``False`` gives the

@@ -161,3 +161,18 @@ def test_invalid_members_and_combinations(cohort):
         SSLClassifier(MaskedAutoencoder(max_epochs=1), pretrain=False).fit(X, y)
     with pytest.raises(ValueError, match="strategy"):
         SSLClassifier(strategy="stack").fit(X, y)
+
+
+def test_a_prefit_embedder_stands_alone_by_default(cohort):
+    # Pre-trained elsewhere (prefit or frozen): the embedding member alone, i.e. logistic regression on the embedding
+    # standardised with every row; the four members on request.
+    X, y = cohort
+    y_semi, _ = semi_labels(y, 3)
+    embedder = MaskedAutoencoder(n_components=4, hidden_dims=(16,), max_epochs=2, random_state=0).fit(X)
+    frozen = SSLClassifier(FrozenEstimator(embedder), random_state=0).fit(X, y_semi)
+    prefit = SSLClassifier(embedder, prefit=True, random_state=0).fit(X, y_semi)
+    alone = SSLClassifier(FrozenEstimator(embedder), members=("embedding",), random_state=0).fit(X, y_semi)
+    assert frozen.members_ == prefit.members_ == ("embedding",)
+    np.testing.assert_array_equal(frozen.predict_proba(X), alone.predict_proba(X))
+    every = ("genes", "pcs", "graph", "embedding")
+    assert SSLClassifier(embedder, prefit=True, members=every, random_state=0).fit(X, y_semi).members_ == every

@@ -14,7 +14,7 @@ train block with its labels hidden.
 Baselines (no pre-trained network): ``logreg`` and ``pca_logreg`` on the cohort, ``pool_pca_logreg`` (PCA fitted on
 a sample of the pool: the linear answer to "learn the representation elsewhere"), and ``ssl_ensemble``
 (``SSLClassifier()`` on the cohort alone). Pre-trained methods, for each embedder ``<e>``: ``<e>_probe`` (logistic
-regression on the embedding), ``<e>_prefit`` (``SSLClassifier(embedder, prefit=True)``, the route the docs
+regression on the embedding), ``<e>_prefit`` (``SSLClassifier(FrozenEstimator(embedder))``, the route the docs
 recommend to a user who brings a pre-trained embedder), ``<e>_finetune`` (encoder + head fine-tuned on the labeled
 rows), and the same with ``study_`` (``<e>_study_probe`` ...) for the embedder pre-trained with the pool's study
 labels as a batch covariate (``fit(X, batch=study)``).
@@ -64,7 +64,8 @@ _EMBEDDERS = {
 }
 _KINDS = {
     "probe": "logistic regression on the embedding of the labeled rows",
-    "prefit": "SSLClassifier(embedder, prefit=True): the default ensemble plus the embedding, every cohort train row",
+    "prefit": "SSLClassifier(FrozenEstimator(embedder)) with its defaults (for a prefit embedder: logistic regression "
+    "on the embedding standardised with every cohort train row, labeled or not)",
     "finetune": "encoder + linear head fine-tuned on the labeled rows (SSLClassifier(strategy='finetune'))",
 }
 
