@@ -50,6 +50,13 @@ def test_gap_table_arithmetic_and_seeds_won():
     assert row["gap_closed"] == pytest.approx((0.6 - 0.5) / (0.9 - 0.5))
     assert (row["seeds_won"], row["seeds"]) == (2, 3)
     assert math.isnan(rows[1.0]["gap_closed"])  # no room left at 100 %: the gap is undefined, not infinite
+    assert "recommended_score" not in row  # vime_prefit was not run
+    named = records + [_record("vime_prefit", s, f, 0.55) for s in range(3) for f in (0.05, 1.0)]
+    row = {r["fraction"]: r for r in gap_table(named)}[0.05]
+    assert row["best_pretrained"] == "vime_probe"  # the best pick, and the route named in advance beside it
+    assert row["recommended_score"] == pytest.approx(0.55) and row["recommended_seeds_won"] == 2
+    assert row["recommended_gap_closed"] == pytest.approx(0.05 / 0.4)
+    assert "`vime_prefit`, against the same baseline — 0.05: +0.050, higher on 2 of 3 seeds" in transfer_verdict(named)
     text = transfer_verdict(records)
     assert "0.05: `vime_probe` +0.100 against `logreg`" in text and "higher on 2 of 3 seeds" in text
     assert "beat every baseline at fractions 0.05" in text and "but not at 1" in text

@@ -26,6 +26,7 @@ from ._transfer import (
     DEFAULT_TRANSFER_METHODS,
     MIXING_ROWS,
     POOL_PCA_ROWS,
+    RECOMMENDED_TRANSFER,
     TRANSFER_FRACTIONS,
     TRANSFER_METHODS,
     check_transfer_methods,
@@ -74,6 +75,9 @@ CURVE_COLUMNS = (
     "gap_closed",
     "seeds_won",
     "seeds",
+    "recommended_score",
+    "recommended_gap_closed",
+    "recommended_seeds_won",
 )
 
 
@@ -319,9 +323,18 @@ def _gap_rows(curves, key):
                 f"`{c.get('best_pretrained', '')}` {c.get('pretrained_score', math.nan):.3f}",
                 "n/a" if math.isnan(gap) else f"{gap:+.0%}",
                 f"{c.get('seeds_won', 0)}/{c.get('seeds', 0)}",
+                _recommended(c),
             ]
         )
     return rows
+
+
+def _recommended(c):
+    if "recommended_score" not in c:
+        return "not run"
+    gap = c["recommended_gap_closed"]
+    gap = "" if math.isnan(gap) else f", {gap:+.0%}"
+    return f"{c['recommended_score']:.3f}{gap}, {c['recommended_seeds_won']}/{c['recommended_seeds']}"
 
 
 def write_transfer_outputs(records, curves, out, info):
@@ -405,10 +418,12 @@ def write_transfer_outputs(records, curves, out, info):
         "At each fraction: the best baseline (the best mean among "
         + ", ".join(f"`{b}`" for b in BASELINES)
         + ") and the best pre-trained method; gap closed = (pre-trained − baseline) / (best baseline at 100 % − "
-        "baseline); seeds won: seeds where the pre-trained method scores above that baseline.",
+        "baseline); seeds won: seeds where the pre-trained method scores above that baseline. The last column: the "
+        f"recommended route named in advance, `{RECOMMENDED_TRANSFER}` (score, gap closed, seeds won against the "
+        "same baseline).",
         "",
         _md_table(
-            ["fraction", "best baseline", "best pre-trained", "gap closed", "seeds won"],
+            ["fraction", "best baseline", "best pre-trained", "gap closed", "seeds won", f"`{RECOMMENDED_TRANSFER}`"],
             _gap_rows([c for c in curves if (c["shared"], c["n_pool"]) == main_key], lambda c: []),
         ),
         "",
@@ -438,7 +453,16 @@ def write_transfer_outputs(records, curves, out, info):
             ),
             "",
             _md_table(
-                ["shared", "pool rows", "fraction", "best baseline", "best pre-trained", "gap closed", "seeds won"],
+                [
+                    "shared",
+                    "pool rows",
+                    "fraction",
+                    "best baseline",
+                    "best pre-trained",
+                    "gap closed",
+                    "seeds won",
+                    f"`{RECOMMENDED_TRANSFER}`",
+                ],
                 _gap_rows(curves, lambda c: [f"{c['shared']:g}", f"{c['n_pool']:,}"]),
             ),
             "",
