@@ -102,8 +102,8 @@ def build_parser():
         "regression, cohort PCA + LR, pool PCA + LR and SSLClassifier() on the cohort alone (paired: same split and "
         "labeled rows for every method). Writes results.csv, summary.csv, macro_f1.png and report.md into --out. "
         "Without --pool it simulates a compendium with skssl.make_compendium (20 000 pool rows from 100 studies, 5 "
-        "held-out cohorts of 200; about 10 minutes on 2 CPU cores). --pool-sizes and --shared draw the curves over "
-        "pool size and pool relevance (longer)."
+        "held-out cohorts of 200, 10 seeds; about 15 minutes on 2 CPU cores). --pool-sizes and --shared draw the "
+        "curves over pool size and pool relevance (longer)."
     )
     width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 2
     methods = "\n".join(
@@ -132,7 +132,7 @@ def build_parser():
         default=None,
         help=f"labeled fractions of each cohort's train block (default: {' '.join(map(str, TRANSFER_FRACTIONS))})",
     )
-    parser.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (default: 5)")
+    parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (default: 10)")
     parser.add_argument("--test-size", type=float, default=0.3, help="test fraction of each cohort (default: 0.3)")
     parser.add_argument(
         "--pool-sizes",
