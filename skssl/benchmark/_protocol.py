@@ -55,25 +55,31 @@ RESULT_COLUMNS = (
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def check_methods(methods):
-    """Resolve ``methods`` ("default", "all", a name or a list of names) to a tuple of known method names."""
+def resolve_method_names(methods, available, default, noun="method"):
+    """Resolve ``methods`` ("default", "all", a comma-separated str or a list of names, which may include "default"
+    and "all") to a tuple of distinct names of ``available`` (a dict by name), in the order given."""
     if methods is None or (isinstance(methods, str) and methods == "default"):
-        return tuple(DEFAULT_METHODS)
+        return tuple(default)
     if isinstance(methods, str):
         methods = ["all"] if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
     resolved = []
     for name in methods:
-        expanded = METHODS if name == "all" else DEFAULT_METHODS if name == "default" else (name,)
+        expanded = available if name == "all" else default if name == "default" else (name,)
         for method in expanded:
-            if method not in METHODS:
+            if method not in available:
                 raise ValueError(
-                    f"Unknown method {method!r}. Available methods: {', '.join(METHODS)} (or 'default', 'all')."
+                    f"Unknown {noun} {method!r}. Available {noun}s: {', '.join(available)} (or 'default', 'all')."
                 )
             if method not in resolved:
                 resolved.append(method)
     if not resolved:
-        raise ValueError(f"No method given. Available methods: {', '.join(METHODS)}.")
+        raise ValueError(f"No {noun} given. Available {noun}s: {', '.join(available)}.")
     return tuple(resolved)
+
+
+def check_methods(methods):
+    """Resolve ``methods`` ("default", "all", a name or a list of names) to a tuple of known method names."""
+    return resolve_method_names(methods, METHODS, DEFAULT_METHODS)
 
 
 def check_fractions(fractions):

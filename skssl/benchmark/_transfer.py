@@ -41,6 +41,7 @@ from ._protocol import (
     check_seeds,
     encode_labels,
     labeled_subsets,
+    resolve_method_names,
     score,
     train_test_indices,
 )
@@ -137,24 +138,7 @@ DEFAULT_TRANSFER_METHODS = (
 
 def check_transfer_methods(methods):
     """Resolve ``methods`` ("default", "all", a comma-separated str or a list of names) to known names."""
-    if methods is None or (isinstance(methods, str) and methods == "default"):
-        return DEFAULT_TRANSFER_METHODS
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    resolved = []
-    for name in methods:
-        expanded = TRANSFER_METHODS if name == "all" else DEFAULT_TRANSFER_METHODS if name == "default" else (name,)
-        for method in expanded:
-            if method not in TRANSFER_METHODS:
-                raise ValueError(
-                    f"Unknown transfer method {method!r}. Available: {', '.join(TRANSFER_METHODS)} "
-                    "(or 'default', 'all')."
-                )
-            if method not in resolved:
-                resolved.append(method)
-    if not resolved:
-        raise ValueError(f"No method given. Available: {', '.join(TRANSFER_METHODS)}.")
-    return tuple(resolved)
+    return resolve_method_names(methods, TRANSFER_METHODS, DEFAULT_TRANSFER_METHODS, noun="transfer method")
 
 
 # ---------------------------------------------------------------------------------------------------------------
