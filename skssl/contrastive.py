@@ -65,7 +65,9 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     batch represented by a single row takes its replacement values from any other row and, with SCARF, has no
     negative (its term of the loss is 0): with many small batches, a larger ``batch_size`` keeps more of them
     together. The encoder never sees the batch: ``transform`` embeds samples of any study, one the model never
-    saw included, without a batch.
+    saw included, without a batch. With ``objective="byol"`` (no negatives) same-study donors were measured to
+    *raise* the separation of studies in the embedding (``benchmarks/batch_aware_bladderbatch.py``,
+    ``docs/benchmarks.md``): use SCARF, ``MaskedAutoencoder`` or ``VAEEmbedder`` to keep study identity out.
 
     Parameters
     ----------
