@@ -54,9 +54,9 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     other profiles of the batch (NT-Xent loss). With ``objective="byol"`` (Grill et al., 2020) two corrupted views
     are matched through an online predictor and a slowly updated (EMA) target network, without negatives.
 
-    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on
-    the fit data and with principal directions of variance above 1 scaled down to 1 (the projection head is only
-    used for training).
+    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on the fit
+    data, then multiplied by one factor, ``lambda_1 ** -0.25`` for the largest principal variance ``lambda_1`` (see
+    ``transform``) (the projection head is only used for training).
 
     **Several studies at once** (``fit(X, batch=study)``): a corrupted gene takes its value from another sample of
     the same batch (study), and SCARF's negatives are the samples of the anchor's own batch (pairs across batches

@@ -45,9 +45,10 @@ class MaskedAutoencoder(BaseSSLEstimator):
     error): ``loss = BCE + alpha * MSE``. Useful for noisy or sparse signals, where recovering a gene from its
     co-expressed partners is exactly the structure worth learning.
 
-    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on
-    the fit data and with principal directions of variance above 1 scaled down to 1: the components are strongly
-    correlated, and this lets ``LogisticRegression()`` with its defaults converge on them.
+    ``transform`` returns the encoder output, standardised with its per-component mean and standard deviation on the fit
+    data, then multiplied by one factor, ``lambda_1 ** -0.25`` for the largest principal variance ``lambda_1`` (see
+    ``transform``): the components are strongly correlated, and this lets ``LogisticRegression()`` with its defaults
+    converge on them.
 
     **Several studies at once** (``fit(X, batch=study)``): both heads (mask estimation and reconstruction) read
     the one-hot batch (study) of the sample along with the embedding, as scVI's decoder does, so the heads explain

@@ -49,10 +49,10 @@ class VAEEmbedder(BaseSSLEstimator):
     ``likelihood="bernoulli"`` models binary calls (mutations, methylation calls) as independent Bernoulli
     variables.
 
-    ``transform`` returns the posterior mean (standardised with its per-component mean and standard deviation on
-    the fit data, principal directions of variance above 1 scaled down to 1), ``score`` the mean evidence lower
-    bound (ELBO) per sample, ``inverse_transform`` the decoded mean of such factors and ``sample`` draws new
-    profiles.
+    ``transform`` returns the posterior mean (standardised with its per-component mean and standard deviation on the fit
+    data, then multiplied by one factor, ``lambda_1 ** -0.25`` for the largest principal variance ``lambda_1`` (see
+    ``transform``)), ``score`` the mean evidence lower bound (ELBO) per sample, ``inverse_transform`` the decoded mean
+    of such factors and ``sample`` draws new profiles.
 
     **Several omics at once** (``views``): the columns are split into named views (RNA-seq, miRNA, protein, copy
     number, mutations...), each with its own encoder, decoder and likelihood (``"gaussian"``, ``"nb"``, or
