@@ -126,9 +126,9 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     selection (Caruana et al., 2004) on held-out predictions of the labeled rows, so that with many labels the
     weight goes to what predicts them best. The unlabeled rows change the model (principal components, scaling,
     graph, embedding); their labels are never read. These defaults were chosen by leave-one-dataset-out over
-    four cohorts (``docs/benchmarks.md``): with 10 % of the labels they beat the better of logistic regression
-    and PCA + logistic regression on three of the four and trailed it by 0.011 on the fourth, and with all labels
-    they stayed within 0.005 of it; a default fit takes seconds.
+    four cohorts; their measured scores against logistic regression and PCA + logistic regression are in
+    ``docs/benchmarks.md``. With a prefit embedder (pre-trained elsewhere, e.g. on a pool of other studies) the
+    default is the linear model on its embedding alone (see ``members``).
 
     With ``strategy="finetune"``, the reference study's protocol: all rows pre-train the embedder's
     self-supervised objective (a clone of ``embedder``, stored as ``embedder_``); then a head on the embedding is
@@ -251,7 +251,12 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     # The embedder's own parameters are validated by its fit, so nested validation stays on.
     @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the labeled rows.
+        """Fit on all rows of ``X``, learning from the labeled ones.
+
+        With ``strategy="ensemble"`` (the default), the members read views of every row (scaling, principal
+        components, graph, and the embedding when ``embedder`` is given) and are trained on the labeled rows;
+        with ``strategy="finetune"``, the embedder is pre-trained on every row (unless prefit), then its encoder and
+        a head are trained on the labeled rows.
 
         Parameters
         ----------
@@ -482,7 +487,11 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
 
     @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Pre-train the embedder on all rows of ``X``, then fine-tune it with a head on the rows with a target.
+        """Fit on all rows of ``X``, learning from the rows with a target.
+
+        With ``strategy="ensemble"`` (the default), the members read views of every row and are trained on the
+        rows with a target; with ``strategy="finetune"``, the embedder is pre-trained on every row (unless prefit),
+        then its encoder and a head are trained on the rows with a target.
 
         Parameters
         ----------
