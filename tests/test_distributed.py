@@ -66,6 +66,15 @@ def fit_record(name, X, read_log):
     """Fit embedder ``name`` on X; return what the comparisons need (weights, history, rows read)."""
     read_log.batches, read_log.sequential_rows = [], 0
     embedder = EMBEDDERS[name]().fit(X)
+    # Before any training, fit's input checks read one evenly spaced sample of rows (skssl._data._row_sample) on
+    # every rank; the batches compared below are those of training and validation.
+    from skssl import _data
+
+    n_rows, n_cols = X.shape
+    k = min(n_rows, _data._SAMPLE_ROWS, max(8, _data._SAMPLE_VALUES // n_cols))
+    check_sample = np.unique(np.linspace(0, n_rows - 1, k).round().astype(np.int64)).tolist()
+    assert read_log.batches[0] == check_sample
+    del read_log.batches[0]
     return {
         "state": {k: v.detach().clone() for k, v in embedder.module_.state_dict().items()},
         "history": embedder.history_,

@@ -175,7 +175,9 @@ def test_finetuned_from_scratch_and_prefit_regressor_round_trip(data, embedder, 
 @pytest.mark.parametrize("with_embedding", [False, True], ids=["genes-pcs-graph", "with-embedding"])
 def test_ensemble_classifier_round_trip(with_embedding, data, embedder, tmp_path):
     X, y, _ = data
-    params = dict(embedder=embedder, prefit=True) if with_embedding else {}
+    # The four members, so that the graph's round trip is checked too (a prefit embedder alone is the default).
+    every = ("genes", "pcs", "graph", "embedding")
+    params = dict(embedder=embedder, prefit=True, members=every) if with_embedding else {}
     fitted = SSLClassifier(random_state=0, **params).fit(X, y)
     assert ("embedding" in fitted.members_) is with_embedding
     loaded = _round_trip(fitted, tmp_path)
