@@ -63,8 +63,13 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
     data = make_compendium(
-        n_studies=100, samples_per_study=200, n_genes=2000, n_cohort_samples=1000, n_cohort_studies=5,
-        random_state=args.random_state, pool_path=os.path.join(args.out, "pool.npy"),
+        n_studies=100,
+        samples_per_study=200,
+        n_genes=2000,
+        n_cohort_samples=1000,
+        n_cohort_studies=5,
+        random_state=args.random_state,
+        pool_path=os.path.join(args.out, "pool.npy"),
     )
     embedders = {}
     for name, batch in (("plain", None), ("study", data.study_pool)):
