@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _strict_warnings import every_warning_an_error
 from _synthetic import low_rank_classes
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -271,12 +272,7 @@ def test_literal_pipeline_raises_no_warning_on_the_shared_tasks(task, shared_dat
     for cls in PIPELINE_EMBEDDERS:
         embedder = cls(n_components=16, hidden_dims=(64,), max_epochs=10, device="cpu", random_state=0)
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            # scikit-learn 1.6 passes `iprint` to SciPy's L-BFGS-B, which new SciPy deprecates: their warning,
-            # raised by LogisticRegression with or without skssl in front of it.
-            warnings.filterwarnings(
-                "ignore", message="scipy.optimize: The `disp` and `iprint`", category=DeprecationWarning
-            )
+            every_warning_an_error()
             pipeline = Pipeline([("ssl", embedder), ("clf", LogisticRegression())]).fit(X_train, y_train)
             predicted = pipeline.predict(X_test)
         # Small networks and 10 epochs: the check is that the fit is clean, plus a sanity floor on what it learnt

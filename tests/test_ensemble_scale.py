@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _strict_warnings import every_warning_an_error
 
 from skssl import make_expression
 from skssl._ensemble import GeneViews, gene_moments
@@ -36,7 +37,7 @@ def test_classifier_predictions_do_not_depend_on_the_scale_of_X(cohort, referenc
     X, y = cohort
     labels, proba = reference
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an overflow or invalid-value warning is a failure
+        every_warning_an_error()  # an overflow or invalid-value warning is a failure
         model = SSLClassifier(random_state=0).fit(X * factor, y)
         scaled_labels, scaled_proba = model.predict(X * factor), model.predict_proba(X * factor)
     np.testing.assert_array_equal(scaled_labels, labels)
@@ -50,7 +51,7 @@ def test_regressor_predictions_do_not_depend_on_the_scale_of_X(cohort):
     target[::2] = np.nan  # half unlabeled
     expected = SSLRegressor(random_state=0).fit(X, target).predict(X)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         scaled = SSLRegressor(random_state=0).fit(X * 1e19, target).predict(X * 1e19)
     np.testing.assert_allclose(scaled, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
@@ -73,7 +74,7 @@ def test_gene_moments_are_exact_under_power_of_two_rescaling():
     # Each gene at its own extreme scale (one far above 2**64, where squares overflow, one far below).
     exponents = np.array([100, -100, 0, 120])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         scaled_mean, scaled_std, _ = gene_moments(np.ldexp(X, exponents).astype(np.float32))
     np.testing.assert_array_equal(scaled_mean, np.ldexp(mean, exponents))
     np.testing.assert_array_equal(scaled_std, np.ldexp(std, exponents))
@@ -85,7 +86,7 @@ def test_constant_genes_are_recognised_at_every_scale():
     X = np.hstack([varying, np.full((30, 1), 5.0), np.zeros((30, 1))]).astype(np.float32)
     for factor in (1.0, 1e-25, 1e25):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            every_warning_an_error()
             views = GeneViews().fit((X * factor).astype(np.float32), 2, seed=0)
             Z = views.standardised((X * factor).astype(np.float32))
         np.testing.assert_allclose(Z[:, 0].std(), 1.0, rtol=1e-4)  # the varying gene is standardised

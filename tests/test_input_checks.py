@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _strict_warnings import every_warning_an_error
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
@@ -79,7 +80,7 @@ def test_genes_in_columns_are_not_taken_for_samples(cohort, counts):
     X, _ = cohort
     frame = pd.DataFrame(X, index=[f"GSM{i}" for i in range(len(X))], columns=[f"ENSG{i:011d}" for i in range(200)])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         MaskedAutoencoder(**FAST).fit(frame)
         VAEEmbedder(likelihood="nb", **FAST).fit(counts)  # counts: genes correlate through library size, < 0.35
 
@@ -120,7 +121,7 @@ def test_log_cpm_on_log_scale_data_warns(cohort):
 def test_right_scales_raise_no_warning(cohort, counts):
     X, y = cohort
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         LogCPM().fit_transform(counts)
         VAEEmbedder(likelihood="nb", **FAST).fit(counts)
         MaskedAutoencoder(**FAST).fit(X)
@@ -145,7 +146,7 @@ def test_value_checks_are_silent_on_the_shared_sets_as_loaded_and_warn_on_their_
     name, column = SHARED_SETS[task]
     loaded = load_benchmark_data(name, label_column=column, data_dir=shared_data_dir)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         for estimator in (MaskedAutoencoder(), VAEEmbedder(), SSLClassifier()):
             _data.check_fit_values(estimator, loaded["X"])
     if "log1p applied" in loaded["preprocessing"]:  # FPKM, RSEM: the heuristic must see what log1p fixed
@@ -245,7 +246,7 @@ def test_default_ensemble_raises_no_cross_validation_warning(cohort):
     y[y == 2] = -1
     y[np.flatnonzero(y == -1)[:3]] = 2  # 3 labeled of class 2: fewer than the 5 internal folds
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        every_warning_an_error()
         clf = SSLClassifier(random_state=0).fit(X, y)
     assert clf.ensemble_.held_out_loss_ is not None  # the weights did come from the 5-fold held-out predictions
 
