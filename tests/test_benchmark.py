@@ -445,3 +445,27 @@ def test_classifier_step_budget_is_the_estimators_schedule_rule():
     assert epochs_for_steps(100_000, 300, {}) == 3
     assert with_budget({"max_epochs": 7}, 40, 300) == {"max_epochs": 7}
     assert with_budget({}, 40, None) == {}
+
+
+def test_verdict_says_whether_any_self_supervised_method_beat_the_baselines():
+    from skssl.benchmark._report import verdict
+
+    def rec(method, fraction, f1):
+        return {"method": method, "seed": 0, "fraction": fraction, "f1_macro": f1}
+
+    records = [rec("logreg", 0.1, 0.5), rec("pca_logreg", 0.1, 0.6), rec("vime_probe", 0.1, 0.55)]
+    records += [rec("logreg", 1.0, 0.9), rec("pca_logreg", 1.0, 0.8), rec("vime_probe", 1.0, 0.95)]
+    assert "Self-supervised methods above the better baseline: `vime_probe` at 1 (+0.050)." in verdict(records)
+    records[-1]["f1_macro"] = 0.85
+    assert "No self-supervised method (the embedders' probes and fine-tunings) beat" in verdict(records)
+
+
+def test_every_method_has_its_own_line_style_in_the_plots():
+    from skssl.benchmark._methods import METHODS
+    from skssl.benchmark._report import _style
+    from skssl.benchmark._transfer import TRANSFER_METHODS
+
+    for names in (METHODS, TRANSFER_METHODS):
+        styles = [_style(name) for name in names]
+        assert len(set(styles)) == len(styles), "two methods would be drawn alike"
+        assert all(color is not None for color, _, _ in styles)

@@ -200,6 +200,7 @@ def plot_macro_f1(summary, path, title=None):
 _COLORS = {
     "logreg": "#7f7f7f",
     "pca_logreg": "#000000",
+    "pool_pca_logreg": "#8c564b",
     "mlp_scratch": "#bcbd22",
     "scarf": "#1f77b4",
     "byol": "#9467bd",
@@ -211,12 +212,17 @@ _COLORS = {
 def _style(method):
     """Colour, marker and line style of a method in the plot."""
     family, _, kind = method.rpartition("_")
-    if method == RECOMMENDED_METHOD:
-        return "black", "*", "-"
+    if method in ("ssl_ensemble", RECOMMENDED_METHOD):  # the recommended start: its own colour, not a baseline's
+        return "#ff7f0e", "*", "-"
     if method in _COLORS:
-        return _COLORS[method], {"logreg": "o", "pca_logreg": "s"}.get(method, "D"), ":" if "logreg" in method else "-."
-    if family in _COLORS and kind in ("probe", "finetune"):
-        return _COLORS[family], "o" if kind == "probe" else "^", "-" if kind == "probe" else "--"
+        marker = {"logreg": "o", "pca_logreg": "s", "pool_pca_logreg": "P"}.get(method, "D")
+        return _COLORS[method], marker, ":" if "logreg" in method else "-."
+    study_aware = family.endswith("_study")  # the transfer benchmark's study-aware pre-training: dotted
+    family = family.removesuffix("_study")
+    if family in _COLORS and kind in ("probe", "finetune", "prefit"):
+        marker = {"probe": "o", "finetune": "^", "prefit": "s"}[kind]
+        style = ":" if study_aware else "-" if kind == "probe" else "--" if kind == "finetune" else "-."
+        return _COLORS[family], marker, style
     return None, "x", "-"
 
 
@@ -295,7 +301,30 @@ def verdict(records):
     text = f"**Verdict.** Best mean macro-F1 at each labeled fraction — {'; '.join(best)}."
     if versus:
         text += f" `{RECOMMENDED_METHOD}` against the better baseline at each fraction — {'; '.join(versus)}."
-    return text
+    return text + _self_supervised_sentence(records, methods, fractions)
+
+
+def _self_supervised_sentence(records, methods, fractions):
+    """Whether any self-supervised method (an embedder's probe or fine-tuning) beat the better baseline in mean."""
+    ssl = [m for m in methods if m.endswith(("_probe", "_finetune")) and m != "pca_logreg"]
+    baselines = [m for m in BASELINE_METHODS if m in methods]
+    if not ssl or not baselines:
+        return ""
+
+    def mean(method, fraction):
+        values = [r["f1_macro"] for r in records if r["method"] == method and r["fraction"] == fraction]
+        return float(np.mean(values)) if values else math.nan
+
+    wins = []
+    for f in fractions:
+        base = max(mean(b, f) for b in baselines)
+        wins += [f"`{m}` at {f:g} ({mean(m, f) - base:+.3f})" for m in ssl if mean(m, f) > base]
+    if not wins:
+        return (
+            " No self-supervised method (the embedders' probes and fine-tunings) beat the better of logistic "
+            "regression and PCA + logistic regression at any fraction."
+        )
+    return f" Self-supervised methods above the better baseline: {', '.join(wins)}."
 
 
 def write_report(records, summary, path, info):
