@@ -188,26 +188,34 @@ def _key_name(key):
     return f"{name} (study-aware)" if study_aware else name
 
 
-def study_mixing(transform, X_pool, pool_study, X_cohorts):
+def mixing_samples(X_pool, pool_study, X_cohorts):
+    """The rows :func:`study_mixing` scores, read once for every representation: ``(rows, labels)`` of a random
+    sample of ``MIXING_ROWS`` pool rows by pool study (None without study labels, or with one study), and of the
+    first ``MIXING_ROWS`` rows of each held-out cohort by cohort (None with one cohort)."""
+    pool = cohorts = None
+    if pool_study is not None and len(np.unique(pool_study)) > 1:
+        rows = np.sort(np.random.default_rng(PRETRAIN_SEED).permutation(X_pool.shape[0])[:MIXING_ROWS])
+        labels = np.asarray(pool_study)[rows]
+        if len(np.unique(labels)) > 1:
+            pool = (np.asarray(X_pool[rows]), labels)
+    if len(X_cohorts) > 1:
+        blocks = [X[:MIXING_ROWS] for X in X_cohorts]
+        cohorts = (np.vstack(blocks), np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)]))
+    return pool, cohorts
+
+
+def study_mixing(transform, samples):
     """How much study identity a representation keeps: the silhouette of the study labels (Euclidean) on
-    ``transform`` of a random sample of pool rows, and of the cohort labels on the held-out cohorts stacked.
+    ``transform`` of the pool sample, and of the cohort labels on the held-out cohorts stacked (``samples``: what
+    :func:`mixing_samples` returned; NaN where it holds None).
 
     Near 0 or below: studies are mixed; near 1: each study is a cluster of its own. Lower is better for transfer
     (less study, more biology), as long as the phenotype survives, which the macro-F1 columns say.
     """
     from sklearn.metrics import silhouette_score
 
-    out = {"pool_silhouette": math.nan, "cohort_silhouette": math.nan}
-    if pool_study is not None and len(np.unique(pool_study)) > 1:
-        rows = np.sort(np.random.default_rng(PRETRAIN_SEED).permutation(X_pool.shape[0])[:MIXING_ROWS])
-        labels = np.asarray(pool_study)[rows]
-        if len(np.unique(labels)) > 1:
-            out["pool_silhouette"] = float(silhouette_score(transform(np.asarray(X_pool[rows])), labels))
-    if len(X_cohorts) > 1:
-        blocks = [X[:MIXING_ROWS] for X in X_cohorts]
-        labels = np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)])
-        out["cohort_silhouette"] = float(silhouette_score(transform(np.vstack(blocks)), labels))
-    return out
+    scores = [math.nan if part is None else float(silhouette_score(transform(part[0]), part[1])) for part in samples]
+    return {"pool_silhouette": scores[0], "cohort_silhouette": scores[1]}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,6 +237,15 @@ def _cached(cache, key, compute):
     return cache[key]
 
 
+def _label_free_views(kind, pretrained, X_train, X_test, seed):
+    """The train and test blocks in the space a linear method reads: the cohort's PCA (fitted on the whole train
+    block, labels hidden) for ``pca_logreg``, the pre-trained part's ``transform`` otherwise."""
+    if kind == "pca_logreg":
+        n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
+        pretrained = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
+    return pretrained.transform(X_train), pretrained.transform(X_test)
+
+
 def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, device, classifier_params, cache=None):
     """Fit ``method`` on the cohort's labeled rows (and, where it uses them, its unlabeled train rows); return
     predictions and class probabilities on ``X_test``. ``cache`` (a dict, one per seed) keeps what does not depend
@@ -238,20 +255,10 @@ def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, 
     if kind == "logreg":
         model = _logreg(seed).fit(X_train[labeled], y_lab)
         return _predict(model, X_test)
-    if kind == "pca_logreg" or kind in ("pool_pca_logreg", "probe"):
-        if kind == "pca_logreg":  # fitted on the whole train block, labels hidden
-
-            def views():
-                n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
-                pca = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
-                return pca.transform(X_train), pca.transform(X_test)
-
-        else:
-
-            def views():
-                return pretrained.transform(X_train), pretrained.transform(X_test)
-
-        Z_train, Z_test = _cached(cache, method.pretrained_key or kind, views)
+    if kind in ("pca_logreg", "pool_pca_logreg", "probe"):
+        Z_train, Z_test = _cached(
+            cache, method.pretrained_key or kind, lambda: _label_free_views(kind, pretrained, X_train, X_test, seed)
+        )
         model = _logreg(seed).fit(Z_train[labeled], y_lab)
         return _predict(model, Z_test)
     if kind == "ssl_ensemble":
@@ -378,8 +385,9 @@ def transfer_benchmark(
             genes = StandardScaler().fit(sample)
             parts = {"genes (standardised)": genes.transform}
             parts.update({_key_name(k): model.transform for k, (model, _) in pretrained.items()})
+            samples = mixing_samples(X_pool, pool_study, [c[0] for c in cohorts])
             for label, transform in parts.items():
-                mixing[label] = study_mixing(transform, X_pool, pool_study, [c[0] for c in cohorts])
+                mixing[label] = study_mixing(transform, samples)
         for seed in seeds:
             cohort = seed % len(cohorts)
             X, classes, codes = cohorts[cohort]
@@ -474,12 +482,12 @@ def gap_table(records, metric="f1_macro"):
                 ours, theirs = _scores(records, method, f, metric), _scores(records, base, f, metric)
                 seeds = sorted(set(ours) & set(theirs))
                 gain = mean(method, f) - row["baseline_score"]
-                row[f"{prefix}score"] = mean(method, f)
+                if prefix:  # the best pre-trained method's score is already pretrained_score
+                    row[f"{prefix}score"] = mean(method, f)
                 row[f"{prefix}seeds"] = len(seeds)
                 row[f"{prefix}seeds_won"] = sum(ours[s] > theirs[s] for s in seeds)
                 row[f"{prefix}seeds_tied"] = sum(ours[s] == theirs[s] for s in seeds)
                 row[f"{prefix}gap_closed"] = gain / room if room > 1e-12 else math.nan
-            del row["score"]  # the best pre-trained method's score is pretrained_score
         rows.append(row)
     return rows
 

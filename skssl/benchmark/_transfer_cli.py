@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from .._atomic import atomic_write
+from ._protocol import METRICS
 from ._report import _md_table, _pm, machine_info, plot_macro_f1, summarize_records, write_csv
 from ._transfer import (
     BASELINES,
@@ -56,10 +57,7 @@ RESULT_COLUMNS = (
     "n_labeled",
     "n_train",
     "n_test",
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "roc_auc",
+    *METRICS,
     "fit_seconds",
     "pretrain_seconds",
 )
