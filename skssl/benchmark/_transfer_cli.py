@@ -197,14 +197,19 @@ def _user_data(args):
     return X_pool, study, X_cohorts, y_cohorts
 
 
-def _simulate(args, shared, n_studies):
+def _simulate(args, shared, multiples):
+    """The compendium for ``shared``, its pool large enough for the largest of ``multiples`` (pool sizes in cohort
+    studies; None: the default pool). Returns the pool, its studies, the cohorts, their labels, the parameters and
+    the rows of one cohort study."""
     from .. import make_compendium
 
     params = dict(QUICK_COMPENDIUM if args.quick else DEFAULT_COMPENDIUM)
     if args.genes is not None:
         params["n_genes"] = args.genes
-    params["n_studies"] = n_studies
     size = QUICK_COHORT_STUDY_SIZE if args.quick else COHORT_STUDY_SIZE
+    per_study = params["samples_per_study"]
+    wanted = max(m or (params["n_studies"] * per_study // size) for m in multiples)
+    params["n_studies"] = math.ceil(wanted * size / per_study)
     params["n_cohort_samples"] = size * params["n_cohort_studies"]
     os.makedirs(args.out, exist_ok=True)
     suffix = "" if shared == 1.0 else f"_shared{shared:g}"
@@ -214,7 +219,7 @@ def _simulate(args, shared, n_studies):
     cohorts = np.unique(data.study_cohort)
     X_cohorts = [data.X_cohort[data.study_cohort == s] for s in cohorts]
     y_cohorts = [data.y_cohort[data.study_cohort == s] for s in cohorts]
-    return data.X_pool, data.study_pool, X_cohorts, y_cohorts, params
+    return data.X_pool, data.study_pool, X_cohorts, y_cohorts, params, size
 
 
 def run(args, argv_text=""):
@@ -239,12 +244,7 @@ def run(args, argv_text=""):
             X_pool, study, X_cohorts, y_cohorts = _user_data(args)
             params, cohort_size = None, min(len(y) for y in y_cohorts)
         else:
-            base = QUICK_COMPENDIUM if args.quick else DEFAULT_COMPENDIUM
-            size = QUICK_COHORT_STUDY_SIZE if args.quick else COHORT_STUDY_SIZE
-            per_study = base["samples_per_study"]
-            wanted = max(m or (base["n_studies"] * per_study // size) for m in multiples)
-            X_pool, study, X_cohorts, y_cohorts, params = _simulate(args, shared, math.ceil(wanted * size / per_study))
-            cohort_size = size
+            X_pool, study, X_cohorts, y_cohorts, params, cohort_size = _simulate(args, shared, multiples)
         described = described or _describe(args, params, X_pool, study, X_cohorts, y_cohorts)
         for multiple in multiples:
             n_pool = X_pool.shape[0] if multiple is None else min(multiple * cohort_size, X_pool.shape[0])
