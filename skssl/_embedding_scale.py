@@ -49,11 +49,6 @@ class StandardizedEmbedding:
         """Whether NaN in the input may reach ``embed`` of ``module`` (default ``module_``): the VAE's missing views."""
         return False
 
-    def _fit_embedding_statistics(self, X):
-        """Set ``embedding_mean_``, ``embedding_scale_`` and ``embedding_whitening_`` from ``module_`` on ``X``."""
-        batches = self._mapped_batches(X, self.module_.embed, allow_nan=self._embedding_allows_nan())
-        self.__dict__.update(self._embedding_statistics(z for _, z in batches))
-
     def _embedding_statistics_of(self, module, X, batch_size):
         """The embedding statistics of a trained ``module`` (not yet assigned) on validated ``X``."""
         allow_nan = self._embedding_allows_nan(module)
