@@ -124,8 +124,10 @@ def report(draw, means, n_seeds, seconds):
         row = [means[(view, head, f)] for f in FRACTIONS]
         gap = (means[(view, head, 0.05)] - best_low) / (best_full - best_low)
         print(f"| {view} | {head} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {gap:+.0%} |")
-    print(f"\nbest baseline at 5 %: {best_low:.3f}; at 100 %: {best_full:.3f}; the bar (50 % of the gap) at 5 %: "
-          f"{best_low + 0.5 * (best_full - best_low):.3f}")
+    print(
+        f"\nbest baseline at 5 %: {best_low:.3f}; at 100 %: {best_full:.3f}; the bar (50 % of the gap) at 5 %: "
+        f"{best_low + 0.5 * (best_full - best_low):.3f}"
+    )
 
 
 def main(argv=None):

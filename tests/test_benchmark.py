@@ -248,7 +248,7 @@ def test_cli_writes_the_four_files(tmp_path, capsys):
         "Wall time",
         "Torch device",
         "90 samples × 60 genes",
-        "| `vime_probe` |",
+        "| VIME embedding + logistic regression (`vime_probe`) |",
     ):
         assert text in report, text
     captured = capsys.readouterr()
@@ -400,10 +400,11 @@ def test_report_opens_with_a_verdict_against_the_better_baseline():
         ]
     text = verdict(records)
     assert text.startswith("**Verdict.**")
-    assert "0.1: `ssl_ensemble` (0.700)" in text and "1: `logreg` (0.900)" in text
+    assert "0.1: SSLClassifier() (`ssl_ensemble`) (0.700)" in text
+    assert "1: logistic regression on the genes (`logreg`) (0.900)" in text
     # Paired: against pca_logreg (the better baseline at 0.1), higher on seeds 0 and 2.
-    assert "0.1: +0.067 against `pca_logreg` (higher on 2 of 3 seeds)" in text
-    assert "1: +0.000 against `logreg` (higher on 0 of 3 seeds, equal on 3)" in text
+    assert "0.1: +0.067 against PCA + logistic regression (`pca_logreg`) (higher on 2 of 3 seeds)" in text
+    assert "1: +0.000 against logistic regression on the genes (`logreg`) (higher on 0 of 3 seeds, equal on 3)" in text
 
 
 # ----------------------------------------------------------------------------------------------- method registry
@@ -455,7 +456,8 @@ def test_verdict_says_whether_any_self_supervised_method_beat_the_baselines():
 
     records = [rec("logreg", 0.1, 0.5), rec("pca_logreg", 0.1, 0.6), rec("vime_probe", 0.1, 0.55)]
     records += [rec("logreg", 1.0, 0.9), rec("pca_logreg", 1.0, 0.8), rec("vime_probe", 1.0, 0.95)]
-    assert "Self-supervised methods above the better baseline: `vime_probe` at 1 (+0.050)." in verdict(records)
+    expected = "Self-supervised methods above the better baseline: VIME embedding + logistic regression (`vime_probe`)"
+    assert expected + " at 1 (+0.050)." in verdict(records)
     records[-1]["f1_macro"] = 0.85
     assert "No self-supervised method (the embedders' probes and fine-tunings) beat" in verdict(records)
 

@@ -56,9 +56,11 @@ def test_gap_table_arithmetic_and_seeds_won():
     assert row["best_pretrained"] == "vime_probe"  # the best pick, and the route named in advance beside it
     assert row["recommended_score"] == pytest.approx(0.55) and row["recommended_seeds_won"] == 2
     assert row["recommended_gap_closed"] == pytest.approx(0.05 / 0.4)
-    assert "`vime_prefit`, against the same baseline — 0.05: +0.050, higher on 2 of 3 seeds" in transfer_verdict(named)
+    expected = "SSLClassifier on the VIME embedding (`vime_prefit`), against the same baseline — 0.05: +0.050"
+    assert expected + ", higher on 2 of 3 seeds" in transfer_verdict(named)
     text = transfer_verdict(records)
-    assert "0.05: `vime_probe` +0.100 against `logreg`" in text and "higher on 2 of 3 seeds" in text
+    assert "0.05: VIME embedding + logistic regression (`vime_probe`) +0.100 against logistic regression on" in text
+    assert "higher on 2 of 3 seeds" in text
     assert "beat every baseline at fractions 0.05" in text and "but not at 1" in text
 
 

@@ -224,6 +224,45 @@ METHODS = {
 #: What each method is, for the report (derived from :data:`METHODS`).
 METHOD_DESCRIPTIONS = {name: method.description for name, method in METHODS.items()}
 
+_PLAIN_NAMES = {
+    "logreg": "logistic regression on the genes",
+    "pca_logreg": "PCA + logistic regression",
+    "pool_pca_logreg": "PCA of the pool + logistic regression",
+    "ssl_ensemble": "SSLClassifier()",
+    "mlp_scratch": "network from scratch",
+}
+_EMBEDDER_NAMES = {"scarf": "SCARF", "byol": "BYOL", "vime": "VIME", "vae": "VAE"}
+_KIND_NAMES = {
+    "probe": "{} embedding + logistic regression",
+    "prefit": "SSLClassifier on the {} embedding",
+    "finetune": "{} fine-tuned",
+}
+
+
+def plain_name(method):
+    """A name a reader without the code understands, for reports and plot legends (the code name stays the key).
+
+    >>> plain_name("vime_probe"), plain_name("pca_logreg")
+    ('VIME embedding + logistic regression', 'PCA + logistic regression')
+    >>> plain_name("vime_study_prefit")
+    'SSLClassifier on the study-aware VIME embedding'
+    """
+    if method in _PLAIN_NAMES:
+        return _PLAIN_NAMES[method]
+    embedder, _, kind = method.partition("_")
+    study = kind.startswith("study_")
+    kind = kind.removeprefix("study_")
+    if embedder in _EMBEDDER_NAMES and kind in _KIND_NAMES:
+        return _KIND_NAMES[kind].format(("study-aware " if study else "") + _EMBEDDER_NAMES[embedder])
+    return method
+
+
+def named(method):
+    """``plain name (`code name`)`` for markdown reports."""
+    plain = plain_name(method)
+    return f"`{method}`" if plain == method else f"{plain} (`{method}`)"
+
+
 #: The methods run by default: the three baselines, a probe on each kind of embedder (contrastive, masked,
 #: generative) and one fine-tuning, so that the default (synthetic) benchmark stays well under 5 minutes on 2 CPU
 #: cores (about 190 s of CPU time). ``methods="all"`` runs every method of :data:`METHODS`.

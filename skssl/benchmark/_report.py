@@ -18,6 +18,8 @@ from ._methods import (
     EMBEDDER_STEP_BUDGET,
     METHOD_DESCRIPTIONS,
     RECOMMENDED_METHOD,
+    named,
+    plain_name,
 )
 from ._protocol import METRICS, RESULT_COLUMNS
 
@@ -178,7 +180,8 @@ def plot_macro_f1(summary, path, title=None):
         mean = [r["f1_macro_mean"] for r in rows]
         sd = [0.0 if _isnan(r["f1_macro_sd"]) else r["f1_macro_sd"] for r in rows]
         color, marker, style = _style(method)
-        ax.errorbar(x, mean, yerr=sd, label=method, color=color, marker=marker, linestyle=style, capsize=3, ms=5)
+        label = plain_name(method)
+        ax.errorbar(x, mean, yerr=sd, label=label, color=color, marker=marker, linestyle=style, capsize=3, ms=5)
     ax.set_xscale("log")
     ax.set_xticks(fractions)
     ax.set_xticklabels([f"{f:g}" for f in fractions])
@@ -286,7 +289,7 @@ def verdict(records):
     for f in fractions:
         means = {m: float(np.mean(list(scores(m, f).values()))) for m in methods}
         top = max(means, key=means.get)
-        best.append(f"{f:g}: `{top}` ({means[top]:.3f})")
+        best.append(f"{f:g}: {named(top)} ({means[top]:.3f})")
         baselines = [m for m in BASELINE_METHODS if m in means]
         if RECOMMENDED_METHOD in means and baselines:
             base = max(baselines, key=means.get)
@@ -295,12 +298,12 @@ def verdict(records):
             wins = sum(ours[s] > theirs[s] for s in seeds)
             ties = sum(ours[s] == theirs[s] for s in seeds)
             versus.append(
-                f"{f:g}: {means[RECOMMENDED_METHOD] - means[base]:+.3f} against `{base}` "
+                f"{f:g}: {means[RECOMMENDED_METHOD] - means[base]:+.3f} against {named(base)} "
                 f"(higher on {wins} of {len(seeds)} seeds" + (f", equal on {ties}" if ties else "") + ")"
             )
     text = f"**Verdict.** Best mean macro-F1 at each labeled fraction — {'; '.join(best)}."
     if versus:
-        text += f" `{RECOMMENDED_METHOD}` against the better baseline at each fraction — {'; '.join(versus)}."
+        text += f" {named(RECOMMENDED_METHOD)} against the better baseline at each fraction — {'; '.join(versus)}."
     return text + _self_supervised_sentence(records, methods, fractions)
 
 
@@ -318,7 +321,7 @@ def _self_supervised_sentence(records, methods, fractions):
     wins = []
     for f in fractions:
         base = max(mean(b, f) for b in baselines)
-        wins += [f"`{m}` at {f:g} ({mean(m, f) - base:+.3f})" for m in ssl if mean(m, f) > base]
+        wins += [f"{named(m)} at {f:g} ({mean(m, f) - base:+.3f})" for m in ssl if mean(m, f) > base]
     if not wins:
         return (
             " No self-supervised method (the embedders' probes and fine-tunings) beat the better of logistic "
@@ -384,7 +387,7 @@ def write_report(records, summary, path, info):
     header = ["method"] + [f"{f:g} (n≈{np.mean(n_lab[f]):.0f})" for f in fractions]
     rows = []
     for method in methods:
-        cells = [f"`{method}`"]
+        cells = [named(method)]
         for f in fractions:
             match = [r for r in summary if r["method"] == method and r["fraction"] == f]
             cells.append(_pm(match[0]["f1_macro_mean"], match[0]["f1_macro_sd"]) if match else "")
@@ -396,7 +399,7 @@ def write_report(records, summary, path, info):
     for r in summary:
         rows.append(
             [
-                f"`{r['method']}`",
+                named(r["method"]),
                 f"{r['fraction']:g}",
                 f"{r['n_labeled']:.0f}",
                 *(_pm(r[f"{m}_mean"], r[f"{m}_sd"]) for m in METRICS),
@@ -415,7 +418,7 @@ def write_report(records, summary, path, info):
         "## Methods",
         "",
     ]
-    lines += [f"- `{m}`: {METHOD_DESCRIPTIONS.get(m, '')}" for m in methods]
+    lines += [f"- {named(m)}: {METHOD_DESCRIPTIONS.get(m, '')}" for m in methods]
     if info.get("embedder_params") is not None:
 
         def budget(params, steps):

@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .. import ContrastiveEmbedder, MaskedAutoencoder, SSLClassifier, VAEEmbedder
-from ._methods import CLASSIFIER_STEP_BUDGET, PCA_COMPONENTS, _logreg, _predict, with_budget
+from ._methods import CLASSIFIER_STEP_BUDGET, PCA_COMPONENTS, _logreg, _predict, named, with_budget
 from ._protocol import (
     _as_dense_float32,
     _Progress,
@@ -503,7 +503,7 @@ def transfer_verdict(records, metric="f1_macro"):
         f, diff = row["fraction"], row["pretrained_score"] - row["baseline_score"]
         gap = "" if math.isnan(row["gap_closed"]) else f", {row['gap_closed']:+.0%} of the gap to all labels"
         parts.append(
-            f"{f:g}: `{row['best_pretrained']}` {diff:+.3f} against `{row['best_baseline']}`{gap}, higher on "
+            f"{f:g}: {named(row['best_pretrained'])} {diff:+.3f} against {named(row['best_baseline'])}{gap}, higher on "
             f"{row['seeds_won']} of {row['seeds']} seeds"
         )
         (wins if diff > 0 and row["seeds_won"] * 2 > row["seeds"] else losses).append(f"{f:g}")
@@ -528,7 +528,7 @@ def transfer_verdict(records, metric="f1_macro"):
     text += "; ".join(parts) + "."
     if recommended:
         text += (
-            f" The recommended route named in advance, `{RECOMMENDED_TRANSFER}`, against the same baseline — "
+            f" The recommended route named in advance, {named(RECOMMENDED_TRANSFER)}, against the same baseline — "
             + "; ".join(recommended)
             + "."
         )

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from .._atomic import atomic_write
+from ._methods import named
 from ._protocol import METRICS
 from ._report import _md_table, _pm, machine_info, plot_macro_f1, summarize_records, write_csv
 from ._transfer import (
@@ -317,8 +318,8 @@ def _gap_rows(curves, key):
             [
                 *key(c),
                 f"{c['fraction']:g} (n≈{c['n_labeled']:.0f})",
-                f"`{c.get('best_baseline', '')}` {c.get('baseline_score', math.nan):.3f}",
-                f"`{c.get('best_pretrained', '')}` {c.get('pretrained_score', math.nan):.3f}",
+                f"{named(c.get('best_baseline', ''))} {c.get('baseline_score', math.nan):.3f}",
+                f"{named(c.get('best_pretrained', ''))} {c.get('pretrained_score', math.nan):.3f}",
                 "n/a" if math.isnan(gap) else f"{gap:+.0%}",
                 f"{c.get('seeds_won', 0)}/{c.get('seeds', 0)}",
                 _recommended(c),
@@ -399,7 +400,7 @@ def write_transfer_outputs(records, curves, out, info):
     header = ["method"] + [f"{f:g}" for f in fractions] + ["pre-train s"]
     rows = []
     for method in methods:
-        cells = [f"`{method}`"]
+        cells = [named(method)]
         for f in fractions:
             match = [s for s in main_summary if s["method"] == method and s["fraction"] == f]
             cells.append(_pm(match[0]["f1_macro_mean"], match[0]["f1_macro_sd"]) if match else "")
@@ -417,7 +418,7 @@ def write_transfer_outputs(records, curves, out, info):
         + ", ".join(f"`{b}`" for b in BASELINES)
         + ") and the best pre-trained method; gap closed = (pre-trained − baseline) / (best baseline at 100 % − "
         "baseline); seeds won: seeds where the pre-trained method scores above that baseline. The last column: the "
-        f"recommended route named in advance, `{RECOMMENDED_TRANSFER}` (score, gap closed, seeds won against the "
+        f"recommended route named in advance, {named(RECOMMENDED_TRANSFER)} (score, gap closed, seeds won against the "
         "same baseline).",
         "",
         _md_table(
@@ -466,7 +467,7 @@ def write_transfer_outputs(records, curves, out, info):
             "",
         ]
     lines += ["## Methods", ""]
-    lines += [f"- `{m}`: {TRANSFER_METHODS[m].description}" for m in methods]
+    lines += [f"- {named(m)}: {TRANSFER_METHODS[m].description}" for m in methods]
     lines += [
         "",
         f"`pool_pca_logreg` fits its PCA on {POOL_PCA_ROWS:,} random pool rows. "
