@@ -18,7 +18,7 @@ environment turns this off (every rank then fits on its own). What the run does,
 - **Same gradient as one process.** ``DistributedDataParallel`` averages the ranks' gradients. A loss that is a
   mean over rows (VIME, BYOL, the VAE) is the mean over the rank's rows with its gradient scaled by
   ``W * n_local / B`` (:func:`row_mean`), so that the average is the gradient of the mean over the whole batch. The
-  InfoNCE loss of SCARF compares every row with every other: each rank all-gathers the embeddings (its own keep
+  NT-Xent loss of SCARF compares every row with every other: each rank all-gathers the embeddings (its own keep
   their gradient), computes the loss of the whole batch and scales its gradient by ``W`` (:func:`whole_batch`).
   Recorded loss values are unscaled and summed over ranks, so the history, early stopping and the epoch budget
   (from the global row count) agree on every rank. Gradient clipping, AdamW and BYOL's EMA target then see the
@@ -159,7 +159,7 @@ def row_mean(loss):
 
 
 def whole_batch(loss):
-    """A loss of the whole batch computed on every rank (e.g. InfoNCE over the gathered embeddings), its gradient
+    """A loss of the whole batch computed on every rank (e.g. NT-Xent over the gathered embeddings), its gradient
     scaled so that averaging over the ranks gives the whole batch's gradient (unchanged in one process)."""
     shard = _ACTIVE_SHARD.get()
     return loss if shard is None else _scale_gradient(loss, float(shard.run.world_size))

@@ -792,12 +792,12 @@ def embedding_loadings(embedder, X, *, method="encoder", view=None, as_frame=Fal
     >>> from skssl import MaskedAutoencoder, make_expression
     >>> from skssl.inspection import embedding_loadings, top_genes
     >>> X, _ = make_expression(n_samples=60, n_genes=30, random_state=0)
-    >>> mae = MaskedAutoencoder(n_components=4, hidden_dims=(16,), max_epochs=2, random_state=0).fit(X)
-    >>> embedding_loadings(mae, X).shape
+    >>> vime = MaskedAutoencoder(n_components=4, hidden_dims=(16,), max_epochs=2, random_state=0).fit(X)
+    >>> embedding_loadings(vime, X).shape
     (30, 4)
-    >>> embedding_loadings(mae, X, method="decoder").shape
+    >>> embedding_loadings(vime, X, method="decoder").shape
     (30, 4)
-    >>> len(top_genes(embedding_loadings(mae, X), column=0, k=5))
+    >>> len(top_genes(embedding_loadings(vime, X), column=0, k=5))
     5
     """
     embedder = _fitted_embedder(embedder)

@@ -183,11 +183,11 @@ def test_the_conditioned_decoder_explains_the_study():
     X, batch = shifted_studies()
     x, right = torch.as_tensor(X), torch.as_tensor(batch)
     wrong = 1 - right
-    mae = MaskedAutoencoder(n_components=4, hidden_dims=(32,), max_epochs=40, random_state=0).fit(X, batch=batch)
+    vime = MaskedAutoencoder(n_components=4, hidden_dims=(32,), max_epochs=40, random_state=0).fit(X, batch=batch)
     with torch.no_grad():
-        mae.module_.eval()
+        vime.module_.eval()
         loss = {
-            name: float(mae._batch_loss(mae.module_, x, codes, generator=torch.Generator().manual_seed(0)))
+            name: float(vime._batch_loss(vime.module_, x, codes, generator=torch.Generator().manual_seed(0)))
             for name, codes in (("right", right), ("wrong", wrong))
         }
     assert loss["right"] < 0.8 * loss["wrong"]

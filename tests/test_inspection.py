@@ -240,8 +240,8 @@ def test_decoder_loadings_match_inverse_transform():
         down[0, k] -= step
         slope = (vae.inverse_transform(up) - vae.inverse_transform(down))[0] / (2 * step)
         assert_allclose(loadings[:, k], slope, rtol=0.02, atol=1e-3)
-    mae = MaskedAutoencoder(**TINY_NET, random_state=0).fit(X)
-    assert embedding_loadings(mae, X, method="decoder").shape == (15, 3)
+    vime = MaskedAutoencoder(**TINY_NET, random_state=0).fit(X)
+    assert embedding_loadings(vime, X, method="decoder").shape == (15, 3)
     with pytest.raises(ValueError, match="has none"):
         embedding_loadings(ContrastiveEmbedder(**TINY_NET).fit(X), X, method="decoder")
     with pytest.raises(ValueError, match="single view"):

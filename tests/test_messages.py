@@ -138,7 +138,7 @@ def test_numeric_object_column_is_still_accepted(X):
 # ----------------------------------------------------------------------------- reordered genes
 
 
-@pytest.mark.parametrize("estimator", [MaskedAutoencoder(**FAST), SSLClassifier(device="cpu")], ids=["mae", "clf"])
+@pytest.mark.parametrize("estimator", [MaskedAutoencoder(**FAST), SSLClassifier(device="cpu")], ids=["vime", "clf"])
 def test_reordered_columns_point_at_gene_aligner(X, estimator):
     frame = pd.DataFrame(X, columns=GENES)
     fitted = estimator.fit(frame, np.arange(40) % 2)
