@@ -24,15 +24,11 @@ from . import _data
 from ._batches import BatchConditioning
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
 from ._distributed import agreed_random_state, data_parallel
-from ._docstrings import FITTED_ATTRIBUTES_DOC, TRAINING_PARAMETERS_DOC, fill_doc  # noqa: F401 (re-exported)
 from ._embedding_scale import StandardizedEmbedding
 from ._fit_state import TrainingRun, previous_state_on_error, training_attributes
 from ._progress import EpochProgress
-from ._training import (  # noqa: F401 (re-exported)
-    MAX_GRAD_NORM,
+from ._training import (
     Checkpoint,
-    FitInterruptedWarning,
-    auto_batch_size,
     cuda_indices,
     fit_loop,
     limited_torch_threads,
@@ -43,8 +39,6 @@ from ._training import (  # noqa: F401 (re-exported)
     validation_size,
     warn_interrupted,
 )
-
-_cuda_indices = cuda_indices  # the name other modules import
 
 
 def auto_hidden_dims(n_features):

@@ -19,8 +19,8 @@ from .preprocessing import _log_cpm
 
 __all__ = ["make_compendium"]
 
-# Sequencing depth: log-normal spread across studies and within a study (natural-log scale), as in
-# dev/compendium.py; make_expression's within-cohort spread is the same 0.35.
+# Sequencing depth: log-normal spread across studies and within a study (natural-log scale), as in the first
+# compendium benchmark (dev/compendium.py at commit ef50523); make_expression's within-cohort spread is the same 0.35.
 _DEPTH_SD_ACROSS = 0.5
 _DEPTH_SD_WITHIN = 0.35
 # Independent random streams (SeedSequence spawn keys): the gene biology, each cohort study, each pool study. A

@@ -125,8 +125,6 @@ def fit_loop(
     seed,
     optimizer,
     targets=None,
-    unlabeled_rows=None,
-    unlabeled_batch_size=None,
     after_step=None,
     early_stopping=True,
     tol=1e-4,
@@ -142,15 +140,13 @@ def fit_loop(
     Each epoch visits ``train_rows`` (indices into ``reader``'s matrix) in an order drawn from ``generator`` (a
     ``numpy.random.RandomState``), ``schedule.batch_size`` rows per optimiser step, and calls
     ``loss_fn(module, x, batch_targets, generator=None)`` on each batch: ``x`` the batch's rows as float32 on
-    ``device``, ``batch_targets`` their rows of ``targets`` (None without targets). With ``unlabeled_rows``, every
-    step also draws ``unlabeled_batch_size`` of those rows (cycling through them in their own shuffled order) and
-    passes them as ``loss_fn(..., unlabeled=x_unlabeled)``: one step can combine a supervised loss on labeled rows
-    with an unsupervised one on unlabeled rows. A 1-row remainder batch is skipped (it has no other sample to
-    corrupt with, nor any negative). ``after_step(module)`` runs after every optimiser step.
+    ``device``, ``batch_targets`` their rows of ``targets`` (None without targets). A 1-row remainder batch is
+    skipped (it has no other sample to corrupt with, nor any negative). ``after_step(module)`` runs after every
+    optimiser step.
 
-    After each epoch the mean loss on ``validation_rows`` (without unlabeled rows, in eval mode, under a corruption
-    generator seeded with ``seed`` so that epochs are compared on the same corruptions) is the monitored loss; the
-    training loss is monitored when there are no validation rows. With ``early_stopping``, training stops after
+    After each epoch the mean loss on ``validation_rows`` (in eval mode, under a corruption generator seeded with
+    ``seed`` so that epochs are compared on the same corruptions) is the monitored loss; the training loss is
+    monitored when there are no validation rows. With ``early_stopping``, training stops after
     ``schedule.patience`` epochs without a relative improvement of ``tol``, and with validation rows the module
     gets the weights of the best epoch back. The global torch RNG draws the training corruptions: seed it (in a
     ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"`` runs forward and backward passes under
@@ -163,7 +159,7 @@ def fit_loop(
 
     ``checkpoint`` (a :class:`Checkpoint`) saves the loop's state every ``CHECKPOINT_SECONDS``; ``resume`` (what
     :meth:`Checkpoint.load` returned) restores such a state into ``module``, ``optimizer``, ``generator`` and
-    torch's global RNG, and the run goes on from the epoch after it. Neither works with ``unlabeled_rows``.
+    torch's global RNG, and the run goes on from the epoch after it.
 
     ``distributed`` (a :class:`skssl._distributed.DataParallelRun`) trains data-parallel: this rank reads and
     trains on its shard of every batch, losses are summed over ranks, rank 0 alone writes checkpoints, and an
@@ -172,13 +168,8 @@ def fit_loop(
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
     n_train, has_validation = len(train_rows), len(validation_rows) > 0
     batch_size = schedule.batch_size
-    unlabeled = None
-    if unlabeled_rows is not None and len(unlabeled_rows):
-        unlabeled = _cycle_batches(reader, np.asarray(unlabeled_rows), unlabeled_batch_size or batch_size, generator)
     history = {"train_loss": [], "validation_loss": []}
     best_loss, best_state, best_epoch, stale, stop_reason = math.inf, None, 1, 0, "max_epochs"
-    if (checkpoint is not None or resume is not None or distributed is not None) and unlabeled is not None:
-        raise ValueError("fit_loop cannot checkpoint, resume or distribute a run with unlabeled_rows.")
     if distributed is not None:
         loss_fn, reader = distributed.prepare(module, loss_fn, reader, reader.X.shape[1])
         checkpoint = checkpoint if distributed.rank == 0 else None
@@ -202,7 +193,6 @@ def fit_loop(
                 batch_size,
                 device,
                 targets=targets,
-                unlabeled=unlabeled,
                 after_step=after_step,
                 precision=precision,
                 name=name,
@@ -378,7 +368,6 @@ def train_epoch(
     device,
     *,
     targets=None,
-    unlabeled=None,
     after_step=None,
     precision="float32",
     name="model",
@@ -392,9 +381,8 @@ def train_epoch(
     for rows, x in reader.batches(batch_size, order):
         if len(x) < 2 and distributed is None:  # a 1-row remainder has no other sample to corrupt with nor negative
             continue
-        extra = {} if unlabeled is None else {"unlabeled": next(unlabeled)}
         with autocast(device, precision):
-            loss = loss_fn(module, x, rows_of(targets, rows, device), **extra)
+            loss = loss_fn(module, x, rows_of(targets, rows, device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
@@ -448,17 +436,6 @@ def rows_of(targets, rows, device):
         return None
     index = torch.as_tensor(rows, device=device) if not isinstance(rows, slice) else rows
     return targets[index]
-
-
-def _cycle_batches(reader, rows, batch_size, generator):
-    """Endless batches of ``rows`` (at least 2 rows each), reshuffled with ``generator`` at every pass."""
-    batch_size = max(2, min(int(batch_size), len(rows)))
-    if len(rows) < 2:
-        raise ValueError(f"unlabeled_rows needs at least 2 rows, got {len(rows)}.")
-    while True:
-        for _, x in reader.batches(batch_size, rows[generator.permutation(len(rows))]):
-            if len(x) >= 2:
-                yield x
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -8,10 +8,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._base import BaseSSLEstimator, fill_doc
+from ._base import BaseSSLEstimator
 from ._compat import Interval, StrOptions
 from ._corruption import scarf_corrupt
 from ._distributed import local_rows, row_mean, whole_batch, whole_batch_of
+from ._docstrings import fill_doc
 from ._losses import byol_loss, nt_xent
 from ._nn import EncoderPath, Standardize, ema_update, make_mlp
 
@@ -108,9 +109,6 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     (100, 8)
     """
 
-    # The corruption is a class attribute so that a variant (e.g. the per-row reference in dev/) can swap it.
-    _corrupt = staticmethod(scarf_corrupt)
-
     _parameter_constraints: dict = {
         **BaseSSLEstimator._parameter_constraints,
         "objective": [StrOptions({"scarf", "byol"})],
@@ -198,7 +196,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
         x = module.preprocess(x)
         batch = whole_batch_of(x)
         groups = None if targets is None else whole_batch_of(targets)
-        corrupt = self._corrupt if groups is None else functools.partial(self._corrupt, groups=groups)
+        corrupt = scarf_corrupt if groups is None else functools.partial(scarf_corrupt, groups=groups)
         if self.objective == "scarf":
             corrupted = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
             z, z_corrupted = whole_batch_of(module.online(x)), whole_batch_of(module.online(corrupted))

@@ -6,10 +6,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._base import BaseSSLEstimator, fill_doc
+from ._base import BaseSSLEstimator
 from ._compat import Interval
 from ._corruption import vime_mask
 from ._distributed import local_rows, row_mean, whole_batch_of
+from ._docstrings import fill_doc
 from ._losses import vime_loss
 from ._nn import EncoderPath, Standardize, make_mlp, with_batch_code
 
@@ -107,9 +108,6 @@ class MaskedAutoencoder(BaseSSLEstimator):
     and ``cross_val_score(pipeline, X, y, params={"batch": study})``.
     """
 
-    # The corruption is a class attribute so that a variant (e.g. the per-row reference in dev/) can swap it.
-    _corrupt = staticmethod(vime_mask)
-
     _parameter_constraints: dict = {
         **BaseSSLEstimator._parameter_constraints,
         "mask_rate": [Interval(Real, 0.0, 1.0, closed="left")],
@@ -177,6 +175,6 @@ class MaskedAutoencoder(BaseSSLEstimator):
         # targets: the batch (study) code of each row when fitted with batch=..., else None.
         x = module.preprocess(x)
         # In a data-parallel fit x is this rank's shard: the mask and marginal donors are drawn over the whole batch.
-        corrupted, mask = (local_rows(t) for t in self._corrupt(whole_batch_of(x), self.mask_rate, generator))
+        corrupted, mask = (local_rows(t) for t in vime_mask(whole_batch_of(x), self.mask_rate, generator))
         z = with_batch_code(module.encoder(corrupted), targets, module.n_batches)
         return row_mean(vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha))

@@ -604,7 +604,7 @@ def test_vae_samples(data):
 
 
 def test_shared_parameter_docs_and_overrides():
-    from skssl._base import fill_doc
+    from skssl._docstrings import fill_doc
 
     for cls in (ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder):
         assert "%(" not in cls.__doc__ and "n_iter_no_change : " in cls.__doc__

@@ -7,9 +7,8 @@ from _synthetic import low_rank_classes
 from scipy import stats
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
-from skssl._base import auto_batch_size
 from skssl._corruption import scarf_corrupt, vime_mask
-from skssl._training import FitResult, Schedule, fit_loop, make_adamw, resolve_schedule
+from skssl._training import Schedule, auto_batch_size, fit_loop, make_adamw, resolve_schedule
 
 FAST = dict(hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
 
@@ -177,42 +176,6 @@ def _run(module, loss_fn, X, *, train_rows, validation_rows=(), targets=None, ma
         targets=targets,
         **kwargs,
     )
-
-
-def test_fit_loop_draws_labeled_and_unlabeled_batches_in_one_step():
-    X = np.arange(36, dtype=np.float32).reshape(12, 3)
-    labeled, unlabeled = np.arange(8), np.arange(8, 12)
-    targets = torch.arange(12, dtype=torch.float32)
-    seen = []
-
-    def loss_fn(module, x, batch_targets, generator=None, unlabeled=None):
-        seen.append((x[:, 0].tolist(), batch_targets.tolist(), None if unlabeled is None else unlabeled[:, 0].tolist()))
-        supervised = ((module(x) - batch_targets) ** 2).mean()
-        if unlabeled is None:  # validation batches come without unlabeled rows
-            return supervised
-        return supervised + module(unlabeled).var()  # e.g. a consistency term on the unlabeled rows
-
-    result = _run(
-        _Linear(),
-        loss_fn,
-        X,
-        train_rows=labeled[:6],
-        validation_rows=labeled[6:],
-        targets=targets,
-        unlabeled_rows=unlabeled,
-        unlabeled_batch_size=2,
-        max_epochs=2,
-    )
-    steps = [batch for batch in seen if batch[2] is not None]
-    assert len(steps) == 4  # 2 epochs of 6 labeled rows in batches of 4: 4 + 2 rows
-    for x_first, batch_targets, unlabeled_first in steps:
-        assert set(x_first) <= {3.0 * i for i in labeled[:6]} and len(unlabeled_first) == 2
-        assert set(unlabeled_first) <= {3.0 * i for i in unlabeled}
-        assert batch_targets == [value / 3 for value in x_first]  # each row's own target
-    # The unlabeled batches cycle through every unlabeled row before repeating one.
-    assert sorted(sum((batch[2] for batch in steps[:2]), [])) == [24.0, 27.0, 30.0, 33.0]
-    assert [batch for batch in seen if batch[2] is None] == [([18.0, 21.0], [6.0, 7.0], None)] * 2
-    assert isinstance(result, FitResult) and result.n_epochs == 2 and len(result.history["validation_loss"]) == 2
 
 
 def test_fit_loop_early_stopping_keeps_the_best_weights_and_says_why():

@@ -16,9 +16,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .. import _data
-from .._base import BaseSSLEstimator, _cuda_indices, fill_doc
+from .._base import BaseSSLEstimator
 from .._compat import Interval, StrOptions, validate_params
 from .._distributed import row_mean
+from .._docstrings import fill_doc
+from .._training import cuda_indices as _cuda_indices
 from ..multiview import resolve_views, scan_views
 from ._checks import check_single_view_values, warn_if_not_counts
 from ._docs import VAE_PARAMETER_DOCS
