@@ -9,7 +9,7 @@ cross-validation folds. ``n_jobs=2`` fits candidates in two processes; skssl the
 ``memory`` caches each fitted embedder, so candidates that differ only in ``clf__C`` do not train it again (without
 it, every value of ``C`` would retrain the embedder on every fold). Once the embedder is chosen, the last part tunes
 the classifier alone on a pre-fitted, frozen embedder (``sklearn.frozen.FrozenEstimator``): no embedder training at
-all. ``dev/grid_search_time.py`` measures what the two idioms save on real data (README, "Tuning without
+all. ``benchmarks/grid_search_time.py`` measures what the two idioms save on real data (README, "Tuning without
 refitting the embedder").
 
 Here every model is fitted on labeled profiles only (a fully supervised search); see

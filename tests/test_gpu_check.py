@@ -1,4 +1,4 @@
-"""The device-check dev script (issue 14) runs end to end on the CPU at toy size and reports every check."""
+"""benchmarks/gpu_check.py (issue 14) runs end to end on the CPU at toy size and reports every check."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "dev" / "gpu_check.py" if (ROOT / "dev" / "gpu_check.py").exists() else None
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py" if (ROOT / "benchmarks" / "gpu_check.py").exists() else None
 
 ESTIMATORS = (
     "MaskedAutoencoder",
@@ -25,7 +25,7 @@ ESTIMATORS = (
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     if SCRIPT is None:
-        pytest.skip("gpu_check.py is in neither dev/ nor dev/")
+        pytest.skip("benchmarks/gpu_check.py is not in this checkout")
     json_path = tmp_path_factory.mktemp("gpu_check") / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SKSSL_TEST_THREADS", "2")}
     completed = subprocess.run(

@@ -1,7 +1,7 @@
 """Wall time of a GridSearchCV over the classifier after a self-supervised embedder: refit vs cache vs freeze.
 
 Data: ``bladderbatch`` from the shared data folder (57 samples x 22 283 probes, RMA log2; label ``cancer``), read
-as ``skssl-benchmark --data bladderbatch --label-column cancer`` reads it. Model: ``MaskedAutoencoder()`` with
+with :func:`skssl.io.read_table` and its sample table (public API only). Model: ``MaskedAutoencoder()`` with
 its defaults (``random_state=0`` so that runs repeat) followed by ``LogisticRegression(max_iter=1000)``. Search:
 ``GridSearchCV`` over ``clf__C`` in {0.1, 1}, the same ``StratifiedKFold(5, shuffle=True, random_state=0)`` folds
 for every idiom, ``n_jobs=1``, default ``refit=True`` (the best candidate is refitted on all rows, as a user
@@ -20,12 +20,13 @@ would get it). Three idioms:
 - ``frozen_top2000``: as ``frozen``, with ``HighlyVariableGenes(n_top_genes=2000)`` (fitted on all rows, no labels)
   in front of the embedder, as ``skssl-benchmark --top-genes 2000`` does: a smaller network, a faster fit.
 
-Run: ``python dev/grid_search_time.py`` from the repository root, with skssl installed (``pip install -e .``)
-or ``PYTHONPATH=.``. The four idioms make 19 embedder fits in all (1 + 1 + 6 + 11), each about 40 s on an idle
-2-core machine (the naive search took 428 s, the memory one 265 s) and several times that on a busy one;
-``--idioms frozen`` runs one idiom. ``--threads`` sets ``torch.set_num_threads`` (default 2, the machine's cores).
-Each idiom's line gives wall time and the process's CPU time (all threads), and the load average, since other
-processes on the machine lengthen the wall time.
+Run: ``python benchmarks/grid_search_time.py`` from the repository root, with skssl installed. The four idioms make
+19 embedder fits in all (1 + 1 + 6 + 11), each about 40 s on an idle 2-core machine (the naive search took 428 s,
+the memory one 265 s, at commit 27a18e1) and several times that on a busy one; ``--idioms frozen`` runs one idiom.
+``--threads`` sets ``torch.set_num_threads`` (default 2, the machine's cores). Each idiom's line gives wall time
+and the process's CPU time (all threads), and the load average, since other processes on the machine lengthen the
+wall time. ``--quick`` (3 folds, ``max_epochs=2``, the 2 000 first probes) checks that the script runs; its times
+mean nothing.
 """
 
 import argparse
@@ -44,9 +45,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 import skssl
-from skssl import MaskedAutoencoder
-from skssl.benchmark._datasets import load_benchmark_data
-from skssl.preprocessing import HighlyVariableGenes
+from skssl import HighlyVariableGenes, MaskedAutoencoder
+from skssl.io import read_table
 
 IDIOMS = ("frozen", "frozen_top2000", "memory", "naive")
 
@@ -57,16 +57,24 @@ def main():
     parser.add_argument("--idioms", nargs="+", choices=IDIOMS, default=list(IDIOMS))
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="3 folds, max_epochs=2, 2 000 probes: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.folds = 3
 
     torch.set_num_threads(args.threads)
-    data = load_benchmark_data("bladderbatch", label_column="cancer", data_dir=args.data_dir)
-    X, y = data["X"], data["y"]
+    data_dir = Path(args.data_dir)
+    data = read_table(data_dir / "bladderbatch.expression.csv.gz", sample_table=data_dir / "bladderbatch.samples.csv")
+    X, y = data.X.astype(np.float32), np.asarray(data.metadata["cancer"]).astype(str)
+    if args.quick:
+        X = X[:, :2000]
     print(
         f"# {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
         f"torch.set_num_threads({args.threads}); skssl {skssl.__version__}"
     )
-    print(f"# {data['data_description']}; {data['label_description']}")
+    classes, counts = np.unique(y, return_counts=True)
+    counts_text = dict(zip(classes.tolist(), counts.tolist()))
+    print(f"# bladderbatch {X.shape[0]} samples x {X.shape[1]} probes; cancer: {counts_text}")
     print(
         f"# GridSearchCV over clf__C in {{0.1, 1}}, StratifiedKFold({args.folds}, shuffle=True, random_state=0), "
         "n_jobs=1, refit=True"
@@ -77,7 +85,7 @@ def main():
     cv = StratifiedKFold(args.folds, shuffle=True, random_state=0)
 
     def embedder():
-        return MaskedAutoencoder(random_state=0)
+        return MaskedAutoencoder(random_state=0, max_epochs=2 if args.quick else "auto")
 
     def classifier():
         return LogisticRegression(max_iter=1000)

@@ -3,9 +3,11 @@
 Writes a gzip-compressed, chunked ``data/expression`` with the human v2 gene count (67 186 rows) and ``--samples``
 columns of negative-binomial counts (``make_expression(output="counts")``, 8 distinct sample blocks tiled to save
 generation time), then times ``read_archs4(genes=<--genes random rows>, transform=LogCPM().fit_transform,
-out=<.npy>)`` for each chunk shape given. Not part of the test suite. Used for docs/transfer_compendium.md.
+out=<.npy>)`` for each chunk shape given, in a fresh process (wall and CPU time, peak RSS). Public API only. Not
+part of the test suite. Used for docs/transfer_compendium.md.
 
-    OMP_NUM_THREADS=1 python dev/archs4_read_speed.py --samples 2000 --dir /tmp
+    OMP_NUM_THREADS=1 python benchmarks/archs4_read_speed.py --samples 2000 --dir /tmp
+    python benchmarks/archs4_read_speed.py --quick     # 250 samples, 2 000 genes, one chunk shape: a smoke run
 """
 
 import argparse
@@ -62,12 +64,12 @@ def read(path, n_genes):
     rng = np.random.default_rng(0)
     genes = [f"G{i}" for i in np.sort(rng.choice(N_GENES, size=n_genes, replace=False))]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     data = read_archs4(path, genes=genes, transform=LogCPM().fit_transform, out=Path(path).with_suffix(".npy"))
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"read {data.n_samples} samples x {data.n_genes} genes in {seconds:.1f} s = "
+        f"read {data.n_samples} samples x {data.n_genes} genes in {seconds:.1f} s ({cpu_seconds:.1f} s CPU) = "
         f"{data.n_samples / seconds:.0f} samples/s; peak RSS {rss_before:.0f} MiB after imports, "
         f"{rss_after:.0f} MiB after the read"
     )
@@ -79,8 +81,11 @@ def main():
     parser.add_argument("--genes", type=int, default=20_000, help="genes read (random rows)")
     parser.add_argument("--chunks", nargs="+", default=["67186x8", "2048x256"], help="chunk shapes, GENESxSAMPLES")
     parser.add_argument("--dir", default=tempfile.gettempdir())
+    parser.add_argument("--quick", action="store_true", help="250 samples, 2 000 genes, chunks 67186x8 only")
     parser.add_argument("--read", help=argparse.SUPPRESS)  # internal: the timed read, in a fresh process
     args = parser.parse_args()
+    if args.quick:
+        args.samples, args.genes, args.chunks = 250, 2000, ["67186x8"]
     if args.read:
         read(args.read, args.genes)
         return
