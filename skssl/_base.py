@@ -67,6 +67,8 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
     _interrupt_hint = "Fit again to train anew."  # the end of the FitInterruptedWarning: how to go on
+    # n_iter_no_change="auto" on < 5 000 training rows: patience relative to the best epoch (the embedders)
+    _small_cohort_stopping = False
 
     # ------------------------------------------------------------------ fitting
     def _make_optimizer(self, module):
@@ -81,7 +83,11 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
     def _schedule(self, n_train):
         """Batch size, epochs and early-stopping patience for ``n_train`` training rows (resolving "auto")."""
         return resolve_schedule(
-            n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, n_iter_no_change=self.n_iter_no_change
+            n_train,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            n_iter_no_change=self.n_iter_no_change,
+            small_cohort_stopping=self._small_cohort_stopping,
         )
 
     def _progress(self, phase=None):
@@ -187,6 +193,8 @@ class BaseSSLEstimator(
     optionally ``_after_step``, ``_fit_statistics`` and ``_check_fit_values``. ``skssl.supervised`` fine-tunes an
     embedder through ``module_.encoder_path()`` and starts its from-scratch baseline from ``_initial_module(X)``.
     """
+
+    _small_cohort_stopping = True  # see resolve_schedule
 
     _parameter_constraints: dict = {
         **BaseTorchEstimator._parameter_constraints,

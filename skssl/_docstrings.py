@@ -13,7 +13,8 @@ TRAINING_PARAMETERS_DOC = """\
     batch_size : "auto" or int, default="auto"
         Rows per optimisation step; "auto" is a quarter of the training rows, clipped to [32, 256].
     max_epochs : "auto" or int, default="auto"
-        Passes over the data; "auto" aims for about 3 000 optimisation steps (between 3 and 500 epochs).
+        Most passes over the data (a ceiling; early stopping usually ends the fit well before it); "auto" aims for
+        about 3 000 optimisation steps (between 3 and 500 epochs).
     learning_rate : float, default=1e-3
         AdamW learning rate. Lower it if training diverges.
     weight_decay : float, default=1e-5
@@ -24,8 +25,10 @@ TRAINING_PARAMETERS_DOC = """\
     validation_fraction : float in (0, 1), default=0.1
         Fraction of rows held out for early stopping.
     n_iter_no_change : "auto" or int, default="auto"
-        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
-        epochs.
+        Epochs without improvement before stopping. "auto": under 5 000 training rows, 3 epochs or a quarter of
+        the best epoch so far, whichever is more (a run whose best epoch is 20 stops after epoch 25 unless the loss
+        improves again), so that a small cohort's fit spends little time after its best epoch; from 5 000 rows on,
+        about 200 optimisation steps, at least 10 epochs. The verbose progress shows the time left by this rule.
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts as an improvement.
     standardize : bool, default=True
@@ -50,9 +53,10 @@ TRAINING_PARAMETERS_DOC = """\
     random_state : int, RandomState instance or None, default=None
         Seeds the split, batch order, initial weights and random draws: same seed, same embedding on CPU.
     verbose : int, default=0
-        Progress on stdout: 1 shows the epochs (one updating line in a terminal or notebook, a line every tenth of
-        the epoch budget otherwise) and a closing line (epochs run, why training stopped, best epoch, wall time);
-        2 prints a line per epoch.
+        Progress on stdout: 1 shows the epochs (one updating line in a terminal or notebook, about ten lines a run
+        otherwise) and a closing line (epochs run, why training stopped, best epoch, wall time); 2 prints a line
+        per epoch. Each epoch's line shows the best epoch so far, the time elapsed and an estimate of the time
+        left: until the epoch after which early stopping ends the run unless the loss improves again.
 """
 
 FITTED_ATTRIBUTES_DOC = """\

@@ -2,9 +2,12 @@
 
 At ``verbose=1`` a terminal or a Jupyter notebook shows one line updated in place (carriage return); any other
 stream (a log file, a pipe) gets a plain line every few epochs. At ``verbose>=2`` every epoch gets its own line.
-Either way a run ends with one summary line: epochs run out of the budget, why it stopped, the epoch whose
-weights were kept and the wall time. A fit nested in another one (the embedder pre-trained by
-``SSLClassifier(strategy="finetune")``) names its phase: ``[SSLClassifier] pre-training (MaskedAutoencoder)``.
+An epoch's line shows the best epoch so far, the time elapsed and an estimate of the time left: the epochs until the
+stopping rule ends the run if the loss does not improve again (``Schedule.last_epoch``), at the mean time of an
+epoch so far; an improvement moves that end further. Either way a run ends with one summary line: epochs run out of
+the budget, why it stopped, the epoch whose weights were kept and the wall time. A fit nested in another one (the
+embedder pre-trained by ``SSLClassifier(strategy="finetune")``) names its phase:
+``[SSLClassifier] pre-training (MaskedAutoencoder)``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ def _loss(value):
     return f"{value:.4g}"
 
 
+def _duration(seconds):
+    """``4.2 s``, ``38 s``, ``3.5 min``: one or two significant figures, as a time-left estimate deserves."""
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
 class EpochProgress:
     """Reports the epochs of one training run; ``fit_loop`` calls ``start``, ``epoch``, then ``finish`` or ``abort``.
 
@@ -101,7 +111,7 @@ class EpochProgress:
         return sys.stdout if self._stream is None else self._stream
 
     def start(self, schedule, *, has_validation):
-        self.max_epochs, self.patience = schedule.max_epochs, schedule.patience
+        self.schedule, self.max_epochs, self.patience = schedule, schedule.max_epochs, schedule.patience
         self.has_validation = has_validation
         self._interactive = self.verbose < 2 and is_interactive(self.stream)
         # A terminal returns only to the start of the last screen row: an updating line must fit in one row.
@@ -109,22 +119,43 @@ class EpochProgress:
         self._every = 1 if self.verbose >= 2 else max(1, math.ceil(self.max_epochs / PLAIN_LINES_PER_RUN))
         self._start = self._last_draw = time.perf_counter()
         self._epochs_seen = 0
+        self._first_epoch = None
+        self._every_now = self._every  # a line every tenth of the run as the stopping rule foresees it
 
-    def epoch(self, epoch, train_loss, validation_loss=None):
-        """After ``epoch`` (counted from 1) with its mean training loss and, if any, validation loss."""
+    def epoch(self, epoch, train_loss, validation_loss=None, *, best_epoch=None, last_epoch=None):
+        """After ``epoch`` (counted from 1) with its mean training loss and, if any, validation loss.
+
+        ``best_epoch`` is the best epoch so far and ``last_epoch`` the epoch after which the run stops unless the
+        loss improves (``fit_loop`` passes both): the line then shows the time left until ``last_epoch``, at the
+        mean time of the epochs of this run so far. Without them the line shows ``epoch/max_epochs``.
+        """
         self._epochs_seen = epoch
+        if self._first_epoch is None:
+            self._first_epoch = epoch  # a resumed run starts after epoch 1
         elapsed = time.perf_counter() - self._start
         validation = "" if validation_loss is None else f", validation loss {_loss(validation_loss)}"
-        text = (
-            f"{self.label} epoch {epoch}/{self.max_epochs} ({self.budget}): train loss {_loss(train_loss)}"
-            f"{validation}, {elapsed:.1f} s"
-        )
+        losses = f"train loss {_loss(train_loss)}{validation}"
+        if best_epoch is None or last_epoch is None:
+            text = f"{self.label} epoch {epoch}/{self.max_epochs} ({self.budget}): {losses}, {elapsed:.1f} s"
+        else:
+            per_epoch = elapsed / (epoch - self._first_epoch + 1)
+            left = max(0, last_epoch - epoch) * per_epoch
+            if last_epoch >= self.max_epochs:
+                end = f"last epoch {self.max_epochs}: {self.budget}"
+            else:
+                end = f"last epoch {last_epoch} unless the loss improves; at most {self.max_epochs}: {self.budget}"
+            text = (
+                f"{self.label} epoch {epoch}, best {best_epoch}: {losses}; {elapsed:.1f} s, "
+                f"~{_duration(left)} left ({end})"
+            )
+            self._every_now = max(1, math.ceil(last_epoch / PLAIN_LINES_PER_RUN)) if self.verbose < 2 else 1
+        every = self._every_now
         now = time.perf_counter()
         if self._interactive:
             if epoch == 1 or epoch == self.max_epochs or now - self._last_draw >= REDRAW_SECONDS:
                 self._redraw(text)
                 self._last_draw = now
-        elif epoch == 1 or epoch % self._every == 0 or now - self._last_draw >= PLAIN_SECONDS:
+        elif epoch == 1 or epoch % every == 0 or now - self._last_draw >= PLAIN_SECONDS:
             self._write_line(text)
             self._last_draw = now
 
@@ -137,8 +168,9 @@ class EpochProgress:
         self._write_line(f"{self.label} {reason} after {self._epochs_seen} epoch(s)")
 
     def summary(self, result):
+        patience = self.schedule.patience_at(max(1, result.best_epoch))
         stopped = {
-            "early_stopping": f"stopped early (no improvement in {self.patience} epochs)",
+            "early_stopping": f"stopped early (no improvement in {patience} epochs)",
             "max_epochs": "reached max_epochs",
             "interrupted": "interrupted (KeyboardInterrupt)",
         }.get(result.stop_reason, result.stop_reason)

@@ -438,8 +438,9 @@ _TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
     verbose : int, default=0
         Progress on stdout, each phase named ("pre-training", "fine-tuning") with its own epoch budget (the
         pre-training's is the embedder's ``max_epochs``): 1 shows the epochs (one updating line in a terminal or
-        notebook, a line every tenth of the budget otherwise) and a closing line per phase (epochs run, why
-        training stopped, best epoch, wall time); 2 prints a line per epoch. Also applies to the pre-training when
+        notebook, about ten lines a phase otherwise), each with the best epoch so far, the time elapsed and an
+        estimate of the time left by the stopping rule, and a closing line per phase (epochs run, why training
+        stopped, best epoch, wall time); 2 prints a line per epoch. Also applies to the pre-training when
         the embedder's ``verbose`` is 0. With ``strategy="ensemble"``, the end of ``fit`` prints two lines on stderr:
         the members, the samples and labels they were fitted on and the wall time, then each member's weight and
         how the weights were chosen."""

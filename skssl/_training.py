@@ -30,6 +30,16 @@ AUTO_MIN_EPOCHS = 3
 AUTO_MAX_EPOCHS = 500
 AUTO_PATIENCE_STEPS = 200
 AUTO_MIN_PATIENCE = 10
+# Early stopping of a self-supervised embedder on fewer training rows than AUTO_SMALL_ROWS ("small cohorts"):
+# training stops once the epochs since the best one reach max(AUTO_SMALL_MIN_PATIENCE, AUTO_RELATIVE_PATIENCE * best
+# epoch), so at most about a fifth of a long run comes after its best epoch. The step-based patience (200 steps) is
+# 100 epochs of a 2-step epoch: on bladderbatch (57 x 22 283) it spent three quarters of a fit after the best
+# epoch. From AUTO_SMALL_ROWS rows on (epochs of >= 20 steps) the patience stays AUTO_PATIENCE_STEPS /
+# AUTO_MIN_PATIENCE, so those fits are unchanged. The constants were chosen on other data sets than the cohorts
+# they were scored on (docs/default_schedule.md, benchmarks/default_schedule.py).
+AUTO_SMALL_ROWS = 5000
+AUTO_SMALL_MIN_PATIENCE = 3
+AUTO_RELATIVE_PATIENCE = 0.25
 # The "auto" batch size: a quarter of the training rows, clipped to this range (and to the number of rows).
 AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 256
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
@@ -41,11 +51,23 @@ CHECKPOINT_FORMAT = 1
 
 
 class Schedule(NamedTuple):
-    """Rows per step, most epochs, and epochs without improvement before early stopping."""
+    """Rows per step, most epochs, and epochs without improvement before early stopping: ``patience``, or
+    ``relative_patience`` times the best epoch so far when that is more (:meth:`patience_at`)."""
 
     batch_size: int
     max_epochs: int
     patience: int
+    relative_patience: float = 0.0
+
+    def patience_at(self, best_epoch):
+        """Epochs without improvement that stop training while ``best_epoch`` (from 1) is the best epoch."""
+        return max(self.patience, math.ceil(self.relative_patience * best_epoch))
+
+    def last_epoch(self, best_epoch, early_stopping=True):
+        """The epoch after which training stops if the monitored loss does not improve on ``best_epoch``'s."""
+        if not early_stopping:
+            return self.max_epochs
+        return min(self.max_epochs, best_epoch + self.patience_at(best_epoch))
 
 
 def auto_batch_size(n_train):
@@ -65,20 +87,32 @@ def validation_size(n_samples, validation_fraction, early_stopping=True):
     return 0 if n_val < 2 or n_samples - n_val < 2 else n_val
 
 
-def resolve_schedule(n_train, *, batch_size="auto", max_epochs="auto", n_iter_no_change="auto", steps=AUTO_STEP_BUDGET):
+def resolve_schedule(
+    n_train,
+    *,
+    batch_size="auto",
+    max_epochs="auto",
+    n_iter_no_change="auto",
+    steps=AUTO_STEP_BUDGET,
+    small_cohort_stopping=False,
+):
     """Batch size, epochs and early-stopping patience for ``n_train`` training rows, resolving ``"auto"``.
 
     - ``batch_size="auto"``: a quarter of the training rows, clipped to [32, 256]; any batch size is clipped to
       ``n_train``.
     - ``max_epochs="auto"``: about ``steps`` (3 000) optimisation steps, between 3 and 500 epochs.
-    - ``n_iter_no_change="auto"``: about 200 optimisation steps, at least 10 epochs.
+    - ``n_iter_no_change="auto"``: about 200 optimisation steps, at least 10 epochs. With ``small_cohort_stopping``
+      (the self-supervised embedders) and fewer than 5 000 training rows: 3 epochs, or a quarter of the best epoch
+      so far when that is more (``Schedule.relative_patience``); from 5 000 rows on, as without it.
 
     >>> resolve_schedule(54)
-    Schedule(batch_size=32, max_epochs=500, patience=100)
-    >>> resolve_schedule(1_000_000)
-    Schedule(batch_size=256, max_epochs=3, patience=10)
+    Schedule(batch_size=32, max_epochs=500, patience=100, relative_patience=0.0)
+    >>> resolve_schedule(54, small_cohort_stopping=True)
+    Schedule(batch_size=32, max_epochs=500, patience=3, relative_patience=0.25)
+    >>> resolve_schedule(1_000_000, small_cohort_stopping=True)
+    Schedule(batch_size=256, max_epochs=3, patience=10, relative_patience=0.0)
     >>> resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2)
-    Schedule(batch_size=100, max_epochs=7, patience=2)
+    Schedule(batch_size=100, max_epochs=7, patience=2, relative_patience=0.0)
     """
     n_train = int(n_train)
     if n_train < 1:
@@ -89,11 +123,14 @@ def resolve_schedule(n_train, *, batch_size="auto", max_epochs="auto", n_iter_no
         epochs = int(np.clip(math.ceil(steps / per_epoch), AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS))
     else:
         epochs = int(max_epochs)
-    if _is_auto(n_iter_no_change):
-        patience = max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / per_epoch))
-    else:
+    relative = 0.0
+    if not _is_auto(n_iter_no_change):
         patience = int(n_iter_no_change)
-    return Schedule(size, epochs, patience)
+    elif small_cohort_stopping and n_train < AUTO_SMALL_ROWS:
+        patience, relative = AUTO_SMALL_MIN_PATIENCE, AUTO_RELATIVE_PATIENCE
+    else:
+        patience = max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / per_epoch))
+    return Schedule(size, epochs, patience, relative)
 
 
 def _is_auto(value):
@@ -147,10 +184,10 @@ def fit_loop(
     After each epoch the mean loss on ``validation_rows`` (in eval mode, under a corruption generator seeded with
     ``seed`` so that epochs are compared on the same corruptions) is the monitored loss; the training loss is
     monitored when there are no validation rows. With ``early_stopping``, training stops after
-    ``schedule.patience`` epochs without a relative improvement of ``tol``, and with validation rows the module
-    gets the weights of the best epoch back. The global torch RNG draws the training corruptions: seed it (in a
-    ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"`` runs forward and backward passes under
-    bfloat16 autocast.
+    ``schedule.patience_at(best_epoch)`` epochs without a relative improvement of ``tol`` (:class:`Schedule`), and
+    with validation rows the module gets the weights of the best epoch back. The global torch RNG draws the
+    training corruptions: seed it (in a ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"``
+    runs forward and backward passes under bfloat16 autocast.
 
     ``progress`` (e.g. :class:`skssl._progress.EpochProgress`) hears ``start``, every ``epoch`` and ``finish`` (or
     ``abort`` when an exception ends the run). A non-finite training loss raises ``FloatingPointError`` naming
@@ -214,16 +251,18 @@ def fit_loop(
                     distributed=distributed,
                 )
                 history["validation_loss"].append(monitored)
-            if progress is not None:
-                progress.epoch(epoch, train_loss, monitored if has_validation else None)
             if monitored < best_loss - tol * abs(best_loss if math.isfinite(best_loss) else 0.0):
                 best_loss, best_epoch, stale = monitored, epoch, 0
                 if early_stopping and has_validation:
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             else:
                 stale += 1
+            if progress is not None:
+                last = schedule.last_epoch(best_epoch, early_stopping)
+                validation = monitored if has_validation else None
+                progress.epoch(epoch, train_loss, validation, best_epoch=best_epoch, last_epoch=last)
             completed = epoch
-            if early_stopping and stale >= schedule.patience:
+            if early_stopping and stale >= schedule.patience_at(best_epoch):
                 stop_reason = "early_stopping"
                 break
             due = time.perf_counter() - last_save >= CHECKPOINT_SECONDS and epoch < schedule.max_epochs

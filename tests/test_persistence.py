@@ -112,6 +112,25 @@ def test_partial_fit_model_round_trip(data, tmp_path):
     assert loaded.partial_fit(X).n_iter_ == 3
 
 
+def test_file_holds_the_float32_weights_and_no_optimiser_state(tmp_path):
+    # The file's size is the network's: 4 bytes per parameter (float32), whatever optimiser state the estimator
+    # holds (partial_fit keeps AdamW's two moments, twice the weights, for its next call): docs/persistence.md.
+    X, _ = make_expression(n_samples=40, n_genes=2000, random_state=0)
+    model = MaskedAutoencoder(n_components=8, hidden_dims=(64,), random_state=0, device="cpu").partial_fit(X)
+    assert model._optimizer.state  # Adam's moments, in memory
+    n_parameters = sum(p.numel() for p in model.module_.parameters())
+    weights = 4 * n_parameters + 4 * 2 * X.shape[1]  # and the standardisation's mean and std buffers
+    path = tmp_path / "model.skssl"
+    save_model(model, path)
+    with zipfile.ZipFile(path) as archive:
+        tensors = archive.getinfo("tensors.pt").file_size
+        state = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)
+    assert weights <= tensors < weights * 1.05 + 64 * 1024, (tensors, weights)
+    assert all(t.dtype in (torch.float32, torch.int64, torch.bool) for t in state.values())
+    assert {t.dtype for t in state.values() if t.numel() > 1000} == {torch.float32}
+    assert path.stat().st_size < weights * 1.05 + 256 * 1024  # meta.json adds the gene names and settings
+
+
 def test_vae_nb_and_generative_methods_round_trip(tmp_path):
     counts = np.random.default_rng(0).poisson(5.0, size=(60, 20)).astype(np.float32)
     fitted = VAEEmbedder(likelihood="nb", **TINY).fit(counts)

@@ -99,6 +99,55 @@ def test_interrupted_run_closes_its_line():
     assert out.split("\r")[-1].strip() == "[Model] interrupted after 1 epoch(s)"
 
 
+def _line(progress, epoch, best, last, elapsed, monkeypatch, stream):
+    monkeypatch.setattr("time.perf_counter", lambda: 100.0 + elapsed)
+    progress.epoch(epoch, 0.5, 0.25, best_epoch=best, last_epoch=last)
+    return stream.getvalue().splitlines()[-1]
+
+
+def test_epoch_line_estimates_the_time_left_by_the_stopping_rule(monkeypatch):
+    # 4 s for 8 epochs: 0.5 s an epoch; the rule stops after epoch 14 unless the loss improves: ~3 s left.
+    stream = FakeStream(tty=False)
+    progress = EpochProgress("Model", verbose=2, stream=stream)
+    monkeypatch.setattr("time.perf_counter", lambda: 100.0)
+    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    for epoch in range(1, 9):
+        line = _line(progress, epoch, epoch, epoch + 6, 0.5 * epoch, monkeypatch, stream)
+    assert line == (
+        "[Model] epoch 8, best 8: train loss 0.5, validation loss 0.25; 4.0 s, ~3.0 s left (last epoch 14 unless "
+        "the loss improves; at most 500: max_epochs='auto')"
+    )
+    # Minutes for long estimates, whole seconds from 10 s; the ceiling when it comes first.
+    assert "~5.0 min left" in _line(progress, 10, 10, 40, 100.0, monkeypatch, stream)
+    assert "~12 s left" in _line(progress, 10, 10, 11, 120.0, monkeypatch, stream)
+    assert _line(progress, 498, 498, 500, 498.0, monkeypatch, stream).endswith(
+        "~2.0 s left (last epoch 500: max_epochs='auto')"
+    )
+
+
+def test_plain_stream_lines_follow_the_foreseen_end_not_the_ceiling():
+    # A run the rule ends after 20 epochs prints a line every tenth of its foreseen length (which grows with the
+    # best epoch): 13 lines, where a tenth of max_epochs=500 (50 epochs) would have printed the first alone.
+    stream = FakeStream(tty=False)
+    progress = EpochProgress("Model", stream=stream)
+    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    for epoch in range(1, 21):
+        progress.epoch(epoch, 1.0, 1.0, best_epoch=min(epoch, 15), last_epoch=min(epoch, 15) + 5)
+    epochs = [int(line.split("epoch ")[1].split(",")[0]) for line in stream.getvalue().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20]
+
+
+def test_closing_line_names_the_patience_that_stopped_the_run():
+    stream = FakeStream(tty=False)
+    progress = EpochProgress("Model", stream=stream)
+    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    history = {"train_loss": [1.0] * 40, "validation_loss": [1.0] * 40}
+    progress.finish(FitResult(history, 40, 32, "early_stopping", True, 3.0))
+    assert "40 of at most 500 epochs (max_epochs='auto'), stopped early (no improvement in 8 epochs)" in (
+        stream.getvalue()
+    )
+
+
 def test_phase_names_the_enclosing_fit_and_whose_budget():
     with phase("SSLClassifier", "pre-training"):
         nested = EpochProgress("MaskedAutoencoder", max_epochs_param="auto")
@@ -127,11 +176,16 @@ def test_finetune_reports_each_phase_with_its_own_budget(cohort, capsys):
     finetuning = [line for line in lines if line.startswith("[SSLClassifier] fine-tuning")]
     assert pretraining and finetuning and len(pretraining) + len(finetuning) == len(lines)
     budget = embedder._schedule(108).max_epochs  # 120 rows, 12 held out
-    assert f"epoch 1/{budget} (MaskedAutoencoder.max_epochs='auto')" in pretraining[0]
+    # Each epoch line: the best epoch, the time left until the stopping rule would end the run, and whose budget.
+    first = pretraining[0].split(" (MaskedAutoencoder) ")[1]
+    assert first.startswith("epoch 1, best 1: train loss ")
+    assert " s left (last epoch 4 unless the loss improves; " in first  # patience 3 after epoch 1
+    assert first.endswith(f"at most {budget}: MaskedAutoencoder.max_epochs='auto')")
     assert pretraining[-1].startswith("[SSLClassifier] pre-training (MaskedAutoencoder) done: ")
     assert f"of at most {budget} epochs (MaskedAutoencoder.max_epochs='auto')" in pretraining[-1]
-    assert "epoch 1/3 (SSLClassifier.max_epochs=3)" in finetuning[0]
-    assert not any("/500" in line or f"/{budget}" in line for line in finetuning)
+    assert finetuning[0].startswith("[SSLClassifier] fine-tuning epoch 1, best 1: ")
+    assert finetuning[0].endswith("s left (last epoch 3: SSLClassifier.max_epochs=3)")
+    assert not any(f"at most {budget}" in line for line in finetuning)
     assert finetuning[-1].startswith(
         "[SSLClassifier] fine-tuning done: 3 of at most 3 epochs (SSLClassifier.max_epochs=3), reached max_epochs"
     )
@@ -155,3 +209,17 @@ def test_silent_by_default_and_baseline_phase_name(cohort, capsys):
     ).fit(X, y)
     out = capsys.readouterr().out
     assert "pre-training" not in out and out.splitlines()[-1].startswith("[SSLClassifier] training from scratch done")
+
+
+def test_ensemble_with_an_embedding_reports_the_pre_training_with_the_time_left(cohort, capsys):
+    # SSLClassifier(verbose=1) with the embedding member: the embedder's pre-training prints its epochs (time left
+    # by the stopping rule) under the classifier's name, then the ensemble's two closing lines go to stderr.
+    X, y = cohort
+    embedder = MaskedAutoencoder(**FAST, max_epochs=4)
+    SSLClassifier(embedder, members=("genes", "embedding"), verbose=1, random_state=0, device="cpu").fit(X, y)
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines and all(line.startswith("[SSLClassifier] pre-training (MaskedAutoencoder) ") for line in lines)
+    assert "epoch 1, best 1: " in lines[0] and " s left (last epoch " in lines[0]
+    assert lines[-1].startswith("[SSLClassifier] pre-training (MaskedAutoencoder) done: ")
+    assert captured.err.startswith("[SSLClassifier] ensemble of genes, embedding fitted on 120 samples")

@@ -81,9 +81,9 @@ def test_partial_fit_checks_features_and_continues_after_fit():
 def test_auto_schedule_thinks_in_steps():
     X, _ = low_rank_classes(n_samples=60, n_features=10, seed=5)
     small = MaskedAutoencoder(**FAST, early_stopping=False).set_params(max_epochs="auto")
-    batch_size, epochs, patience = small._schedule(54)
+    batch_size, epochs = small._schedule(54)[:2]
     assert batch_size == 32 and epochs == 500  # 2 steps per epoch: many epochs
-    batch_size, epochs, patience = small._schedule(1_000_000)
+    batch_size, epochs = small._schedule(1_000_000)[:2]
     assert batch_size == 256 and epochs == 3  # 3 900 steps per epoch: a few epochs
     assert auto_batch_size(10) == 10
 
@@ -138,17 +138,47 @@ def test_resolve_schedule_is_the_documented_auto_rule():
     assert resolve_schedule(4000) == Schedule(256, 188, 13)  # 16 steps per epoch (15 full + a remainder of 160)
     assert resolve_schedule(1_000_000) == Schedule(256, 3, 10)
     assert resolve_schedule(10).batch_size == 10
-    assert resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2) == (100, 7, 2)
+    assert resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2) == (100, 7, 2, 0.0)
     # A 1-row remainder is no step: 65 rows in batches of 32 are 2 steps per epoch, 66 rows 3.
-    assert resolve_schedule(65, batch_size=32) == (32, 500, 100)
-    assert resolve_schedule(66, batch_size=32) == (32, 500, 67)
+    assert resolve_schedule(65, batch_size=32) == (32, 500, 100, 0.0)
+    assert resolve_schedule(66, batch_size=32) == (32, 500, 67, 0.0)
     with pytest.raises(ValueError, match="at least 1"):
         resolve_schedule(0)
+
+
+def test_small_cohort_stopping_is_relative_to_the_best_epoch():
+    # The embedders' rule under 5 000 training rows: 3 epochs, or a quarter of the best epoch when that is more.
+    small = resolve_schedule(51, small_cohort_stopping=True)
+    assert small == Schedule(32, 500, 3, 0.25)
+    assert [small.patience_at(best) for best in (1, 12, 13, 31, 100)] == [3, 3, 4, 8, 25]
+    assert small.last_epoch(31) == 39 and small.last_epoch(31, early_stopping=False) == 500
+    assert Schedule(32, 40, 3, 0.25).last_epoch(37) == 40  # never past max_epochs
+    assert resolve_schedule(4999, small_cohort_stopping=True).relative_patience == 0.25
+    # An explicit n_iter_no_change is a plain patience, as before.
+    assert resolve_schedule(51, n_iter_no_change=7, small_cohort_stopping=True) == Schedule(32, 500, 7, 0.0)
+
+
+@pytest.mark.parametrize("n_train", [5000, 5120, 20_000, 100_000, 1_000_000])
+def test_large_inputs_keep_the_schedule_of_before(n_train):
+    # From 5 000 training rows on (e.g. the transfer benchmark's pool pre-training on 20 000 rows), the embedders'
+    # schedule is exactly the one of before the small-cohort rule: a fixed patience of max(10, ceil(200 / steps per
+    # epoch)) epochs and about 3 000 steps; so their fits are bitwise unchanged.
+    per_epoch = -(-n_train // 256)
+    before = Schedule(256, min(500, max(3, -(-3000 // per_epoch))), max(10, -(-200 // per_epoch)))
+    assert resolve_schedule(n_train, small_cohort_stopping=True) == before == resolve_schedule(n_train)
+    assert before.patience_at(10**6) == before.patience  # no relative part
 
 
 def test_estimators_use_the_shared_schedule():
     model = MaskedAutoencoder(batch_size=64, max_epochs="auto", n_iter_no_change=5)
     assert model._schedule(1000) == resolve_schedule(1000, batch_size=64, n_iter_no_change=5)
+    for embedder in (MaskedAutoencoder(), ContrastiveEmbedder(), VAEEmbedder()):
+        assert embedder._schedule(51) == resolve_schedule(51, small_cohort_stopping=True)
+        assert embedder._schedule(20_000) == resolve_schedule(20_000)
+    # The supervised estimators keep the step-based patience.
+    from skssl import SSLClassifier
+
+    assert SSLClassifier()._schedule(51) == resolve_schedule(51)
 
 
 class _Linear(torch.nn.Module):
@@ -176,6 +206,30 @@ def _run(module, loss_fn, X, *, train_rows, validation_rows=(), targets=None, ma
         targets=targets,
         **kwargs,
     )
+
+
+def test_fit_loop_stops_by_the_relative_patience():
+    # Validation losses that improve until epoch 24, then stay flat: with patience max(3, ceil(24 / 4)) = 6 the run
+    # ends after epoch 30 and keeps epoch 24's weights.
+    validation = iter([10.0 - epoch for epoch in range(24)] + [100.0] * 100)
+
+    def loss_fn(module, x, batch_targets, generator=None):
+        return module(x).mean() * 0 + (1.0 if module.training else next(validation))
+
+    module, device = _Linear(), torch.device("cpu")
+    result = fit_loop(
+        module,
+        loss_fn,
+        reader=_data.BatchReader(np.ones((8, 3), dtype=np.float32), device),
+        train_rows=np.arange(6),
+        validation_rows=np.arange(6, 8),
+        schedule=Schedule(6, 500, 3, 0.25),
+        device=device,
+        generator=np.random.RandomState(0),
+        seed=0,
+        optimizer=make_adamw(module.parameters(), lr=1e-2, weight_decay=0.0),
+    )
+    assert (result.best_epoch, result.n_epochs, result.stop_reason) == (24, 30, "early_stopping")
 
 
 def test_fit_loop_early_stopping_keeps_the_best_weights_and_says_why():
