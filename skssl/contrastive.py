@@ -190,7 +190,7 @@ class ContrastiveEmbedder(BaseSSLEstimator):
 
     def _batch_loss(self, module, x, targets=None, generator=None):
         # In a data-parallel fit x is this rank's shard of the batch: the corruptions are drawn over the whole
-        # batch (the marginal donors are its rows) and sliced, and InfoNCE compares with every row (skssl._distributed).
+        # batch (the marginal donors are its rows) and sliced, and NT-Xent compares with every row (skssl._distributed).
         # targets: the batch (study) code of each row when fitted with batch=...: donors and negatives are then
         # rows of the same study.
         x = module.preprocess(x)

@@ -97,10 +97,10 @@ class MaskedAutoencoder(BaseSSLEstimator):
 
     >>> import numpy as np
     >>> study = np.repeat(["GSE1", "GSE2", "GSE3"], [40, 40, 20])
-    >>> mae = MaskedAutoencoder(n_components=8, max_epochs=3, random_state=0)
-    >>> mae.fit(X[:80], batch=study[:80]).batch_categories_
+    >>> vime = MaskedAutoencoder(n_components=8, max_epochs=3, random_state=0)
+    >>> vime.fit(X[:80], batch=study[:80]).batch_categories_
     array(['GSE1', 'GSE2'], dtype='<U4')
-    >>> mae.transform(X[80:]).shape
+    >>> vime.transform(X[80:]).shape
     (20, 8)
 
     In a ``Pipeline`` or a cross-validation, scikit-learn's metadata routing passes ``batch`` on:
