@@ -6,6 +6,9 @@ review.
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import torch
 
 # scikit-learn's parameter validation (``_parameter_constraints`` + ``fit_context``, ``validate_params`` for
@@ -128,6 +131,49 @@ def portable_sklearn_params(cls, params):
     elif installed["penalty"] == "deprecated" and penalty in ("l2", "l1") and ratio is None:
         params["penalty"], params["l1_ratio"] = "deprecated", (0.0 if penalty == "l2" else 1.0)  # written by < 1.8
     return params
+
+
+# scikit-learn keeps a fitted estimator's state in its instance attributes: the public ones end in "_", and a few
+# private ones are read by predict / transform too (PCA branches on ``_fit_svd_solver``). skssl.save_model stores the
+# state of the scikit-learn objects inside an SSLClassifier / SSLRegressor ensemble through these functions, and
+# load_model sets it back, so that the model files depend on scikit-learn's internals in this one place.
+SKLEARN_PRIVATE_STATE = {"PCA": ("_fit_svd_solver",)}
+_PUBLIC_FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
+
+
+def sklearn_state_name(cls, key, params):
+    """Whether attribute ``key`` of a fitted ``cls`` (a scikit-learn estimator with constructor ``params``) is part
+    of its fitted state: a public fitted attribute (``name_``) or one of the private ones that prediction reads."""
+    if key in params or hasattr(cls, key):
+        return False
+    return bool(_PUBLIC_FITTED_NAME.match(key)) or key in SKLEARN_PRIVATE_STATE.get(cls.__name__, ())
+
+
+def sklearn_fitted_state(obj):
+    """The fitted state of a scikit-learn estimator, ``{attribute: value}`` (see :func:`sklearn_state_name`)."""
+    params = obj.get_params(deep=False)
+    return {key: value for key, value in vars(obj).items() if sklearn_state_name(type(obj), key, params)}
+
+
+def set_sklearn_fitted_state(obj, state):
+    """Give an unfitted scikit-learn estimator ``obj`` the fitted ``state`` of :func:`sklearn_fitted_state`."""
+    for key, value in state.items():
+        setattr(obj, key, value)
+    return obj
+
+
+def constructor_parameter_names(cls):
+    """The names of ``cls``'s constructor parameters, as ``get_params`` lists them (without building an instance).
+
+    >>> from sklearn.decomposition import PCA
+    >>> "n_components" in constructor_parameter_names(PCA)
+    True
+    """
+    return sorted(
+        name
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    )
 
 
 def validate_estimator_params(estimator):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import skssl
 from skssl import SSLClassifier, SSLRegressor, VAEEmbedder, load_model, read_model_info, save_model
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "format1")
@@ -96,8 +97,21 @@ def test_old_model_saved_again_loads_in_the_new_layout(name, expected, tmp_path)
     with zipfile.ZipFile(path) as archive:
         tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)
         meta = json.loads(archive.read("meta.json"))
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2 and meta["versions"]["skssl"] == skssl.__version__ != "0.1.0"
     assert tensors, "the network was written"
+
+
+@pytest.mark.parametrize("name", ["vae_gaussian", "clf_finetune_vae_views"])
+def test_only_format_1_is_upgraded(name, tmp_path):
+    """The format version tells the layouts apart: the same old-layout tensors declared as format 2 are refused,
+    not renamed (a format-2 file always has the layout that skssl.vae builds)."""
+
+    def declare_format_2(meta, tensors):
+        meta["format_version"] = 2
+
+    path = _rewrite(_path(name), tmp_path / "relabelled.skssl", declare_format_2)
+    with pytest.raises(ValueError, match="network"):
+        load_model(path)
 
 
 def _rewrite(source, target, edit):

@@ -51,7 +51,9 @@ __all__ = ["FORMAT_VERSION", "MAX_BYTES", "MAX_META_BYTES", "load_model", "read_
 #: older versions (e.g. fill in the new attribute), so that published models keep loading. A change the loader can
 #: recognise from the file alone may keep the version: the VAE's state-dict layout of skssl 0.1.0 is told apart by
 #: its tensor names and renamed on load (``_rebuild.py``), so format 1 covers both layouts.
-FORMAT_VERSION = 1
+# 1: skssl 0.1.0 and the development versions after it (two layouts of the VAE's network, told apart by their
+# tensor names); 2: skssl 0.2.0 on (one layout: the networks as skssl.vae builds them).
+FORMAT_VERSION = 2
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"
 _TENSORS = "tensors.pt"
@@ -225,7 +227,7 @@ def load_model(path, *, max_bytes=MAX_BYTES):
     """
     meta, tensor_bytes = _read_archive(path, max_bytes)
     spec = _estimator_spec(meta, path)  # every class name is checked before a single tensor is read
-    reader = _Reader(_load_tensors(tensor_bytes, path))
+    reader = _Reader(_load_tensors(tensor_bytes, path), meta["format_version"])
     del tensor_bytes  # the tensors now hold the data: the raw member need not stay in memory
     estimator = _decode_estimator(spec, reader, fitted=True, where="estimator")
     unused = set(reader.tensors) - reader.used

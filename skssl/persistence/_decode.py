@@ -14,7 +14,14 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from .._base import BaseSSLEstimator
-from .._compat import InvalidParameterError, portable_sklearn_params, validate_estimator_params
+from .._compat import (
+    InvalidParameterError,
+    constructor_parameter_names,
+    portable_sklearn_params,
+    set_sklearn_fitted_state,
+    sklearn_state_name,
+    validate_estimator_params,
+)
 from ..supervised import _BaseFineTune
 from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
@@ -26,7 +33,6 @@ from ._schema import (
     _PRIVATE_STATE,
     _SKIPPED,
     _SKLEARN,
-    _SKLEARN_PRIVATE,
     _VALUE_RULES,
     _WRAPPERS,
     _expect,
@@ -39,8 +45,9 @@ _STRING_SLACK_BYTES = 1024**2
 
 
 class _Reader:
-    def __init__(self, tensors):
+    def __init__(self, tensors, format_version=None):
         self.tensors = tensors
+        self.format_version = format_version  # 1: a network may have skssl 0.1.0's layout (upgraded at load)
         self.used = set()
 
     def tensor(self, key, where):
@@ -193,7 +200,7 @@ def _decode_array(node, reader, where):
 def _check_params(node, cls, where):
     params = node.get("params")
     _expect(isinstance(params, dict), where, "parameters missing")
-    known = set(cls._get_param_names())
+    known = set(constructor_parameter_names(cls))
     unknown = set(params) - known
     if unknown:
         raise ValueError(
@@ -267,7 +274,7 @@ def _decode_estimator(node, reader, *, fitted, where):
                 f"{where}.module_.{key}",
                 "the stored network weights hold NaN or infinite values",
             )
-        estimator.module_ = _rebuild_network(estimator, state, where)
+        estimator.module_ = _rebuild_network(estimator, state, where, upgrade=reader.format_version == 1)
     _check_consistency(estimator, where)
     if isinstance(estimator, _BaseFineTune):
         _restore_prefit_embedder(estimator)
@@ -299,13 +306,13 @@ def _decode_sklearn(node, reader, where):
     obj = _validated(cls(**{key: _decode(value, reader, f"{where}.{key}") for key, value in params.items()}), where)
     attributes = node.get("attributes")
     _expect(isinstance(attributes, dict), where, "fitted attributes missing")
+    state = {}
     for key, value in attributes.items():
-        if not (_FITTED_NAME.match(key) or key in _SKLEARN_PRIVATE.get(name, ())) or key in params or hasattr(cls, key):
+        if not sklearn_state_name(cls, key, params):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
-        decoded = _decode(value, reader, f"{where}.{key}")
-        _check_value(key, decoded, where)
-        setattr(obj, key, decoded)
-    return obj
+        state[key] = _decode(value, reader, f"{where}.{key}")
+        _check_value(key, state[key], where)
+    return set_sklearn_fitted_state(obj, state)
 
 
 def _decode_object(node, reader, where):

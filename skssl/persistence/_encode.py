@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._compat import sklearn_fitted_state
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
@@ -21,7 +22,6 @@ from ._schema import (
     _PRIVATE_STATE,
     _SKIPPED,
     _SKLEARN,
-    _SKLEARN_PRIVATE,
     _WRAPPERS,
 )
 
@@ -157,11 +157,7 @@ def _encode_estimator(estimator, writer, *, fitted, where):
 def _encode_sklearn(obj, writer, where):
     name = type(obj).__name__
     params = obj.get_params(deep=False)
-    attributes = {
-        key: _encode(value, writer, f"{where}.{key}")
-        for key, value in vars(obj).items()
-        if key not in params and (_FITTED_NAME.match(key) or key in _SKLEARN_PRIVATE.get(name, ()))
-    }
+    attributes = {key: _encode(value, writer, f"{where}.{key}") for key, value in sklearn_fitted_state(obj).items()}
     return {
         "__kind__": "sklearn",
         "class": name,

@@ -41,7 +41,7 @@ def _build_embedder_module(embedder, n_features, hidden_dims):
         return embedder._build_module(n_features, tuple(hidden_dims), _placeholder_statistics(embedder, n_features))
 
 
-def _rebuild_network(estimator, state, where):
+def _rebuild_network(estimator, state, where, *, upgrade=False):
     """The network of ``estimator`` holding the stored tensors ``state``, in eval mode.
 
     The file declares the network's sizes (``n_features_in_``, ``hidden_dims_``, ``n_components``, ...), and a few
@@ -53,7 +53,8 @@ def _rebuild_network(estimator, state, where):
     _check_declared_sizes(estimator, state, where)
     try:
         skeleton = _rebuild_module(estimator, where, skeleton=True)
-        _check_shapes(skeleton.state_dict(), _upgrade_state_dict(estimator, skeleton, state, where), where)
+        stored = _upgrade_state_dict(estimator, skeleton, state, where) if upgrade else state
+        _check_shapes(skeleton.state_dict(), stored, where)
         del skeleton
         module = _rebuild_module(estimator, where)
     except (AttributeError, KeyError, TypeError, IndexError, RuntimeError, OverflowError) as exc:
@@ -61,8 +62,10 @@ def _rebuild_network(estimator, state, where):
             f"{where}: the network cannot be rebuilt from the stored parameters and attributes ({exc}); the file "
             "is corrupt or was modified."
         ) from exc
-    # Files of skssl 0.1.0 name the VAE's tensors otherwise (see below): renamed before the strict check.
-    state = _upgrade_state_dict(estimator, module, state, where)
+    # Files of format 1 (skssl 0.1.0) may name the VAE's tensors otherwise (see below): renamed before the strict
+    # check. A file of format 2 has one layout, and a tensor named the old way is a corrupt file.
+    if upgrade:
+        state = _upgrade_state_dict(estimator, module, state, where)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -257,13 +260,15 @@ def _restore_prefit_embedder(estimator):
 # Files of skssl 0.1.0: the VAE's state dict before the skssl.vae package
 # ---------------------------------------------------------------------------------------------------------------
 #
-# Rule: FORMAT_VERSION stays 1 because a file of the old layout is recognised by the names of its tensors alone,
-# and is upgraded here before load_state_dict(strict=True) checks it against the rebuilt network:
+# Files of format 1 hold either layout (skssl 0.1.0's, or the development versions' after it, which still wrote
+# format 1 under the version number 0.1.0); the old layout is recognised by the names of its tensors alone and
+# upgraded here before load_state_dict(strict=True) checks it against the rebuilt network. Format 2 (skssl 0.2.0)
+# has the new layout only, and is never upgraded:
 # - a VAEEmbedder's network (VAEModule) always holds the buffer "view_counts" and "encoder.experts.*",
 #   "decoders.*" and "likelihoods.*" tensors; the 0.1.0 network held none of these;
 # - the embedding path of a model fine-tuned from a VAE (ProductOfExperts) holds only "body.experts.*" tensors;
 #   the 0.1.0 path held "body.encoder.*" (one view) or "body.views.*" (several) and never "body.experts.*".
-# A later change of these networks must keep such a distinguishing name, or bump FORMAT_VERSION.
+# A later change of these networks bumps FORMAT_VERSION, and upgrades files by their format version.
 #
 # 0.1.0 layout -> VAEModule, view k (k = 0 without views; "views.{k}." prefixed every key with views):
 #   preprocess.*                    -> encoder.experts.{k}.preprocess.* and, Gaussian, likelihoods.{k}.standardize.*

@@ -25,10 +25,9 @@ _ESTIMATORS = {
 }
 # Estimators that may appear as a (parameters-only) wrapper of a nested ``embedder`` parameter.
 _WRAPPERS = {"FrozenEstimator": FrozenEstimator}
-# scikit-learn objects inside the ensemble of SSLClassifier / SSLRegressor(strategy="ensemble"), and the private
-# attributes of each that are kept (public fitted attributes, ending in "_", are always kept).
+# scikit-learn objects inside the ensemble of SSLClassifier / SSLRegressor(strategy="ensemble"); their fitted
+# state is read and set through skssl._compat (sklearn_fitted_state), the one module that knows their internals.
 _SKLEARN = {"PCA": PCA, "LogisticRegression": LogisticRegression, "Ridge": Ridge}
-_SKLEARN_PRIVATE = {"PCA": ("_fit_svd_solver",)}
 # The ensemble's own objects: constructor arguments and fitted attributes, exhaustively (saving refuses an object
 # with an attribute not listed here, rather than silently dropping something its predictions might need).
 _OBJECTS = {
