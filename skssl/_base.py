@@ -214,9 +214,11 @@ class BaseSSLEstimator(
         ``forward(x)`` and ``embed(x)`` equal the module's ``embed(x)``."""
         raise NotImplementedError
 
-    def _batch_loss(self, module, x, targets=None, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None, shard=None):
         """Scalar loss of one batch ``x`` (raw features, float32, on the module's device); ``generator`` draws the
-        corruptions (None: torch's global RNG). ``targets`` is unused by the embedders."""
+        corruptions (None: torch's global RNG). ``targets``: the batch (study) code of each row when fitted with
+        ``batch=``, else None. ``shard``: None in one process; in a data-parallel fit, this rank's part of the batch
+        (a :class:`skssl._distributed.BatchShard`), through which the loss gathers, slices and weighs rows."""
         raise NotImplementedError
 
     def _after_step(self, module):

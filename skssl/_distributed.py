@@ -35,7 +35,7 @@ whole matrix in sequential reads so that they are those of one process.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import functools
 import inspect
 import itertools
 import os
@@ -53,7 +53,6 @@ from ._compat import default_process_group_store
 ENV_SWITCH = "SKSSL_DISTRIBUTED"
 # How long a rank whose collective failed waits for the failed rank's record to reach the store.
 FAILURE_RECORD_WAIT_SECONDS = 2.0
-_ACTIVE_SHARD = contextvars.ContextVar("skssl_active_shard", default=None)
 _FIT_COUNTER = itertools.count()  # fits run in the same order on every rank: a key prefix per fit
 
 
@@ -125,20 +124,16 @@ class BatchShard:
         return torch.cat(parts)
 
 
-def active_shard():
-    """The :class:`BatchShard` of the batch being trained on (None outside a data-parallel fit)."""
-    return _ACTIVE_SHARD.get()
-
-
-def whole_batch_of(x):
+# Every function below takes the batch's ``shard`` explicitly: None in one process, the :class:`BatchShard` that the
+# data-parallel run hands to the loss (``loss_fn(..., shard=...)``) otherwise, as lightly passes its losses a
+# ``gather_distributed`` flag rather than have them read a global.
+def whole_batch_of(x, shard):
     """The whole global batch whose local rows are ``x`` (``x`` itself in one process); no gradient but x's own."""
-    shard = _ACTIVE_SHARD.get()
     return x if shard is None else shard.gather(x)
 
 
-def local_rows(tensor):
+def local_rows(tensor, shard):
     """This rank's rows of a whole-batch ``tensor`` (all of it in one process)."""
-    shard = _ACTIVE_SHARD.get()
     return tensor if shard is None else tensor[shard.start : shard.stop]
 
 
@@ -147,10 +142,9 @@ def _scale_gradient(loss, factor):
     return loss + (factor - 1.0) * (loss - loss.detach())
 
 
-def row_mean(loss):
+def row_mean(loss, shard):
     """A loss that is the mean over this rank's rows, its gradient scaled so that averaging over the ranks gives
     the gradient of the mean over the whole batch (unchanged in one process)."""
-    shard = _ACTIVE_SHARD.get()
     if shard is None:
         return loss
     if shard.n_local == 0:  # a batch smaller than the world: the mean of no rows is NaN, and contributes nothing
@@ -158,25 +152,22 @@ def row_mean(loss):
     return _scale_gradient(loss, shard.run.world_size * shard.n_local / shard.n_global)
 
 
-def whole_batch(loss):
+def whole_batch(loss, shard):
     """A loss of the whole batch computed on every rank (e.g. NT-Xent over the gathered embeddings), its gradient
     scaled so that averaging over the ranks gives the whole batch's gradient (unchanged in one process)."""
-    shard = _ACTIVE_SHARD.get()
     return loss if shard is None else _scale_gradient(loss, float(shard.run.world_size))
 
 
-def row_randn(shape, *, device=None, generator=None):
+def row_randn(shape, *, shard=None, device=None, generator=None):
     """``torch.randn(shape)`` whose rows are this rank's rows of the whole batch's draw (the same numbers as one
     process draws for these rows)."""
-    shard = _ACTIVE_SHARD.get()
     if shard is None:
         return torch.randn(shape, device=device, generator=generator)
     whole = torch.randn((shard.n_global, *shape[1:]), device=device, generator=generator)
     return whole[shard.start : shard.stop]
 
 
-def _dropout_forward(layer, x):
-    shard = _ACTIVE_SHARD.get()
+def _dropout_forward(layer, shard, x):
     if shard is None or not layer.training or layer.p == 0:
         return F.dropout(x, layer.p, layer.training, layer.inplace)
     if x.shape[0] != shard.n_local:
@@ -189,11 +180,11 @@ def _dropout_forward(layer, x):
 
 
 @contextlib.contextmanager
-def shard_consistent_dropout(module):
-    """Within the block, the ``nn.Dropout`` layers of ``module`` draw their masks over the whole batch."""
+def shard_consistent_dropout(module, shard):
+    """Within the block, the ``nn.Dropout`` layers of ``module`` draw their masks over the whole batch of ``shard``."""
     layers = [layer for layer in module.modules() if type(layer) is nn.Dropout]
     for layer in layers:
-        layer.forward = _dropout_forward.__get__(layer)
+        layer.forward = functools.partial(_dropout_forward, layer, shard)
     try:
         yield
     finally:
@@ -268,14 +259,11 @@ class DataParallelRun:
         ddp = DistributedDataParallel(_LossModule(module, loss_fn), device_ids=device_ids, **no_sync)
 
         def sharded_loss(module_, x, targets=None, **kwargs):
-            token = _ACTIVE_SHARD.set(self.shard)
-            try:
-                with shard_consistent_dropout(module_):
-                    if torch.is_grad_enabled():  # a training step: DDP averages the gradients in backward
-                        return ddp(x, targets, **kwargs)
-                    return loss_fn(module_, x, targets, **kwargs)
-            finally:
-                _ACTIVE_SHARD.reset(token)
+            kwargs["shard"] = self.shard  # the loss gathers, slices and weighs the batch by it
+            with shard_consistent_dropout(module_, self.shard):
+                if torch.is_grad_enabled():  # a training step: DDP averages the gradients in backward
+                    return ddp(x, targets, **kwargs)
+                return loss_fn(module_, x, targets, **kwargs)
 
         return sharded_loss, ShardedReader(reader, self, n_features)
 

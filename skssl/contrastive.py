@@ -188,23 +188,23 @@ class ContrastiveEmbedder(BaseSSLEstimator):
                 "similar batch, drop it, or fit without batch."
             )
 
-    def _batch_loss(self, module, x, targets=None, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None, shard=None):
         # In a data-parallel fit x is this rank's shard of the batch: the corruptions are drawn over the whole
         # batch (the marginal donors are its rows) and sliced, and NT-Xent compares with every row (skssl._distributed).
         # targets: the batch (study) code of each row when fitted with batch=...: donors and negatives are then
         # rows of the same study.
         x = module.preprocess(x)
-        batch = whole_batch_of(x)
-        groups = None if targets is None else whole_batch_of(targets)
+        batch = whole_batch_of(x, shard)
+        groups = None if targets is None else whole_batch_of(targets, shard)
         corrupt = scarf_corrupt if groups is None else functools.partial(scarf_corrupt, groups=groups)
         if self.objective == "scarf":
-            corrupted = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
-            z, z_corrupted = whole_batch_of(module.online(x)), whole_batch_of(module.online(corrupted))
-            return whole_batch(nt_xent(z, z_corrupted, self.temperature, groups=groups))
-        view1 = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
-        view2 = local_rows(corrupt(batch, self.corruption_rate, generator)[0])
+            corrupted = local_rows(corrupt(batch, self.corruption_rate, generator)[0], shard)
+            z, z_corrupted = whole_batch_of(module.online(x), shard), whole_batch_of(module.online(corrupted), shard)
+            return whole_batch(nt_xent(z, z_corrupted, self.temperature, groups=groups), shard)
+        view1 = local_rows(corrupt(batch, self.corruption_rate, generator)[0], shard)
+        view2 = local_rows(corrupt(batch, self.corruption_rate, generator)[0], shard)
         p1, p2 = module.predictor(module.online(view1)), module.predictor(module.online(view2))
-        return row_mean(0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1))))
+        return row_mean(0.5 * (byol_loss(p1, module.target(view2)) + byol_loss(p2, module.target(view1))), shard)
 
     def _after_step(self, module):
         if self.objective == "byol":

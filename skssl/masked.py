@@ -171,10 +171,10 @@ class MaskedAutoencoder(BaseSSLEstimator):
             n_batches=self._n_batches(statistics),
         )
 
-    def _batch_loss(self, module, x, targets=None, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None, shard=None):
         # targets: the batch (study) code of each row when fitted with batch=..., else None.
         x = module.preprocess(x)
         # In a data-parallel fit x is this rank's shard: the mask and marginal donors are drawn over the whole batch.
-        corrupted, mask = (local_rows(t) for t in vime_mask(whole_batch_of(x), self.mask_rate, generator))
+        corrupted, mask = (local_rows(t, shard) for t in vime_mask(whole_batch_of(x, shard), self.mask_rate, generator))
         z = with_batch_code(module.encoder(corrupted), targets, module.n_batches)
-        return row_mean(vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha))
+        return row_mean(vime_loss(module.mask_head(z), mask, module.feature_head(z), x, self.alpha), shard)

@@ -155,19 +155,20 @@ class VAEModule(nn.Module):
     def embed(self, x):
         return self.encoder.embed(x)
 
-    def elbo(self, x, beta=1.0, generator=None, noise=None, present=None, batch=None):
+    def elbo(self, x, beta=1.0, generator=None, noise=None, present=None, batch=None, shard=None):
         """Per-row evidence lower bound over the present views, estimated with reparameterised draws of z.
 
         By default one fresh draw per row. ``noise`` of shape (n_draws, n_latent) instead uses the same standard
         normal draws for every row and averages over them: a deterministic estimate that does not depend on the
         other rows of the batch (``score_samples`` uses it). ``present`` is as in :meth:`ProductOfExperts.blocks`.
         ``batch`` (integer code per row) conditions the decoders of a model with ``n_batches``; None decodes for
-        an average batch.
+        an average batch. ``shard``: this rank's part of the batch in a data-parallel fit (None in one process), so
+        that the draws are the whole batch's (:func:`skssl._distributed.row_randn`).
         """
         blocks, mask = self.encoder.blocks(x, present)
         mean, log_var = self.encoder.posterior(blocks, mask)
         if noise is None:
-            noise = row_randn(mean.shape, device=mean.device, generator=generator).unsqueeze(0)
+            noise = row_randn(mean.shape, shard=shard, device=mean.device, generator=generator).unsqueeze(0)
         else:
             noise = noise.unsqueeze(1)  # (n_draws, 1, n_latent): broadcast over rows
         z = mean + noise.to(mean.dtype) * (0.5 * log_var).exp()  # (n_draws, n_rows, n_latent)

@@ -331,11 +331,11 @@ class VAEEmbedder(BaseSSLEstimator):
             n_batches=self._n_batches(statistics),
         )
 
-    def _batch_loss(self, module, x, targets=None, generator=None):
+    def _batch_loss(self, module, x, targets=None, generator=None, shard=None):
         # Per-feature scale keeps the loss (and so the gradient clipping) comparable across gene counts.
         # targets: the batch (study) code of each row when fitted with batch=..., else None.
-        elbo = module.elbo(x, self.beta, generator, batch=targets)
-        return row_mean(-elbo.mean() / x.shape[1])  # shard-weighted in a DDP fit
+        elbo = module.elbo(x, self.beta, generator, batch=targets, shard=shard)
+        return row_mean(-elbo.mean() / x.shape[1], shard)  # shard-weighted in a DDP fit
 
     # ------------------------------------------------------------------ inference
     def _validate_for_inference(self, X):
