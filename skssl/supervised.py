@@ -27,9 +27,7 @@ from sklearn.utils.validation import column_or_1d
 
 from . import _data, _ensemble
 from ._compat import StrOptions, fit_context
-
-# _embedding_path and _FineTuneModule: imported from here by skssl.persistence.
-from ._finetune import _embedding_path, _FineTuneModule, cross_entropy_loss, squared_error_loss  # noqa: F401
+from ._finetune import cross_entropy_loss, squared_error_loss
 from ._supervised_base import (
     _COMMON_ATTRIBUTES,
     _COMMON_PARAMETERS,

@@ -22,7 +22,7 @@ from .._compat import (
     sklearn_state_name,
     validate_estimator_params,
 )
-from ..supervised import _BaseFineTune
+from .._supervised_base import _BaseFineTune
 from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
     _ESTIMATORS,

@@ -17,8 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch.overrides import TorchFunctionMode
 
 from .._base import BaseSSLEstimator
+from .._finetune import _embedding_path, _FineTuneModule
 from .._nn import Standardize, make_mlp
-from ..supervised import _embedding_path, _FineTuneModule
 from ..vae import VAEEmbedder
 from ..vae._module import ProductOfExperts, VAEModule
 from ._schema import _PARAMETERS_OF_FITTED, _expect
