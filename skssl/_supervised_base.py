@@ -13,6 +13,7 @@ import copy
 import functools
 import warnings
 from numbers import Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -77,6 +78,15 @@ _SHARED_KEYS = (
 )
 
 
+class TargetEncoding(NamedTuple):
+    """The labeled targets as the members and the network read them, and the fitted attributes that decode them."""
+
+    encoded: np.ndarray  # class indices, or standardised targets
+    strata: np.ndarray | None  # what a stratified split of the labeled rows stratifies on (None: not stratified)
+    class_weight: np.ndarray | None  # float32 weight of each class, or None
+    attributes: dict  # classes_, or y_mean_ and y_scale_
+
+
 class _BaseFineTune(BaseTorchEstimator):
     """Shared fitting of SSLClassifier and SSLRegressor; not for direct use."""
 
@@ -97,8 +107,7 @@ class _BaseFineTune(BaseTorchEstimator):
         raise NotImplementedError
 
     def _encode_targets(self, y_labeled):
-        """Validate the labeled targets and set the target attributes; return the encoded targets, the strata of a
-        stratified split (or None) and the class weights (float32 array, or None)."""
+        """Validate the labeled targets; return their :class:`TargetEncoding` (nothing is set on the estimator)."""
         raise NotImplementedError
 
     def _n_outputs(self):
@@ -166,7 +175,9 @@ class _BaseFineTune(BaseTorchEstimator):
                 f"{type(self).__name__} needs at least 2 labeled samples, got {len(rows)} sample(s) with a label "
                 f"among {len(y)}."
             )
-        encoded, strata, class_weight = self._encode_targets(y[rows])
+        encoded, strata, class_weight, target_attributes = self._encode_targets(y[rows])
+        # classes_ (or y_mean_, y_scale_) first: the network's outputs and the ensemble's members are sized by them.
+        self.__dict__.update(target_attributes)
         if self.strategy == "ensemble":
             return self._fit_ensemble(X, rows, encoded, class_weight)
         return self._fit_finetune(X, rows, encoded, strata, class_weight)

@@ -535,7 +535,7 @@ def _attributions(estimator, X_dense, baseline, n_steps, task, member):
         phi, complete = _finetune_attributions(estimator, X_dense, baseline, n_steps, task), True
         method = f"integrated gradients ({n_steps} midpoint steps)"
     if task == "regression":
-        phi = phi * estimator._y_scale  # standardised target units -> units of y
+        phi = phi * estimator.y_scale_  # standardised target units -> units of y
     return phi, complete, method
 
 
@@ -549,7 +549,7 @@ def _member_prediction(estimator, name, X_dense, task):
     member = ensemble.members_[name]
     out = member.predict(member.transform(views[name]))
     if task == "regression":
-        return (out * estimator._y_scale)[:, None]
+        return (out * estimator.y_scale_)[:, None]
     return out
 
 

@@ -33,6 +33,7 @@ from ._supervised_base import (
     _COMMON_PARAMETERS,
     _STRATEGY_PARAMETERS,
     _TRAINING_PARAMETERS,
+    TargetEncoding,
     _BaseFineTune,
 )
 
@@ -303,17 +304,15 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         check_classification_targets(y_labeled)
         classes, encoded = np.unique(y_labeled, return_inverse=True)
         _check_label_spellings(classes, np.bincount(encoded, minlength=len(classes)))
-        self.classes_ = classes
-        if len(self.classes_) < 2:
+        if len(classes) < 2:
             raise ValueError(
-                f"{type(self).__name__} needs labeled samples of at least 2 classes; got 1 class "
-                f"({self.classes_[0]!r})."
+                f"{type(self).__name__} needs labeled samples of at least 2 classes; got 1 class ({classes[0]!r})."
             )
         weights = None
         if self.class_weight is not None:
             # float32, as the loss uses them (the ensemble and the probe read the same rounded values).
-            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y_labeled).astype(np.float32)
-        return encoded.astype(np.int64), encoded, weights
+            weights = compute_class_weight(self.class_weight, classes=classes, y=y_labeled).astype(np.float32)
+        return TargetEncoding(encoded.astype(np.int64), encoded, weights, {"classes_": classes})
 
     def _n_outputs(self):
         return len(self.classes_)
@@ -416,6 +415,10 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
 
     Attributes
     ----------
+    y_mean_ : float
+        Mean of the labeled targets: the members and the network predict ``(y - y_mean_) / y_scale_``.
+    y_scale_ : float
+        Standard deviation of the labeled targets (1.0 when they are all equal).
     {_COMMON_ATTRIBUTES}
 
     See Also
@@ -516,10 +519,10 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         y_labeled = np.asarray(y_labeled, dtype=np.float64)
         if not np.isfinite(y_labeled).all():
             raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
-        self._y_mean = float(y_labeled.mean())
-        scale = float(y_labeled.std())
-        self._y_scale = scale if scale > 0 else 1.0
-        return ((y_labeled - self._y_mean) / self._y_scale).astype(np.float32), None, None
+        mean, scale = float(y_labeled.mean()), float(y_labeled.std())
+        scale = scale if scale > 0 else 1.0
+        encoded = ((y_labeled - mean) / scale).astype(np.float32)
+        return TargetEncoding(encoded, None, None, {"y_mean_": mean, "y_scale_": scale})
 
     def _n_outputs(self):
         return 1
@@ -547,4 +550,4 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
             In the unit of ``y``.
         """
         outputs = self._ensemble_outputs(X) if self.strategy == "ensemble" else self._outputs(X)[:, 0]
-        return outputs * self._y_scale + self._y_mean
+        return outputs * self.y_scale_ + self.y_mean_

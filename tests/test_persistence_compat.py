@@ -156,3 +156,10 @@ def test_new_file_missing_a_tensor_is_not_taken_for_an_old_one(tmp_path):
     with pytest.raises(ValueError, match="do not match the network") as info:
         load_model(path)
     assert "0.1.0" not in str(info.value)
+
+
+def test_old_regressor_target_scaling_loads_as_documented_attributes():
+    """0.1.0 kept the target's mean and scale in private attributes; they load as ``y_mean_`` / ``y_scale_``."""
+    model = load_model(_path("reg_finetune_vae"))
+    assert not hasattr(model, "_y_mean") and not hasattr(model, "_y_scale")
+    assert np.isfinite(model.y_mean_) and model.y_scale_ > 0

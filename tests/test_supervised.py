@@ -413,3 +413,16 @@ def test_integer_labels_in_an_object_array_with_none_for_unlabeled():
     assert clf.classes_.dtype.kind == "i" and list(clf.classes_) == [0, 1, 2]
     y_int = np.where(np.arange(len(y)) % 2 == 0, -1, y)
     np.testing.assert_array_equal(clf.predict_proba(X), SSLClassifier(random_state=0).fit(X, y_int).predict_proba(X))
+
+
+def test_regressor_documents_its_target_scaling():
+    """The targets' mean and scale are fitted attributes: predictions are in y's unit through them."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = 100.0 + 5.0 * X[:, 0]
+    y_semi = y.copy()
+    y_semi[::2] = np.nan
+    reg = SSLRegressor(random_state=0).fit(X, y_semi)
+    assert reg.y_mean_ == pytest.approx(float(np.mean(y[1::2])))
+    assert reg.y_scale_ == pytest.approx(float(np.std(y[1::2])))
+    assert abs(float(np.mean(reg.predict(X))) - 100.0) < 5.0

@@ -27,10 +27,10 @@ from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _
 from ._schema import (
     _ESTIMATORS,
     _FITTED_NAME,
+    _FORMAT_1_RENAMES,
     _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
     _OBJECTS,
-    _PRIVATE_STATE,
     _SKIPPED,
     _SKLEARN,
     _VALUE_RULES,
@@ -239,8 +239,11 @@ def _decode_estimator(node, reader, *, fitted, where):
         return estimator
     attributes = node.get("attributes")
     _expect(isinstance(attributes, dict), where, "fitted attributes missing")
+    if reader.format_version == 1:
+        renames = _FORMAT_1_RENAMES.get(name, {})
+        attributes = {renames.get(key, key): value for key, value in attributes.items()}
     for key, value in attributes.items():
-        allowed = (_FITTED_NAME.match(key) and key not in _SKIPPED) or key in _PRIVATE_STATE.get(name, ())
+        allowed = _FITTED_NAME.match(key) and key not in _SKIPPED
         if not allowed or key in params or hasattr(cls, key):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
         if key == "embedder_" and value is not None:

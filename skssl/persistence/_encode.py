@@ -19,7 +19,6 @@ from ._schema import (
     _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
     _OBJECTS,
-    _PRIVATE_STATE,
     _SKIPPED,
     _SKLEARN,
     _WRAPPERS,
@@ -139,7 +138,7 @@ def _encode_estimator(estimator, writer, *, fitted, where):
     for key, value in vars(estimator).items():
         if key in params or key in _SKIPPED:
             continue
-        if (_FITTED_NAME.match(key) and not hasattr(type(estimator), key)) or key in _PRIVATE_STATE.get(name, ()):
+        if _FITTED_NAME.match(key) and not hasattr(type(estimator), key):
             if key == "embedder_" and value is not None:
                 attributes[key] = _encode_estimator(value, writer, fitted=True, where=f"{where}.{key}")
             else:

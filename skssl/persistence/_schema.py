@@ -49,10 +49,11 @@ _OBJECTS = {
         ("points_", "affinity_", "scores_"),
     ),
 }
-# Private attributes of skssl estimators that prediction needs (public fitted attributes end in "_" and are kept).
-_PRIVATE_STATE = {"SSLRegressor": ("_y_mean", "_y_scale")}
-# Attributes of skssl estimators never written: the network (written as its state dict) and training-only state.
-_SKIPPED = {"module_", "_optimizer", "_partial_rng"}
+# Files of format 1 kept SSLRegressor's target scaling in private attributes: renamed at load.
+_FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale_"}}
+# The fitted attribute written as the network's state dict, not as a value. Private attributes (training-only state
+# such as a partial_fit's optimiser) are never written: only fitted attributes (public, ending in "_") are.
+_SKIPPED = {"module_"}
 _FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
 _NUMERIC_KINDS = "biufc"
 
@@ -75,8 +76,8 @@ _VALUE_RULES = {
     "intercept_": "finite",
     "points_": "finite",
     "scores_": "finite",
-    "_y_mean": "finite",
-    "_y_scale": "positive",
+    "y_mean_": "finite",
+    "y_scale_": "positive",
 }
 # Constructor parameters of the embedders that their fitted network was built from, and the fitted attribute each
 # must agree with: a file whose parameters say otherwise was modified (get_params would describe another network,
