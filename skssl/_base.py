@@ -67,7 +67,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
     _interrupt_hint = "Fit again to train anew."  # the end of the FitInterruptedWarning: how to go on
-    # n_iter_no_change="auto" on < 5 000 training rows: patience relative to the best epoch (the embedders)
+    # n_iter_no_change="auto" on < 5 000 training rows: patience relative to the best epoch (resolve_schedule)
     _small_cohort_stopping = False
 
     # ------------------------------------------------------------------ fitting
@@ -109,6 +109,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         validation_rows,
         targets=None,
         after_step=None,
+        optimizer=None,
         precision="float32",
         phase=None,
         checkpoint=None,
@@ -119,7 +120,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         and return a :class:`TrainingRun`; nothing is set on the estimator (:meth:`_training_attributes` gives the
         fitted attributes of the run). ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG
         for the run and the validation corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each
-        batch's rows of it); ``phase`` names the run in the progress display (e.g. "fine-tuning"). A
+        batch's rows of it); ``optimizer`` (None: :meth:`_make_optimizer`, AdamW over every parameter); ``phase`` names the run in the progress display (e.g. "fine-tuning"). A
         ``KeyboardInterrupt`` in the epochs ends the run with the best weights so far (``stop_reason``
         "interrupted": call :meth:`_warn_if_interrupted` once the fitted state is assigned).
         """
@@ -138,7 +139,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
                 device=device,
                 generator=rng,
                 seed=seed,
-                optimizer=self._make_optimizer(module),
+                optimizer=self._make_optimizer(module) if optimizer is None else optimizer,
                 targets=targets,
                 after_step=after_step,
                 early_stopping=self.early_stopping,
@@ -194,7 +195,9 @@ class BaseSSLEstimator(
     embedder through ``module_.encoder_path()`` and starts its from-scratch baseline from ``_initial_module(X)``.
     """
 
-    _small_cohort_stopping = True  # see resolve_schedule
+    # The small-cohort stopping rule of resolve_schedule is off: 5x faster fits on bladderbatch, but lower scores
+    # there (docs/default_schedule.md). True switches it on for every embedder.
+    _small_cohort_stopping = False
 
     _parameter_constraints: dict = {
         **BaseTorchEstimator._parameter_constraints,

@@ -25,10 +25,9 @@ TRAINING_PARAMETERS_DOC = """\
     validation_fraction : float in (0, 1), default=0.1
         Fraction of rows held out for early stopping.
     n_iter_no_change : "auto" or int, default="auto"
-        Epochs without improvement before stopping. "auto": under 5 000 training rows, 3 epochs or a quarter of
-        the best epoch so far, whichever is more (a run whose best epoch is 20 stops after epoch 25 unless the loss
-        improves again), so that a small cohort's fit spends little time after its best epoch; from 5 000 rows on,
-        about 200 optimisation steps, at least 10 epochs. The verbose progress shows the time left by this rule.
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs (100 epochs of a 2-step epoch on a cohort of about 50 samples). The verbose progress shows the time
+        left until the epoch where this rule stops the run if the loss does not improve again.
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts as an improvement.
     standardize : bool, default=True

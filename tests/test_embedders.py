@@ -525,7 +525,8 @@ def test_verbose_reports_epochs_on_stdout(data, capsys):
     X, _ = data
     MaskedAutoencoder(**FAST, verbose=1).fit(X)
     captured = capsys.readouterr()
-    assert "epoch 1/3" in captured.out and "validation loss" in captured.out and captured.err == ""
+    assert "epoch 1, best 1: " in captured.out and "validation loss" in captured.out and captured.err == ""
+    assert "s left (last epoch 3: max_epochs=3)" in captured.out
     assert captured.out.splitlines()[-1].startswith("[MaskedAutoencoder] done: 3 of at most 3 epochs")
 
 

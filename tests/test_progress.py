@@ -179,7 +179,8 @@ def test_finetune_reports_each_phase_with_its_own_budget(cohort, capsys):
     # Each epoch line: the best epoch, the time left until the stopping rule would end the run, and whose budget.
     first = pretraining[0].split(" (MaskedAutoencoder) ")[1]
     assert first.startswith("epoch 1, best 1: train loss ")
-    assert " s left (last epoch 4 unless the loss improves; " in first  # patience 3 after epoch 1
+    last = 1 + embedder._schedule(108).patience  # after epoch 1, if the loss never improves
+    assert f" s left (last epoch {last} unless the loss improves; " in first
     assert first.endswith(f"at most {budget}: MaskedAutoencoder.max_epochs='auto')")
     assert pretraining[-1].startswith("[SSLClassifier] pre-training (MaskedAutoencoder) done: ")
     assert f"of at most {budget} epochs (MaskedAutoencoder.max_epochs='auto')" in pretraining[-1]
