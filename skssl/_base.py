@@ -120,9 +120,10 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         and return a :class:`TrainingRun`; nothing is set on the estimator (:meth:`_training_attributes` gives the
         fitted attributes of the run). ``rng`` (a RandomState) draws the batch order; ``seed`` seeds torch's RNG
         for the run and the validation corruptions; ``targets`` has one row per row of ``X`` (``loss_fn`` gets each
-        batch's rows of it); ``optimizer`` (None: :meth:`_make_optimizer`, AdamW over every parameter); ``phase`` names the run in the progress display (e.g. "fine-tuning"). A
-        ``KeyboardInterrupt`` in the epochs ends the run with the best weights so far (``stop_reason``
-        "interrupted": call :meth:`_warn_if_interrupted` once the fitted state is assigned).
+        batch's rows of it); ``optimizer``: None for :meth:`_make_optimizer` (AdamW over every parameter);
+        ``phase`` names the run in the progress display (e.g. "fine-tuning"). A ``KeyboardInterrupt`` in the epochs
+        ends the run with the best weights so far (``stop_reason`` "interrupted": call :meth:`_warn_if_interrupted`
+        once the fitted state is assigned).
         """
         schedule = self._schedule(len(train_rows))
         reader = _data.BatchReader(X, device)

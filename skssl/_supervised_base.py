@@ -295,14 +295,15 @@ class _BaseFineTune(BaseTorchEstimator):
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
         interruption = None
         if self.pretrain:
-            self.embedder_, interruption = self._pretrained_embedder(X, embedder_seed)
-            source = self.embedder_.module_
+            embedder, interruption = self._pretrained_embedder(X, embedder_seed)
+            source = embedder.module_
         else:
             # From-scratch baseline: the module the embedder would start from, on the labeled rows only.
-            self.embedder_ = None
+            embedder = None
             source = self._configured_embedder(embedder_seed)._initial_module(X[rows])
+        self.embedder_ = embedder
         init_head = None
-        if self.embedder_ is not None and not self.head_hidden_dims:
+        if embedder is not None and not self.head_hidden_dims:
             # Linear probe, then fine-tuning (LP-FT, Kumar et al. 2022): the head starts as the probe that fits
             # the labeled rows, so the first gradient steps refine the pre-trained features instead of pushing
             # them around to fit a random head.
@@ -341,9 +342,18 @@ class _BaseFineTune(BaseTorchEstimator):
             )
             return functools.partial(self._warn_pretraining_interrupted, interruption, then)
         loss_weight = None if class_weight is None else torch.as_tensor(class_weight, device=device)
+        module = module.to(device)
+        # A pre-trained encoder moves slowly so the few labels adjust, not overwrite, what it learned.
+        ratio = 1.0 if embedder is None else self.encoder_lr_ratio
+        optimizer = _finetune.make_optimizer(
+            module,
+            learning_rate=self.learning_rate,
+            encoder_learning_rate=self.learning_rate * ratio,
+            weight_decay=self.weight_decay,
+        )
         run = self._train(
             X,
-            module.to(device),
+            module,
             self._loss_function(loss_weight),
             device=device,
             rng=rng,
@@ -351,23 +361,14 @@ class _BaseFineTune(BaseTorchEstimator):
             train_rows=train_rows,
             validation_rows=validation_rows,
             targets=self._full_targets(X.shape[0], rows, encoded),
-            phase="fine-tuning" if self.embedder_ is not None else "training from scratch",
+            optimizer=optimizer,
+            phase="fine-tuning" if embedder is not None else "training from scratch",
         )
         self.__dict__.update(self._training_attributes(run))
         return functools.partial(self._warn_if_interrupted, run)
 
     def _init_linear_head(self, layer, embeddings, *, encoded, seed, class_weight):
         """Set a linear head from a model fitted on the standardised embeddings of the labeled rows (no-op here)."""
-
-    def _make_optimizer(self, module):
-        # A pre-trained encoder moves slowly so the few labels adjust, not overwrite, what it learned.
-        ratio = 1.0 if self.embedder_ is None else self.encoder_lr_ratio
-        return _finetune.make_optimizer(
-            module,
-            learning_rate=self.learning_rate,
-            encoder_learning_rate=self.learning_rate * ratio,
-            weight_decay=self.weight_decay,
-        )
 
     def _outputs(self, X):
         """Network outputs (logits, or standardised predictions) in float64."""
