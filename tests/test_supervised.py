@@ -183,7 +183,12 @@ def test_prefit_embedder_survives_clone_when_frozen(cohort, fitted_embedder):
     assert hasattr(fitted_embedder, "module_")  # the frozen embedder was neither refitted nor unfitted
 
 
-def test_learning_rates_of_encoder_and_head(cohort, fitted_embedder):
+def test_learning_rates_of_encoder_and_head(cohort, fitted_embedder, monkeypatch):
+    from skssl import _finetune
+
+    built = []  # the optimiser each fit trains with
+    make_optimizer = _finetune.make_optimizer
+    monkeypatch.setattr(_finetune, "make_optimizer", lambda *a, **k: built.append(make_optimizer(*a, **k)) or built[-1])
     X, y = cohort
     y_semi, _ = hide_labels(y, 10)
     lr = SMALL_FIT["learning_rate"]
@@ -195,7 +200,7 @@ def test_learning_rates_of_encoder_and_head(cohort, fitted_embedder):
     ]
     for params, rates in cases:
         clf = SSLClassifier(fitted_embedder, random_state=0, **params, **SMALL_FIT).fit(X, y_semi)
-        groups = clf._make_optimizer(clf.module_).param_groups
+        groups = built[-1].param_groups
         assert [g["lr"] for g in groups] == pytest.approx(rates)
         n_optimised = sum(p.numel() for g in groups for p in g["params"])
         n_trainable = sum(p.numel() for p in clf.module_.parameters() if p.requires_grad)
