@@ -111,16 +111,19 @@ class EpochProgress:
         return sys.stdout if self._stream is None else self._stream
 
     def start(self, schedule, *, has_validation):
-        self.schedule, self.max_epochs, self.patience = schedule, schedule.max_epochs, schedule.patience
+        self.schedule, self.max_epochs = schedule, schedule.max_epochs
         self.has_validation = has_validation
         self._interactive = self.verbose < 2 and is_interactive(self.stream)
         # A terminal returns only to the start of the last screen row: an updating line must fit in one row.
         self._width = None if not self._interactive or _is_notebook(self.stream) else shutil.get_terminal_size().columns
-        self._every = 1 if self.verbose >= 2 else max(1, math.ceil(self.max_epochs / PLAIN_LINES_PER_RUN))
+        self._every = self._line_interval(self.max_epochs)
         self._start = self._last_draw = time.perf_counter()
         self._epochs_seen = 0
         self._first_epoch = None
-        self._every_now = self._every  # a line every tenth of the run as the stopping rule foresees it
+
+    def _line_interval(self, run_epochs):
+        """Epochs between two plain lines: every epoch at verbose >= 2, else a tenth of a run of ``run_epochs``."""
+        return 1 if self.verbose >= 2 else max(1, math.ceil(run_epochs / PLAIN_LINES_PER_RUN))
 
     def epoch(self, epoch, train_loss, validation_loss=None, *, best_epoch=None, last_epoch=None):
         """After ``epoch`` (counted from 1) with its mean training loss and, if any, validation loss.
@@ -148,14 +151,13 @@ class EpochProgress:
                 f"{self.label} epoch {epoch}, best {best_epoch}: {losses}; {elapsed:.1f} s, "
                 f"~{_duration(left)} left ({end})"
             )
-            self._every_now = max(1, math.ceil(last_epoch / PLAIN_LINES_PER_RUN)) if self.verbose < 2 else 1
-        every = self._every_now
+            self._every = self._line_interval(last_epoch)  # a tenth of the run as the stopping rule foresees it
         now = time.perf_counter()
         if self._interactive:
             if epoch == 1 or epoch == self.max_epochs or now - self._last_draw >= REDRAW_SECONDS:
                 self._redraw(text)
                 self._last_draw = now
-        elif epoch == 1 or epoch % every == 0 or now - self._last_draw >= PLAIN_SECONDS:
+        elif epoch == 1 or epoch % self._every == 0 or now - self._last_draw >= PLAIN_SECONDS:
             self._write_line(text)
             self._last_draw = now
 
