@@ -387,6 +387,10 @@ _STRATEGY_PARAMETERS = """strategy : {"ensemble", "finetune"}, default="ensemble
         unlabeled) and are trained on the labeled rows; their predictions are averaged with weights chosen on
         held-out predictions of the labeled rows. ``"finetune"``: the reference study's protocol, pre-training then
         fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose`` apply to it only).
+        Memory: ``"ensemble"`` reads ``X`` (in batches) into one dense float32 array of
+        ``4 * n_samples * n_features`` bytes, because its members standardise every gene, which turns a sparse
+        matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy would
+        save nothing; ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never whole.
     members : tuple of str or None, default=None
         Members of the ensemble, among ``"genes"`` (linear model on the standardised genes), ``"pcs"`` (linear
         model on the 8 whitened top principal components of all rows), ``"graph"`` (label spreading over the

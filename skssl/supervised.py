@@ -260,12 +260,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         Parameters
         ----------
         X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
-            Expression matrix, samples in rows; labeled and unlabeled samples together. With
-            ``strategy="ensemble"``, ``X`` is read (in batches) into one dense float32 array of
-            ``4 * n_samples * n_features`` bytes: its members standardise every gene, which turns a sparse
-            matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy
-            would save nothing. With ``strategy="finetune"``, sparse and memory-mapped input is read one batch at
-            a time and never whole.
+            Expression matrix, samples in rows; labeled and unlabeled samples together (how much memory each
+            strategy needs: see ``strategy``).
         y : array-like of shape (n_samples,)
             Class labels; ``-1`` (or None/NaN in an object array) marks an unlabeled sample. At least 2 labeled
             samples of at least 2 classes are needed.
@@ -502,12 +498,8 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
         Parameters
         ----------
         X : {array-like, sparse matrix, np.memmap} of shape (n_samples, n_features)
-            Expression matrix, samples in rows; labeled and unlabeled samples together. With
-            ``strategy="ensemble"``, ``X`` is read (in batches) into one dense float32 array of
-            ``4 * n_samples * n_features`` bytes: its members standardise every gene, which turns a sparse
-            matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy
-            would save nothing. With ``strategy="finetune"``, sparse and memory-mapped input is read one batch at
-            a time and never whole.
+            Expression matrix, samples in rows; labeled and unlabeled samples together (how much memory each
+            strategy needs: see ``strategy``).
         y : array-like of shape (n_samples,)
             Continuous target; NaN marks an unlabeled sample. At least 2 samples need a target.
 
