@@ -24,6 +24,8 @@ from sklearn.utils.validation import _get_feature_names as get_feature_names
 __all__ = [
     "DOCS_URL",
     "DOC_LINK_TEMPLATE",
+    "FITTED_NAME",
+    "SKLEARN_PRIVATE_STATE",
     "DocLinkMixin",
     "Interval",
     "InvalidParameterError",
@@ -31,11 +33,15 @@ __all__ = [
     "check_feature_names",
     "check_feature_names_in",
     "check_n_features",
+    "constructor_parameter_names",
     "default_process_group_store",
     "ema_update_",
     "fit_context",
     "get_feature_names",
     "portable_sklearn_params",
+    "set_sklearn_fitted_state",
+    "sklearn_fitted_state",
+    "sklearn_state_name",
     "standard_gamma",
     "validate_estimator_params",
     "validate_params",
@@ -138,7 +144,8 @@ def portable_sklearn_params(cls, params):
 # state of the scikit-learn objects inside an SSLClassifier / SSLRegressor ensemble through these functions, and
 # load_model sets it back, so that the model files depend on scikit-learn's internals in this one place.
 SKLEARN_PRIVATE_STATE = {"PCA": ("_fit_svd_solver",)}
-_PUBLIC_FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
+# scikit-learn's naming of a public fitted attribute (``coef_``); skssl's estimators follow it too.
+FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
 
 
 def sklearn_state_name(cls, key, params):
@@ -146,7 +153,7 @@ def sklearn_state_name(cls, key, params):
     of its fitted state: a public fitted attribute (``name_``) or one of the private ones that prediction reads."""
     if key in params or hasattr(cls, key):
         return False
-    return bool(_PUBLIC_FITTED_NAME.match(key)) or key in SKLEARN_PRIVATE_STATE.get(cls.__name__, ())
+    return bool(FITTED_NAME.match(key)) or key in SKLEARN_PRIVATE_STATE.get(cls.__name__, ())
 
 
 def sklearn_fitted_state(obj):

@@ -48,11 +48,10 @@ __all__ = ["FORMAT_VERSION", "MAX_BYTES", "MAX_META_BYTES", "load_model", "read_
 #: Version of the file layout written by :func:`save_model`; :func:`load_model` reads this version and older ones.
 #: Bump it when a change of the estimators makes older files load wrongly (a renamed parameter, a new fitted
 #: attribute that ``transform`` needs, a module whose state dict changes), and teach the loader to upgrade the
-#: older versions (e.g. fill in the new attribute), so that published models keep loading. A change the loader can
-#: recognise from the file alone may keep the version: the VAE's state-dict layout of skssl 0.1.0 is told apart by
-#: its tensor names and renamed on load (``_rebuild.py``), so format 1 covers both layouts.
-# 1: skssl 0.1.0 and the development versions after it (two layouts of the VAE's network, told apart by their
-# tensor names); 2: skssl 0.2.0 on (one layout: the networks as skssl.vae builds them).
+#: older versions (e.g. fill in the new attribute), so that published models keep loading. Format 1: skssl 0.1.0
+#: and the development versions after it, with two layouts of the VAE's network (told apart by their tensor names
+#: and upgraded on load, ``_rebuild.py``) and SSLRegressor's target scaling in private attributes (renamed on load);
+#: format 2: skssl 0.2.0 on, one layout, never upgraded.
 FORMAT_VERSION = 2
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"

@@ -6,13 +6,12 @@ loader refuses the file before building anything otherwise.
 
 from __future__ import annotations
 
-import re
-
 from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from .. import _ensemble
+from .._compat import FITTED_NAME
 from ..contrastive import ContrastiveEmbedder
 from ..masked import MaskedAutoencoder
 from ..supervised import SSLClassifier, SSLRegressor
@@ -54,7 +53,7 @@ _FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale
 # The fitted attribute written as the network's state dict, not as a value. Private attributes (training-only state
 # such as a partial_fit's optimiser) are never written: only fitted attributes (public, ending in "_") are.
 _SKIPPED = {"module_"}
-_FITTED_NAME = re.compile(r"^[a-z][a-z0-9_]*_$")
+_FITTED_NAME = FITTED_NAME
 _NUMERIC_KINDS = "biufc"
 
 # The values of fitted attributes that predictions subtract, divide by or multiply with, by attribute name (whatever
