@@ -239,6 +239,21 @@ _KIND_NAMES = {
 }
 
 
+def embedder_method_parts(method):
+    """``(embedder, study_aware, kind)`` of a pre-trained method's name, ``<embedder>[_study]_<kind>`` (e.g.
+    ``("vime", True, "prefit")`` for ``vime_study_prefit``); None for any other method.
+
+    >>> embedder_method_parts("scarf_probe"), embedder_method_parts("logreg")
+    (('scarf', False, 'probe'), None)
+    """
+    family, _, kind = method.rpartition("_")
+    study_aware = family.endswith("_study")
+    family = family.removesuffix("_study")
+    if family in _EMBEDDER_NAMES and kind in _KIND_NAMES:
+        return family, study_aware, kind
+    return None
+
+
 def plain_name(method):
     """A name a reader without the code understands, for reports and plot legends (the code name stays the key).
 
@@ -249,12 +264,11 @@ def plain_name(method):
     """
     if method in _PLAIN_NAMES:
         return _PLAIN_NAMES[method]
-    embedder, _, kind = method.partition("_")
-    study = kind.startswith("study_")
-    kind = kind.removeprefix("study_")
-    if embedder in _EMBEDDER_NAMES and kind in _KIND_NAMES:
-        return _KIND_NAMES[kind].format(("study-aware " if study else "") + _EMBEDDER_NAMES[embedder])
-    return method
+    parts = embedder_method_parts(method)
+    if parts is None:
+        return method
+    embedder, study_aware, kind = parts
+    return _KIND_NAMES[kind].format(("study-aware " if study_aware else "") + _EMBEDDER_NAMES[embedder])
 
 
 def named(method):

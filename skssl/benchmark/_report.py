@@ -18,6 +18,7 @@ from ._methods import (
     EMBEDDER_STEP_BUDGET,
     METHOD_DESCRIPTIONS,
     RECOMMENDED_METHOD,
+    embedder_method_parts,
     named,
     plain_name,
 )
@@ -214,19 +215,18 @@ _COLORS = {
 
 def _style(method):
     """Colour, marker and line style of a method in the plot."""
-    family, _, kind = method.rpartition("_")
     if method in ("ssl_ensemble", RECOMMENDED_METHOD):  # the recommended start: its own colour, not a baseline's
         return "#ff7f0e", "*", "-"
     if method in _COLORS:
         marker = {"logreg": "o", "pca_logreg": "s", "pool_pca_logreg": "P"}.get(method, "D")
         return _COLORS[method], marker, ":" if "logreg" in method else "-."
-    study_aware = family.endswith("_study")  # the transfer benchmark's study-aware pre-training: dotted
-    family = family.removesuffix("_study")
-    if family in _COLORS and kind in ("probe", "finetune", "prefit"):
-        marker = {"probe": "o", "finetune": "^", "prefit": "s"}[kind]
-        style = ":" if study_aware else "-" if kind == "probe" else "--" if kind == "finetune" else "-."
-        return _COLORS[family], marker, style
-    return None, "x", "-"
+    parts = embedder_method_parts(method)
+    if parts is None:
+        return None, "x", "-"
+    family, study_aware, kind = parts  # study-aware pre-training (the transfer benchmark): dotted
+    marker = {"probe": "o", "finetune": "^", "prefit": "s"}[kind]
+    style = ":" if study_aware else "-" if kind == "probe" else "--" if kind == "finetune" else "-."
+    return _COLORS[family], marker, style
 
 
 def _pm(mean, sd, digits=3):
