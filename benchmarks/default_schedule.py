@@ -317,22 +317,13 @@ def main():
             args.data_dir,
             args.out,
         )
-    elif args.part == "select":
-        scores(
-            args.datasets or ["synthetic", "tcga_acc.RNASeq2GeneNorm"],
-            ["old", *(args.rules or CANDIDATES)],
-            seeds,
-            args.data_dir,
-            args.out,
-        )
-    elif args.part == "scores":
-        scores(
-            args.datasets or ["bladderbatch", "hsmm_myoblast"],
-            args.rules or ["old", "new"],
-            seeds,
-            args.data_dir,
-            args.out,
-        )
+    elif args.part in ("select", "scores"):
+        # select: the candidates against the old rule on the selection sets; scores: old vs new on the scored cohorts.
+        if args.part == "select":
+            datasets, rules = ["synthetic", "tcga_acc.RNASeq2GeneNorm"], ["old", *(args.rules or CANDIDATES)]
+        else:
+            datasets, rules = ["bladderbatch", "hsmm_myoblast"], args.rules or ["old", "new"]
+        scores(args.datasets or datasets, rules, seeds, args.data_dir, args.out)
     else:
         parser.error("give --part or --summary")
 
