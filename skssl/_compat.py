@@ -7,9 +7,18 @@ review.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 
 import torch
+
+# torch's CPU allocator puts tensors of 2 MB and more on transparent huge pages when THP_MEM_ALLOC_ENABLE is set
+# (a documented torch environment variable). A wide network reallocates its weight gradients (45-100 MB each) at
+# every step; on 4 KB pages each reallocation costs one page fault per 4 KB, which was a quarter of a default
+# MaskedAutoencoder epoch on bladderbatch (docs/default_schedule.md). torch reads the variable once, at its first
+# large CPU allocation, so it is set here, when skssl is imported; it changes where tensors live, never a value. A
+# user who sets it (to 0 to opt out) keeps their choice.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # scikit-learn's parameter validation (``_parameter_constraints`` + ``fit_context``, ``validate_params`` for
 # functions) lives in a private module. It has been stable since scikit-learn 1.2 and skssl supports >= 1.6; if it

@@ -424,7 +424,7 @@ def train_epoch(
             loss = loss_fn(module, x, rows_of(targets, rows, device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
+        clip_gradients(module)
         optimizer.step()
         if after_step is not None:
             after_step(module)
@@ -462,6 +462,23 @@ def evaluate(
     if distributed is not None:
         total, seen = distributed.sum(total, seen)
     return (total / max(seen, 1)).item()
+
+
+def clip_gradients(module):
+    """Scale the gradients down to a norm of ``MAX_GRAD_NORM`` when it is more, as ``clip_grad_norm_`` does.
+
+    ``clip_grad_norm_`` multiplies every gradient by its clamped factor even when that factor is 1, to spare an
+    accelerator a synchronisation; on a CPU that pass over the gradients was 5 % of a wide network's step, so there
+    the factor is computed the same way and the gradients are scaled only when it is below 1 (the same values, bit
+    for bit).
+    """
+    params = [p for p in module.parameters() if p.grad is not None]
+    if not params or params[0].device.type != "cpu":
+        torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
+        return
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if (MAX_GRAD_NORM / (norm + 1e-6)).item() < 1.0:
+        torch.nn.utils.clip_grads_with_norm_(params, MAX_GRAD_NORM, norm)
 
 
 def autocast(device, precision):

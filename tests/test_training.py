@@ -1,5 +1,9 @@
 """The training loop's data paths: partial_fit, the vectorised corruption against a per-row reference, schedules."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +12,15 @@ from scipy import stats
 
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
 from skssl._corruption import scarf_corrupt, vime_mask
-from skssl._training import Schedule, auto_batch_size, fit_loop, make_adamw, resolve_schedule
+from skssl._training import (
+    MAX_GRAD_NORM,
+    Schedule,
+    auto_batch_size,
+    clip_gradients,
+    fit_loop,
+    make_adamw,
+    resolve_schedule,
+)
 
 FAST = dict(hidden_dims=(32,), n_components=4, device="cpu", random_state=0)
 
@@ -276,3 +288,36 @@ def test_fit_loop_after_step_and_divergence():
     assert len(steps) == 6  # 2 steps per epoch
     with pytest.raises(FloatingPointError, match="Toy training diverged.*learning_rate"):
         _run(_Linear(), lambda m, x, t, generator=None: m(x).sum() * np.inf, X, train_rows=np.arange(8), name="Toy")
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_clip_gradients_gives_clip_grad_norms_values_bit_for_bit(scale):
+    # Within the norm (scale 1e-3) the CPU path skips clip_grad_norm_'s multiplication by 1; above it (1e3) it
+    # scales. Either way the gradients must be exactly clip_grad_norm_'s.
+    torch.manual_seed(0)
+    modules = [torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5)) for _ in range(2)]
+    modules[1].load_state_dict(modules[0].state_dict())
+    x = torch.randn(16, 30)
+    for module in modules:
+        (module(x).square().sum() * scale).backward()
+    modules[1][2].bias.grad = None  # a parameter without a gradient is left out, as clip_grad_norm_ does
+    modules[0][2].bias.grad = None
+    torch.nn.utils.clip_grad_norm_(modules[0].parameters(), MAX_GRAD_NORM)
+    clip_gradients(modules[1])
+    norm = torch.nn.utils.get_total_norm([p.grad for p in modules[1].parameters() if p.grad is not None])
+    assert (norm <= MAX_GRAD_NORM * (1 + 1e-5)) and (scale < 1 or norm >= MAX_GRAD_NORM * (1 - 1e-5))
+    for reference, ours in zip(modules[0].parameters(), modules[1].parameters()):
+        assert (reference.grad is None and ours.grad is None) or torch.equal(reference.grad, ours.grad)
+
+
+def test_importing_skssl_turns_on_torchs_huge_page_allocations_unless_the_user_chose():
+    import skssl  # noqa: F401  (the test session imported it already; this names what the test is about)
+
+    assert os.environ.get("THP_MEM_ALLOC_ENABLE") is not None
+    code = "import os, skssl; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    for preset, expected in [(None, "1"), ("0", "0")]:
+        env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+        if preset is not None:
+            env["THP_MEM_ALLOC_ENABLE"] = preset
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
