@@ -254,7 +254,7 @@ def fit_loop(
             if monitored < best_loss - tol * abs(best_loss if math.isfinite(best_loss) else 0.0):
                 best_loss, best_epoch, stale = monitored, epoch, 0
                 if early_stopping and has_validation:
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                    best_state = keep_state(module, best_state)
             else:
                 stale += 1
             if progress is not None:
@@ -462,6 +462,21 @@ def evaluate(
     if distributed is not None:
         total, seen = distributed.sum(total, seen)
     return (total / max(seen, 1)).item()
+
+
+def keep_state(module, kept=None):
+    """A copy of ``module``'s state, written into ``kept`` (a previous copy) when there is one.
+
+    Copying into the previous best epoch's tensors rather than cloning new ones spares a wide network a fresh
+    allocation of all its weights at every improvement (on 47 192 genes, 292 MB, whose new pages cost more than
+    the copy).
+    """
+    state = module.state_dict()
+    if kept is None or kept.keys() != state.keys():
+        return {k: v.detach().clone() for k, v in state.items()}
+    for key, value in state.items():
+        kept[key].copy_(value.detach())
+    return kept
 
 
 def clip_gradients(module):
