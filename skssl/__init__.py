@@ -17,7 +17,7 @@ from .preprocessing import GeneAligner, HighlyVariableGenes, LogCPM
 from .supervised import SSLClassifier, SSLRegressor
 from .vae import VAEEmbedder
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = [
     "ContrastiveEmbedder",

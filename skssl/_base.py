@@ -28,6 +28,8 @@ from ._embedding_scale import StandardizedEmbedding
 from ._fit_state import TrainingRun, previous_state_on_error, training_attributes
 from ._progress import EpochProgress
 from ._training import (
+    AUTO_PATIENCE_STEPS,
+    EMBEDDER_PATIENCE_STEPS,
     Checkpoint,
     cuda_indices,
     fit_loop,
@@ -67,8 +69,8 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
     _interrupt_hint = "Fit again to train anew."  # the end of the FitInterruptedWarning: how to go on
-    # n_iter_no_change="auto" on < 5 000 training rows: patience relative to the best epoch (resolve_schedule)
-    _small_cohort_stopping = False
+    # The optimisation steps that n_iter_no_change="auto" waits for an improvement (resolve_schedule)
+    _patience_steps = AUTO_PATIENCE_STEPS
 
     # ------------------------------------------------------------------ fitting
     def _make_optimizer(self, module):
@@ -87,7 +89,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
             batch_size=self.batch_size,
             max_epochs=self.max_epochs,
             n_iter_no_change=self.n_iter_no_change,
-            small_cohort_stopping=self._small_cohort_stopping,
+            patience_steps=self._patience_steps,
         )
 
     def _progress(self, phase=None):
@@ -196,9 +198,9 @@ class BaseSSLEstimator(
     embedder through ``module_.encoder_path()`` and starts its from-scratch baseline from ``_initial_module(X)``.
     """
 
-    # The small-cohort stopping rule of resolve_schedule is off: 5x faster fits on bladderbatch, but lower scores
-    # there (docs/default_schedule.md). True switches it on for every embedder.
-    _small_cohort_stopping = False
+    # Half the patience of other networks: on small cohorts the 200 steps spent most of a fit after its best epoch
+    # and 100 kept the best epoch of every measured run (docs/default_schedule.md).
+    _patience_steps = EMBEDDER_PATIENCE_STEPS
 
     _parameter_constraints: dict = {
         **BaseTorchEstimator._parameter_constraints,

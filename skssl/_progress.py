@@ -170,7 +170,7 @@ class EpochProgress:
         self._write_line(f"{self.label} {reason} after {self._epochs_seen} epoch(s)")
 
     def summary(self, result):
-        patience = self.schedule.patience_at(max(1, result.best_epoch))
+        patience = self.schedule.patience
         stopped = {
             "early_stopping": f"stopped early (no improvement in {patience} epochs)",
             "max_epochs": "reached max_epochs",

@@ -30,16 +30,11 @@ AUTO_MIN_EPOCHS = 3
 AUTO_MAX_EPOCHS = 500
 AUTO_PATIENCE_STEPS = 200
 AUTO_MIN_PATIENCE = 10
-# The small-cohort stopping rule (resolve_schedule(..., small_cohort_stopping=True)), under AUTO_SMALL_ROWS training
-# rows: training stops once the epochs since the best one reach max(AUTO_SMALL_MIN_PATIENCE, AUTO_RELATIVE_PATIENCE
-# * best epoch), so at most about a third of a long run comes after its best epoch, where the step-based patience
-# (200 steps: 100 epochs of a 2-step epoch) spent three quarters of a bladderbatch fit after it. From AUTO_SMALL_ROWS
-# rows on (epochs of >= 20 steps) the patience stays AUTO_PATIENCE_STEPS / AUTO_MIN_PATIENCE. The constants were
-# chosen on other data sets than the cohorts they were scored on; on bladderbatch the rule cut the fit time 5x but
-# lowered the scores beyond noise, so no estimator uses it by default (docs/default_schedule.md).
-AUTO_SMALL_ROWS = 5000
-AUTO_SMALL_MIN_PATIENCE = 5
-AUTO_RELATIVE_PATIENCE = 0.5
+# The embedders' patience (their n_iter_no_change="auto"): half as many steps. On cohorts of 50-300 samples the 200
+# steps spent most of a fit after its best epoch (100 epochs of a 2-step epoch on bladderbatch); with 100 each of 30
+# measured runs (10 splits each of bladderbatch, HSMM and a synthetic cohort) kept its best epoch, and 8 of 10 on TCGA
+# ACC (docs/default_schedule.md). From 5 000 training rows on (epochs of >= 20 steps) both are the 10-epoch minimum.
+EMBEDDER_PATIENCE_STEPS = 100
 # The "auto" batch size: a quarter of the training rows, clipped to this range (and to the number of rows).
 AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 256
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
@@ -51,23 +46,17 @@ CHECKPOINT_FORMAT = 1
 
 
 class Schedule(NamedTuple):
-    """Rows per step, most epochs, and epochs without improvement before early stopping: ``patience``, or
-    ``relative_patience`` times the best epoch so far when that is more (:meth:`patience_at`)."""
+    """Rows per step, most epochs, and epochs without improvement before early stopping."""
 
     batch_size: int
     max_epochs: int
     patience: int
-    relative_patience: float = 0.0
-
-    def patience_at(self, best_epoch):
-        """Epochs without improvement that stop training while ``best_epoch`` (from 1) is the best epoch."""
-        return max(self.patience, math.ceil(self.relative_patience * best_epoch))
 
     def last_epoch(self, best_epoch, early_stopping=True):
         """The epoch after which training stops if the monitored loss does not improve on ``best_epoch``'s."""
         if not early_stopping:
             return self.max_epochs
-        return min(self.max_epochs, best_epoch + self.patience_at(best_epoch))
+        return min(self.max_epochs, best_epoch + self.patience)
 
 
 def auto_batch_size(n_train):
@@ -94,25 +83,24 @@ def resolve_schedule(
     max_epochs="auto",
     n_iter_no_change="auto",
     steps=AUTO_STEP_BUDGET,
-    small_cohort_stopping=False,
+    patience_steps=AUTO_PATIENCE_STEPS,
 ):
     """Batch size, epochs and early-stopping patience for ``n_train`` training rows, resolving ``"auto"``.
 
     - ``batch_size="auto"``: a quarter of the training rows, clipped to [32, 256]; any batch size is clipped to
       ``n_train``.
     - ``max_epochs="auto"``: about ``steps`` (3 000) optimisation steps, between 3 and 500 epochs.
-    - ``n_iter_no_change="auto"``: about 200 optimisation steps, at least 10 epochs. With ``small_cohort_stopping``
-      (off in every estimator, see ``AUTO_SMALL_ROWS``) and fewer than 5 000 training rows: 5 epochs, or half the
-      best epoch so far when that is more (``Schedule.relative_patience``); from 5 000 rows on, as without it.
+    - ``n_iter_no_change="auto"``: about ``patience_steps`` optimisation steps (200; the embedders ask for
+      ``EMBEDDER_PATIENCE_STEPS``, 100), at least 10 epochs.
 
     >>> resolve_schedule(54)
-    Schedule(batch_size=32, max_epochs=500, patience=100, relative_patience=0.0)
-    >>> resolve_schedule(54, small_cohort_stopping=True)
-    Schedule(batch_size=32, max_epochs=500, patience=5, relative_patience=0.5)
-    >>> resolve_schedule(1_000_000, small_cohort_stopping=True)
-    Schedule(batch_size=256, max_epochs=3, patience=10, relative_patience=0.0)
+    Schedule(batch_size=32, max_epochs=500, patience=100)
+    >>> resolve_schedule(54, patience_steps=EMBEDDER_PATIENCE_STEPS)
+    Schedule(batch_size=32, max_epochs=500, patience=50)
+    >>> resolve_schedule(1_000_000, patience_steps=EMBEDDER_PATIENCE_STEPS)
+    Schedule(batch_size=256, max_epochs=3, patience=10)
     >>> resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2)
-    Schedule(batch_size=100, max_epochs=7, patience=2, relative_patience=0.0)
+    Schedule(batch_size=100, max_epochs=7, patience=2)
     """
     n_train = int(n_train)
     if n_train < 1:
@@ -123,14 +111,11 @@ def resolve_schedule(
         epochs = int(np.clip(math.ceil(steps / per_epoch), AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS))
     else:
         epochs = int(max_epochs)
-    relative = 0.0
-    if not _is_auto(n_iter_no_change):
-        patience = int(n_iter_no_change)
-    elif small_cohort_stopping and n_train < AUTO_SMALL_ROWS:
-        patience, relative = AUTO_SMALL_MIN_PATIENCE, AUTO_RELATIVE_PATIENCE
+    if _is_auto(n_iter_no_change):
+        patience = max(AUTO_MIN_PATIENCE, math.ceil(patience_steps / per_epoch))
     else:
-        patience = max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / per_epoch))
-    return Schedule(size, epochs, patience, relative)
+        patience = int(n_iter_no_change)
+    return Schedule(size, epochs, patience)
 
 
 def _is_auto(value):
@@ -184,7 +169,7 @@ def fit_loop(
     After each epoch the mean loss on ``validation_rows`` (in eval mode, under a corruption generator seeded with
     ``seed`` so that epochs are compared on the same corruptions) is the monitored loss; the training loss is
     monitored when there are no validation rows. With ``early_stopping``, training stops after
-    ``schedule.patience_at(best_epoch)`` epochs without a relative improvement of ``tol`` (:class:`Schedule`), and
+    ``schedule.patience`` epochs without a relative improvement of ``tol`` (:class:`Schedule`), and
     with validation rows the module gets the weights of the best epoch back. The global torch RNG draws the
     training corruptions: seed it (in a ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"``
     runs forward and backward passes under bfloat16 autocast.
@@ -262,7 +247,7 @@ def fit_loop(
                 validation = monitored if has_validation else None
                 progress.epoch(epoch, train_loss, validation, best_epoch=best_epoch, last_epoch=last)
             completed = epoch
-            if early_stopping and stale >= schedule.patience_at(best_epoch):
+            if early_stopping and stale >= schedule.patience:
                 stop_reason = "early_stopping"
                 break
             due = time.perf_counter() - last_save >= CHECKPOINT_SECONDS and epoch < schedule.max_epochs

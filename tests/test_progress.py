@@ -110,7 +110,7 @@ def test_epoch_line_estimates_the_time_left_by_the_stopping_rule(monkeypatch):
     stream = FakeStream(tty=False)
     progress = EpochProgress("Model", verbose=2, stream=stream)
     monkeypatch.setattr("time.perf_counter", lambda: 100.0)
-    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    progress.start(Schedule(32, 500, 8), has_validation=True)
     for epoch in range(1, 9):
         line = _line(progress, epoch, epoch, epoch + 6, 0.5 * epoch, monkeypatch, stream)
     assert line == (
@@ -130,7 +130,7 @@ def test_plain_stream_lines_follow_the_foreseen_end_not_the_ceiling():
     # best epoch): 13 lines, where a tenth of max_epochs=500 (50 epochs) would have printed the first alone.
     stream = FakeStream(tty=False)
     progress = EpochProgress("Model", stream=stream)
-    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    progress.start(Schedule(32, 500, 8), has_validation=True)
     for epoch in range(1, 21):
         progress.epoch(epoch, 1.0, 1.0, best_epoch=min(epoch, 15), last_epoch=min(epoch, 15) + 5)
     epochs = [int(line.split("epoch ")[1].split(",")[0]) for line in stream.getvalue().splitlines()]
@@ -140,7 +140,7 @@ def test_plain_stream_lines_follow_the_foreseen_end_not_the_ceiling():
 def test_closing_line_names_the_patience_that_stopped_the_run():
     stream = FakeStream(tty=False)
     progress = EpochProgress("Model", stream=stream)
-    progress.start(Schedule(32, 500, 5, 0.25), has_validation=True)
+    progress.start(Schedule(32, 500, 8), has_validation=True)
     history = {"train_loss": [1.0] * 40, "validation_loss": [1.0] * 40}
     progress.finish(FitResult(history, 40, 32, "early_stopping", True, 3.0))
     assert "40 of at most 500 epochs (max_epochs='auto'), stopped early (no improvement in 8 epochs)" in (

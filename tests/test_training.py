@@ -13,6 +13,7 @@ from scipy import stats
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
 from skssl._corruption import scarf_corrupt, vime_mask
 from skssl._training import (
+    EMBEDDER_PATIENCE_STEPS,
     MAX_GRAD_NORM,
     Schedule,
     auto_batch_size,
@@ -150,46 +151,42 @@ def test_resolve_schedule_is_the_documented_auto_rule():
     assert resolve_schedule(4000) == Schedule(256, 188, 13)  # 16 steps per epoch (15 full + a remainder of 160)
     assert resolve_schedule(1_000_000) == Schedule(256, 3, 10)
     assert resolve_schedule(10).batch_size == 10
-    assert resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2) == (100, 7, 2, 0.0)
+    assert resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2) == (100, 7, 2)
     # A 1-row remainder is no step: 65 rows in batches of 32 are 2 steps per epoch, 66 rows 3.
-    assert resolve_schedule(65, batch_size=32) == (32, 500, 100, 0.0)
-    assert resolve_schedule(66, batch_size=32) == (32, 500, 67, 0.0)
+    assert resolve_schedule(65, batch_size=32) == (32, 500, 100)
+    assert resolve_schedule(66, batch_size=32) == (32, 500, 67)
     with pytest.raises(ValueError, match="at least 1"):
         resolve_schedule(0)
 
 
-def test_small_cohort_stopping_is_relative_to_the_best_epoch():
-    # The embedders' rule under 5 000 training rows: 5 epochs, or half the best epoch when that is more.
-    small = resolve_schedule(51, small_cohort_stopping=True)
-    assert small == Schedule(32, 500, 5, 0.5)
-    assert [small.patience_at(best) for best in (1, 10, 11, 31, 100)] == [5, 5, 6, 16, 50]
-    assert small.last_epoch(31) == 47 and small.last_epoch(31, early_stopping=False) == 500
-    assert Schedule(32, 40, 5, 0.5).last_epoch(37) == 40  # never past max_epochs
-    assert resolve_schedule(4999, small_cohort_stopping=True).relative_patience == 0.5
-    # An explicit n_iter_no_change is a plain patience, as before.
-    assert resolve_schedule(51, n_iter_no_change=7, small_cohort_stopping=True) == Schedule(32, 500, 7, 0.0)
+def test_embedders_wait_half_as_many_steps_for_an_improvement():
+    # The embedders' patience: about 100 optimisation steps, at least 10 epochs; other networks keep 200 steps.
+    assert resolve_schedule(51, patience_steps=EMBEDDER_PATIENCE_STEPS) == Schedule(32, 500, 50)
+    assert resolve_schedule(244, patience_steps=EMBEDDER_PATIENCE_STEPS) == Schedule(61, 500, 25)  # HSMM, 4 steps
+    assert Schedule(32, 40, 5).last_epoch(37) == 40  # never past max_epochs
+    assert Schedule(32, 500, 50).last_epoch(31) == 81 and Schedule(32, 500, 50).last_epoch(31, False) == 500
+    # An explicit n_iter_no_change is the patience, as for every network.
+    assert resolve_schedule(51, n_iter_no_change=7, patience_steps=EMBEDDER_PATIENCE_STEPS).patience == 7
 
 
 @pytest.mark.parametrize("n_train", [5000, 5120, 20_000, 100_000, 1_000_000])
-def test_large_inputs_keep_the_schedule_of_before(n_train):
-    # From 5 000 training rows on (e.g. the transfer benchmark's pool pre-training on 20 000 rows), the embedders'
-    # schedule is exactly the one of before the small-cohort rule: a fixed patience of max(10, ceil(200 / steps per
-    # epoch)) epochs and about 3 000 steps; so their fits are bitwise unchanged.
-    per_epoch = -(-n_train // 256)
-    before = Schedule(256, min(500, max(3, -(-3000 // per_epoch))), max(10, -(-200 // per_epoch)))
-    assert resolve_schedule(n_train, small_cohort_stopping=True) == before == resolve_schedule(n_train)
-    assert before.patience_at(10**6) == before.patience  # no relative part
+def test_large_inputs_keep_the_ten_epoch_patience(n_train):
+    # From 5 000 training rows on (epochs of >= 20 steps; e.g. the transfer benchmark's pool pre-training on 20 000
+    # rows) both patiences are the 10-epoch minimum, so the embedders' fits there are as before.
+    assert resolve_schedule(n_train, patience_steps=EMBEDDER_PATIENCE_STEPS) == resolve_schedule(n_train)
+    assert resolve_schedule(n_train).patience == 10
 
 
 def test_estimators_use_the_shared_schedule():
     model = MaskedAutoencoder(batch_size=64, max_epochs="auto", n_iter_no_change=5)
     assert model._schedule(1000) == resolve_schedule(1000, batch_size=64, n_iter_no_change=5)
-    # The small-cohort rule is off by default (it lowered the scores on bladderbatch: docs/default_schedule.md).
     from skssl import SSLClassifier
 
-    for estimator in (MaskedAutoencoder(), ContrastiveEmbedder(), VAEEmbedder(), SSLClassifier()):
-        assert estimator._schedule(51) == resolve_schedule(51) == Schedule(32, 500, 100)
-        assert estimator._schedule(20_000) == resolve_schedule(20_000)
+    for embedder in (MaskedAutoencoder(), ContrastiveEmbedder(), VAEEmbedder()):
+        assert embedder._schedule(51) == resolve_schedule(51, patience_steps=EMBEDDER_PATIENCE_STEPS)
+        assert embedder._schedule(51) == Schedule(32, 500, 50)
+    # The fine-tuned network of SSLClassifier(strategy="finetune") keeps the 200 steps (not measured with fewer).
+    assert SSLClassifier()._schedule(51) == resolve_schedule(51) == Schedule(32, 500, 100)
 
 
 class _Linear(torch.nn.Module):
@@ -219,9 +216,9 @@ def _run(module, loss_fn, X, *, train_rows, validation_rows=(), targets=None, ma
     )
 
 
-def test_fit_loop_stops_by_the_relative_patience():
-    # Validation losses that improve until epoch 24, then stay flat: with patience max(5, ceil(24 / 2)) = 12 the
-    # run ends after epoch 36 and keeps epoch 24's weights.
+def test_fit_loop_stops_after_the_patience_and_keeps_the_best_epoch():
+    # Validation losses that improve until epoch 24, then stay flat: with a patience of 12 the run ends after epoch
+    # 36 and keeps epoch 24's weights.
     validation = iter([10.0 - epoch for epoch in range(24)] + [100.0] * 100)
 
     def loss_fn(module, x, batch_targets, generator=None):
@@ -234,7 +231,7 @@ def test_fit_loop_stops_by_the_relative_patience():
         reader=_data.BatchReader(np.ones((8, 3), dtype=np.float32), device),
         train_rows=np.arange(6),
         validation_rows=np.arange(6, 8),
-        schedule=Schedule(6, 500, 5, 0.5),
+        schedule=Schedule(6, 500, 12),
         device=device,
         generator=np.random.RandomState(0),
         seed=0,
