@@ -5,7 +5,7 @@ Three parts (``--part``), all on the public API:
 - ``fit-time``: default ``MaskedAutoencoder(random_state=seed)`` fits on a whole cohort (bladderbatch 57 x 22 283,
   RMA log2; HSMM 271 x 47 192, log1p of FPKM; all genes): CPU time (``time.process_time``), wall time, epochs run,
   best epoch; the old rule (its parameters given explicitly, see :func:`old_params`) and the installed default
-  (``new``: since 0.2.1 the embedders' 100-step patience, which is the candidate ``s100``).
+  (``new``: since 0.2.1 MaskedAutoencoder's 100-step patience, which is the candidate ``s100``).
 - ``select``: the candidate stopping rules (:data:`CANDIDATES`) against the old rule on other data sets than the two
   scored ones (a synthetic wide cohort from ``skssl.datasets.make_expression`` and tcga_acc.RNASeq2GeneNorm, log1p):
   the ``vime_probe`` scores at 10 % and 100 % of the labels, the epochs run and the best epoch, per seed.

@@ -29,7 +29,6 @@ from ._fit_state import TrainingRun, previous_state_on_error, training_attribute
 from ._progress import EpochProgress
 from ._training import (
     AUTO_PATIENCE_STEPS,
-    EMBEDDER_PATIENCE_STEPS,
     Checkpoint,
     cuda_indices,
     fit_loop,
@@ -69,7 +68,8 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
     _interrupt_hint = "Fit again to train anew."  # the end of the FitInterruptedWarning: how to go on
-    # The optimisation steps that n_iter_no_change="auto" waits for an improvement (resolve_schedule)
+    # The optimisation steps that n_iter_no_change="auto" waits for an improvement (resolve_schedule); a method may
+    # ask for fewer where they were measured to keep its scores (MaskedAutoencoder)
     _patience_steps = AUTO_PATIENCE_STEPS
 
     # ------------------------------------------------------------------ fitting
@@ -197,10 +197,6 @@ class BaseSSLEstimator(
     optionally ``_after_step``, ``_fit_statistics`` and ``_check_fit_values``. ``skssl.supervised`` fine-tunes an
     embedder through ``module_.encoder_path()`` and starts its from-scratch baseline from ``_initial_module(X)``.
     """
-
-    # Half the patience of other networks: on small cohorts the 200 steps spent most of a fit after its best epoch
-    # and 100 kept the best epoch of every measured run (docs/default_schedule.md).
-    _patience_steps = EMBEDDER_PATIENCE_STEPS
 
     _parameter_constraints: dict = {
         **BaseTorchEstimator._parameter_constraints,

@@ -25,8 +25,8 @@ TRAINING_PARAMETERS_DOC = """\
     validation_fraction : float in (0, 1), default=0.1
         Fraction of rows held out for early stopping.
     n_iter_no_change : "auto" or int, default="auto"
-        Epochs without improvement before stopping; "auto" waits for about 100 optimisation steps, at least 10
-        epochs (50 epochs of a 2-step epoch on a cohort of about 50 samples). The verbose progress shows the time
+        Epochs without improvement before stopping; "auto" waits for about 200 optimisation steps, at least 10
+        epochs (100 epochs of a 2-step epoch on a cohort of about 50 samples). The verbose progress shows the time
         left until the epoch where this rule stops the run if the loss does not improve again.
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts as an improvement.

@@ -30,11 +30,13 @@ AUTO_MIN_EPOCHS = 3
 AUTO_MAX_EPOCHS = 500
 AUTO_PATIENCE_STEPS = 200
 AUTO_MIN_PATIENCE = 10
-# The embedders' patience (their n_iter_no_change="auto"): half as many steps. On cohorts of 50-300 samples the 200
-# steps spent most of a fit after its best epoch (100 epochs of a 2-step epoch on bladderbatch); with 100 each of 30
-# measured runs (10 splits each of bladderbatch, HSMM and a synthetic cohort) kept its best epoch, and 8 of 10 on TCGA
-# ACC (docs/default_schedule.md). From 5 000 training rows on (epochs of >= 20 steps) both are the 10-epoch minimum.
-EMBEDDER_PATIENCE_STEPS = 100
+# MaskedAutoencoder's patience (its n_iter_no_change="auto"): half as many steps. On cohorts of 50-300 samples the
+# 200 steps spent most of a fit after its best epoch (100 epochs of a 2-step epoch on bladderbatch); with 100 each
+# of 30 measured runs (10 splits each of bladderbatch, HSMM and a synthetic cohort) kept its best epoch, and 8 of 10
+# on TCGA ACC (docs/default_schedule.md). ContrastiveEmbedder lost scores with it (the example notebook's
+# scarf_probe), so the other networks keep 200. From 5 000 training rows on (epochs of >= 20 steps) both are the
+# 10-epoch minimum.
+MASKED_AUTOENCODER_PATIENCE_STEPS = 100
 # The "auto" batch size: a quarter of the training rows, clipped to this range (and to the number of rows).
 AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 256
 # Gradients are clipped to this norm: expression data has heavy-tailed genes that can produce rare huge steps.
@@ -90,14 +92,14 @@ def resolve_schedule(
     - ``batch_size="auto"``: a quarter of the training rows, clipped to [32, 256]; any batch size is clipped to
       ``n_train``.
     - ``max_epochs="auto"``: about ``steps`` (3 000) optimisation steps, between 3 and 500 epochs.
-    - ``n_iter_no_change="auto"``: about ``patience_steps`` optimisation steps (200; the embedders ask for
-      ``EMBEDDER_PATIENCE_STEPS``, 100), at least 10 epochs.
+    - ``n_iter_no_change="auto"``: about ``patience_steps`` optimisation steps (200; ``MaskedAutoencoder`` asks for
+      ``MASKED_AUTOENCODER_PATIENCE_STEPS``, 100), at least 10 epochs.
 
     >>> resolve_schedule(54)
     Schedule(batch_size=32, max_epochs=500, patience=100)
-    >>> resolve_schedule(54, patience_steps=EMBEDDER_PATIENCE_STEPS)
+    >>> resolve_schedule(54, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS)
     Schedule(batch_size=32, max_epochs=500, patience=50)
-    >>> resolve_schedule(1_000_000, patience_steps=EMBEDDER_PATIENCE_STEPS)
+    >>> resolve_schedule(1_000_000, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS)
     Schedule(batch_size=256, max_epochs=3, patience=10)
     >>> resolve_schedule(100, batch_size=500, max_epochs=7, n_iter_no_change=2)
     Schedule(batch_size=100, max_epochs=7, patience=2)

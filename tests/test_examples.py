@@ -114,7 +114,7 @@ def test_notebook_outputs_are_current(path):
     regenerate = _regenerate_module()
     notebook = nbformat.read(path, as_version=4)
     stamp = notebook.metadata.get(regenerate.STAMP_KEY)
-    fix = f"regenerate its outputs with `{regenerate.COMMAND}` (about 2.5 minutes on 2 CPU cores)"
+    fix = f"regenerate its outputs with `{regenerate.COMMAND}` (about a minute on 2 CPU cores)"
     assert stamp, f"examples/{path.name} has no skssl version stamp in its metadata: {fix}"
     assert stamp.get("version") == skssl.__version__, (
         f"examples/{path.name} stores outputs of skssl {stamp.get('version')}, but the package is skssl "

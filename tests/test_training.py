@@ -13,7 +13,7 @@ from scipy import stats
 from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
 from skssl._corruption import scarf_corrupt, vime_mask
 from skssl._training import (
-    EMBEDDER_PATIENCE_STEPS,
+    MASKED_AUTOENCODER_PATIENCE_STEPS,
     MAX_GRAD_NORM,
     Schedule,
     auto_batch_size,
@@ -159,21 +159,22 @@ def test_resolve_schedule_is_the_documented_auto_rule():
         resolve_schedule(0)
 
 
-def test_embedders_wait_half_as_many_steps_for_an_improvement():
-    # The embedders' patience: about 100 optimisation steps, at least 10 epochs; other networks keep 200 steps.
-    assert resolve_schedule(51, patience_steps=EMBEDDER_PATIENCE_STEPS) == Schedule(32, 500, 50)
-    assert resolve_schedule(244, patience_steps=EMBEDDER_PATIENCE_STEPS) == Schedule(61, 500, 25)  # HSMM, 4 steps
+def test_masked_autoencoder_waits_half_as_many_steps_for_an_improvement():
+    # MaskedAutoencoder's patience: about 100 optimisation steps, at least 10 epochs; other networks keep 200 steps.
+    assert resolve_schedule(51, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS) == Schedule(32, 500, 50)
+    hsmm = resolve_schedule(244, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS)  # 4 steps an epoch
+    assert hsmm == Schedule(61, 500, 25)
     assert Schedule(32, 40, 5).last_epoch(37) == 40  # never past max_epochs
     assert Schedule(32, 500, 50).last_epoch(31) == 81 and Schedule(32, 500, 50).last_epoch(31, False) == 500
     # An explicit n_iter_no_change is the patience, as for every network.
-    assert resolve_schedule(51, n_iter_no_change=7, patience_steps=EMBEDDER_PATIENCE_STEPS).patience == 7
+    assert resolve_schedule(51, n_iter_no_change=7, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS).patience == 7
 
 
 @pytest.mark.parametrize("n_train", [5000, 5120, 20_000, 100_000, 1_000_000])
 def test_large_inputs_keep_the_ten_epoch_patience(n_train):
     # From 5 000 training rows on (epochs of >= 20 steps; e.g. the transfer benchmark's pool pre-training on 20 000
-    # rows) both patiences are the 10-epoch minimum, so the embedders' fits there are as before.
-    assert resolve_schedule(n_train, patience_steps=EMBEDDER_PATIENCE_STEPS) == resolve_schedule(n_train)
+    # rows) both patiences are the 10-epoch minimum, so MaskedAutoencoder's fits there are as before.
+    assert resolve_schedule(n_train, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS) == resolve_schedule(n_train)
     assert resolve_schedule(n_train).patience == 10
 
 
@@ -182,11 +183,11 @@ def test_estimators_use_the_shared_schedule():
     assert model._schedule(1000) == resolve_schedule(1000, batch_size=64, n_iter_no_change=5)
     from skssl import SSLClassifier
 
-    for embedder in (MaskedAutoencoder(), ContrastiveEmbedder(), VAEEmbedder()):
-        assert embedder._schedule(51) == resolve_schedule(51, patience_steps=EMBEDDER_PATIENCE_STEPS)
-        assert embedder._schedule(51) == Schedule(32, 500, 50)
-    # The fine-tuned network of SSLClassifier(strategy="finetune") keeps the 200 steps (not measured with fewer).
-    assert SSLClassifier()._schedule(51) == resolve_schedule(51) == Schedule(32, 500, 100)
+    assert MaskedAutoencoder()._schedule(51) == resolve_schedule(51, patience_steps=MASKED_AUTOENCODER_PATIENCE_STEPS)
+    assert MaskedAutoencoder()._schedule(51) == Schedule(32, 500, 50)
+    # The others keep the 200 steps: ContrastiveEmbedder lost scores with 100, the rest was not measured with fewer.
+    for estimator in (ContrastiveEmbedder(), VAEEmbedder(), SSLClassifier()):
+        assert estimator._schedule(51) == resolve_schedule(51) == Schedule(32, 500, 100)
 
 
 class _Linear(torch.nn.Module):
