@@ -42,7 +42,6 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -50,16 +49,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skssl import make_compendium
-from skssl.benchmark import labeled_subsets, train_test_indices
+from skssl.benchmark import (
+    TRANSFER_COMPENDIUM,
+    TRANSFER_TEST_SIZE,
+    labeled_subsets,
+    logistic_regression,
+    pca_pipeline,
+    pool_pca,
+    train_test_indices,
+)
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2, 1.0)
-# The shipped transfer run's compendium (skssl-benchmark --transfer) and its protocol constants.
-COMPENDIUM = dict(n_studies=100, samples_per_study=200, n_genes=2000, n_cohort_studies=5, n_cohort_samples=1000)
-TEST_SIZE, POOL_PCA_ROWS, PCA_COMPONENTS, LOGREG_MAX_ITER = 0.3, 10_000, 32, 1000
-
-
-def logreg(seed):
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=LOGREG_MAX_ITER, random_state=seed))
 
 
 def sparse_logreg(seed):
@@ -68,16 +68,16 @@ def sparse_logreg(seed):
     )
 
 
-def views_of_cohort(data, rows, train, pool_pca, seed):
+def views_of_cohort(data, rows, train, pool, seed):
     """Label-free views of one cohort study (train + test rows), and the label-informed one."""
     X = np.asarray(data.X_cohort[rows], dtype=np.float64)
     activities = data.info.activities[rows]
     phenotype = data.info.phenotype_programs
-    cohort_pca = make_pipeline(StandardScaler(), PCA(n_components=PCA_COMPONENTS, random_state=seed)).fit(X[train])
+    cohort_pca = pca_pipeline(len(train), X.shape[1], seed).fit(X[train])
     return {
         "genes": X,
         "cohort_pca": cohort_pca.transform(X),
-        "pool_pca": pool_pca.transform(X),
+        "pool_pca": pool.transform(X),
         "programs_projected": (X - X[train].mean(axis=0)) @ data.info.loadings.T,
         "programs_exact": activities,
         "phenotype_programs_exact": activities[:, phenotype],
@@ -89,20 +89,17 @@ SPARSE_VIEWS = ("programs_projected", "programs_exact")
 
 
 def run_draw(draw, seeds):
-    data = make_compendium(**COMPENDIUM, random_state=draw, return_info=True)
-    n_pool = data.X_pool.shape[0]
-    sample = np.sort(np.random.default_rng(0).choice(n_pool, size=min(POOL_PCA_ROWS, n_pool), replace=False))
-    pool_pca = make_pipeline(StandardScaler(), PCA(n_components=PCA_COMPONENTS, random_state=0))
-    pool_pca.fit(np.asarray(data.X_pool[sample], dtype=np.float32))
+    data = make_compendium(**TRANSFER_COMPENDIUM, random_state=draw, return_info=True)
+    pool = pool_pca(data.X_pool)
     n_cohorts = int(data.study_cohort.max()) + 1
     scores = {}  # (view, head, fraction) -> list over seeds
     for seed in seeds:
         rows = np.flatnonzero(data.study_cohort == seed % n_cohorts)
         y = data.y_cohort[rows]
-        train, test = train_test_indices(y, test_size=TEST_SIZE, random_state=seed)
+        train, test = train_test_indices(y, test_size=TRANSFER_TEST_SIZE, random_state=seed)
         subsets = labeled_subsets(y[train], FRACTIONS, random_state=seed)
-        for view, Z in views_of_cohort(data, rows, train, pool_pca, seed).items():
-            heads = {"lr": logreg}
+        for view, Z in views_of_cohort(data, rows, train, pool, seed).items():
+            heads = {"lr": logistic_regression}
             if view in SPARSE_VIEWS:
                 heads["l1_lr"] = sparse_logreg
             for head, make in heads.items():

@@ -3,11 +3,25 @@
 Python API: :func:`label_efficiency` (one row per run) and :func:`summarize` (mean ± sd over seeds). Command line:
 ``skssl-benchmark`` or ``python -m skssl.benchmark`` (see ``skssl-benchmark --help``), which also writes
 ``results.csv``, ``summary.csv``, a plot and ``report.md``.
+
+The protocols' building blocks are public so that a script measured against them reuses them rather than restating
+them: the baselines' :func:`logistic_regression` and :func:`pca_pipeline`, and the transfer run's (``skssl-benchmark
+--transfer``) compendium, test fraction and pool PCA (:data:`TRANSFER_COMPENDIUM`, :data:`TRANSFER_TEST_SIZE`,
+:func:`pool_pca`).
 """
 
 from __future__ import annotations
 
-from ._methods import CLASSIFIER_STEP_BUDGET, DEFAULT_METHODS, EMBEDDER_STEP_BUDGET, METHODS
+from ._methods import (
+    CLASSIFIER_STEP_BUDGET,
+    DEFAULT_METHODS,
+    EMBEDDER_STEP_BUDGET,
+    LOGREG_MAX_ITER,
+    METHODS,
+    PCA_COMPONENTS,
+    logistic_regression,
+    pca_pipeline,
+)
 from ._protocol import (
     DEFAULT_CLASSIFIER_PARAMS,
     DEFAULT_EMBEDDER_PARAMS,
@@ -28,6 +42,7 @@ from ._report import (
     to_records,
     write_outputs,
 )
+from ._transfer import POOL_PCA_ROWS, TRANSFER_COMPENDIUM, TRANSFER_TEST_SIZE, pool_pca
 
 __all__ = [
     "CLASSIFIER_STEP_BUDGET",
@@ -36,10 +51,18 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_METHODS",
     "EMBEDDER_STEP_BUDGET",
+    "LOGREG_MAX_ITER",
     "METHODS",
     "METRICS",
+    "PCA_COMPONENTS",
+    "POOL_PCA_ROWS",
+    "TRANSFER_COMPENDIUM",
+    "TRANSFER_TEST_SIZE",
     "label_efficiency",
     "labeled_subsets",
+    "logistic_regression",
+    "pca_pipeline",
+    "pool_pca",
     "summarize",
     "train_test_indices",
     "write_outputs",

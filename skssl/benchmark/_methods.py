@@ -29,7 +29,9 @@ from .._training import resolve_schedule, validation_size
 EMBEDDER_STEP_BUDGET = None
 CLASSIFIER_STEP_BUDGET = 300
 
+#: Principal components of every PCA of the benchmarks (``pca_logreg``, ``pool_pca_logreg``), at most.
 PCA_COMPONENTS = 32
+#: ``max_iter`` of the benchmarks' logistic regression.
 LOGREG_MAX_ITER = 2000
 
 #: The encoder parameters of the embedders that ``mlp_scratch`` also takes from ``embedder_params``.
@@ -56,9 +58,15 @@ def with_budget(params, n_rows, steps):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _pca(seed, device, params, n_rows, n_features):
+def pca_pipeline(n_rows, n_features, seed):
+    """The benchmarks' PCA for data of ``n_rows`` x ``n_features``: standardised features, then
+    ``min(PCA_COMPONENTS, n_rows - 1, n_features)`` principal components."""
     n_comp = min(PCA_COMPONENTS, n_rows - 1, n_features)
     return make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed))
+
+
+def _pca(seed, device, params, n_rows, n_features):
+    return pca_pipeline(n_rows, n_features, seed)
 
 
 def _embedder(cls, **fixed):
@@ -121,7 +129,9 @@ def _predict(model, X):
     return pred, proba
 
 
-def _logreg(seed):
+def logistic_regression(seed):
+    """The benchmarks' logistic regression (``logreg``, and the head of ``pca_logreg`` and of every probe):
+    standardised features, scikit-learn's defaults, ``max_iter=LOGREG_MAX_ITER``."""
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=LOGREG_MAX_ITER, random_state=seed))
 
 
@@ -143,7 +153,7 @@ class LogReg(Method):
     """Standardised logistic regression on the labeled rows' input."""
 
     def fit_predict(self, run, pretrained):
-        model = _logreg(run.seed).fit(run.X_train[run.labeled], run.y_labeled)
+        model = logistic_regression(run.seed).fit(run.X_train[run.labeled], run.y_labeled)
         return (model, *_predict(model, run.X_test))
 
 
@@ -152,7 +162,7 @@ class Probe(Method):
 
     def fit_predict(self, run, pretrained):
         pre_model, embedding = pretrained
-        model = _logreg(run.seed).fit(embedding[run.labeled], run.y_labeled)
+        model = logistic_regression(run.seed).fit(embedding[run.labeled], run.y_labeled)
         return (model, *_predict(model, pre_model.transform(run.X_test)))
 
 

@@ -27,13 +27,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .. import ContrastiveEmbedder, MaskedAutoencoder, SSLClassifier, VAEEmbedder
-from ._methods import CLASSIFIER_STEP_BUDGET, PCA_COMPONENTS, _logreg, _predict, named, with_budget
+from ._methods import CLASSIFIER_STEP_BUDGET, _predict, logistic_regression, named, pca_pipeline, with_budget
 from ._protocol import (
     _as_dense_float32,
     _Progress,
@@ -52,6 +50,21 @@ TRANSFER_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
 
 #: Rows of the pool (a random sample, read in sorted order) that fit ``pool_pca_logreg``'s PCA.
 POOL_PCA_ROWS = 10_000
+
+#: Fraction of each held-out cohort in its test block.
+TRANSFER_TEST_SIZE = 0.3
+
+#: The simulated compendium of the default run (``skssl-benchmark --transfer``), as ``make_compendium`` parameters:
+#: 100 pool studies of 200 rows (20 000 rows, 100x one cohort study) and 5 held-out cohort studies of 200 rows over
+#: 2 000 genes; everything else is make_compendium's defaults (docs/compendium.md says how they were chosen, before
+#: any transfer run).
+TRANSFER_COMPENDIUM = {
+    "n_studies": 100,
+    "samples_per_study": 200,
+    "n_genes": 2000,
+    "n_cohort_studies": 5,
+    "n_cohort_samples": 1000,
+}
 
 #: The seed of every pre-training: the embedders are pre-trained once, and the cohorts' seeds vary the rest.
 PRETRAIN_SEED = 0
@@ -160,10 +173,7 @@ def pretrain_on_pool(key, X_pool, *, pool_study=None, device="auto", embedder_pa
     part and the wall time in seconds."""
     start = time.perf_counter()
     if key == "pool_pca":
-        sample = _pool_sample(X_pool, POOL_PCA_ROWS, PRETRAIN_SEED)
-        n_comp = min(PCA_COMPONENTS, sample.shape[0] - 1, sample.shape[1])
-        model = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=PRETRAIN_SEED)).fit(sample)
-        return model, time.perf_counter() - start
+        return pool_pca(X_pool), time.perf_counter() - start
     name, study_aware = key
     cls, fixed, _ = _EMBEDDERS[name]
     params = {"random_state": PRETRAIN_SEED, "device": device, **fixed, **(embedder_params or {})}
@@ -175,6 +185,13 @@ def pretrain_on_pool(key, X_pool, *, pool_study=None, device="auto", embedder_pa
     else:
         model.fit(X_pool)
     return model, time.perf_counter() - start
+
+
+def pool_pca(X_pool):
+    """The PCA of ``pool_pca_logreg``, fitted on ``POOL_PCA_ROWS`` random rows of ``X_pool`` (all of them when
+    there are fewer), read in increasing row order."""
+    sample = _pool_sample(X_pool, POOL_PCA_ROWS, PRETRAIN_SEED)
+    return pca_pipeline(sample.shape[0], sample.shape[1], PRETRAIN_SEED).fit(sample)
 
 
 #: Rows of the pool (a random sample) and of each held-out cohort on which the study-mixing scores are computed.
@@ -241,8 +258,7 @@ def _label_free_views(kind, pretrained, X_train, X_test, seed):
     """The train and test blocks in the space a linear method reads: the cohort's PCA (fitted on the whole train
     block, labels hidden) for ``pca_logreg``, the pre-trained part's ``transform`` otherwise."""
     if kind == "pca_logreg":
-        n_comp = min(PCA_COMPONENTS, X_train.shape[0] - 1, X_train.shape[1])
-        pretrained = make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed)).fit(X_train)
+        pretrained = pca_pipeline(X_train.shape[0], X_train.shape[1], seed).fit(X_train)
     return pretrained.transform(X_train), pretrained.transform(X_test)
 
 
@@ -253,13 +269,13 @@ def fit_predict(method, pretrained, X_train, y_train, labeled, X_test, *, seed, 
     y_lab = y_train[labeled]
     kind = method.kind
     if kind == "logreg":
-        model = _logreg(seed).fit(X_train[labeled], y_lab)
+        model = logistic_regression(seed).fit(X_train[labeled], y_lab)
         return _predict(model, X_test)
     if kind in ("pca_logreg", "pool_pca_logreg", "probe"):
         Z_train, Z_test = _cached(
             cache, method.pretrained_key or kind, lambda: _label_free_views(kind, pretrained, X_train, X_test, seed)
         )
-        model = _logreg(seed).fit(Z_train[labeled], y_lab)
+        model = logistic_regression(seed).fit(Z_train[labeled], y_lab)
         return _predict(model, Z_test)
     if kind == "ssl_ensemble":
         model = SSLClassifier(random_state=seed, device=device).fit(X_train, _semi_labels(len(X_train), labeled, y_lab))
@@ -311,7 +327,7 @@ def transfer_benchmark(
     methods="default",
     fractions=TRANSFER_FRACTIONS,
     seeds=5,
-    test_size=0.3,
+    test_size=TRANSFER_TEST_SIZE,
     embedder_params=None,
     classifier_params=None,
     device="auto",

@@ -29,8 +29,10 @@ from ._transfer import (
     MIXING_ROWS,
     POOL_PCA_ROWS,
     RECOMMENDED_TRANSFER,
+    TRANSFER_COMPENDIUM,
     TRANSFER_FRACTIONS,
     TRANSFER_METHODS,
+    TRANSFER_TEST_SIZE,
     check_transfer_methods,
     gap_table,
     transfer_benchmark,
@@ -38,10 +40,7 @@ from ._transfer import (
 )
 
 DEFAULT_OUT = "skssl_transfer"
-#: The default compendium: 100 pool studies of 200 rows (20 000 rows, 100x one cohort study) and 5 held-out cohort
-#: studies of 200 rows over 2 000 genes; everything else is make_compendium's defaults (docs/compendium.md says how
-#: they were chosen, before any transfer run).
-DEFAULT_COMPENDIUM = {"n_studies": 100, "samples_per_study": 200, "n_genes": 2000, "n_cohort_studies": 5}
+#: Rows of one held-out cohort study: of the default run (TRANSFER_COMPENDIUM) and of --quick.
 COHORT_STUDY_SIZE = 200
 QUICK_COMPENDIUM = {"n_studies": 6, "samples_per_study": 40, "n_genes": 60, "n_cohort_studies": 2}
 QUICK_COHORT_STUDY_SIZE = 40
@@ -132,7 +131,12 @@ def build_parser():
         help=f"labeled fractions of each cohort's train block (default: {' '.join(map(str, TRANSFER_FRACTIONS))})",
     )
     parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (default: 10)")
-    parser.add_argument("--test-size", type=float, default=0.3, help="test fraction of each cohort (default: 0.3)")
+    parser.add_argument(
+        "--test-size",
+        type=float,
+        default=TRANSFER_TEST_SIZE,
+        help=f"test fraction of each cohort (default: {TRANSFER_TEST_SIZE})",
+    )
     parser.add_argument(
         "--pool-sizes",
         nargs="+",
@@ -204,7 +208,7 @@ def _simulate(args, shared, multiples):
     the rows of one cohort study."""
     from .. import make_compendium
 
-    params = dict(QUICK_COMPENDIUM if args.quick else DEFAULT_COMPENDIUM)
+    params = dict(QUICK_COMPENDIUM if args.quick else TRANSFER_COMPENDIUM)
     if args.genes is not None:
         params["n_genes"] = args.genes
     size = QUICK_COHORT_STUDY_SIZE if args.quick else COHORT_STUDY_SIZE
