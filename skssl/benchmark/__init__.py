@@ -6,7 +6,7 @@ Python API: :func:`label_efficiency` (one row per run) and :func:`summarize` (me
 
 The protocols' building blocks are public so that a script measured against them reuses them rather than restating
 them: the baselines' :func:`logistic_regression` and :func:`pca_pipeline`, and the transfer run's (``skssl-benchmark
---transfer``) compendium, test fraction and pool PCA (:data:`TRANSFER_COMPENDIUM`, :data:`TRANSFER_TEST_SIZE`,
+--transfer``) compendium, test fraction and pool PCA (``TRANSFER_COMPENDIUM``, ``TRANSFER_TEST_SIZE``,
 :func:`pool_pca`).
 """
 

@@ -59,8 +59,28 @@ def with_budget(params, n_rows, steps):
 
 
 def pca_pipeline(n_rows, n_features, seed):
-    """The benchmarks' PCA for data of ``n_rows`` x ``n_features``: standardised features, then
-    ``min(PCA_COMPONENTS, n_rows - 1, n_features)`` principal components."""
+    """The benchmarks' PCA (``pca_logreg``, and ``pool_pca_logreg`` of the transfer run), unfitted.
+
+    Standardised features, then ``min(PCA_COMPONENTS, n_rows - 1, n_features)`` principal components.
+
+    Parameters
+    ----------
+    n_rows, n_features : int
+        Shape of the data it will be fitted on.
+    seed : int
+        ``random_state`` of the PCA.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        ``StandardScaler`` followed by ``PCA``.
+
+    Examples
+    --------
+    >>> from skssl.benchmark import pca_pipeline
+    >>> pca_pipeline(100, 2000, seed=0)[-1].n_components
+    32
+    """
     n_comp = min(PCA_COMPONENTS, n_rows - 1, n_features)
     return make_pipeline(StandardScaler(), PCA(n_components=n_comp, random_state=seed))
 
@@ -130,8 +150,27 @@ def _predict(model, X):
 
 
 def logistic_regression(seed):
-    """The benchmarks' logistic regression (``logreg``, and the head of ``pca_logreg`` and of every probe):
-    standardised features, scikit-learn's defaults, ``max_iter=LOGREG_MAX_ITER``."""
+    """The benchmarks' logistic regression (``logreg``, and the head of ``pca_logreg`` and of every probe), unfitted.
+
+    Standardised features, then scikit-learn's ``LogisticRegression`` with its defaults but
+    ``max_iter=LOGREG_MAX_ITER``.
+
+    Parameters
+    ----------
+    seed : int
+        ``random_state`` of the logistic regression.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        ``StandardScaler`` followed by ``LogisticRegression``.
+
+    Examples
+    --------
+    >>> from skssl.benchmark import logistic_regression
+    >>> logistic_regression(seed=0)[-1].max_iter
+    2000
+    """
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=LOGREG_MAX_ITER, random_state=seed))
 
 

@@ -188,8 +188,30 @@ def pretrain_on_pool(key, X_pool, *, pool_study=None, device="auto", embedder_pa
 
 
 def pool_pca(X_pool):
-    """The PCA of ``pool_pca_logreg``, fitted on ``POOL_PCA_ROWS`` random rows of ``X_pool`` (all of them when
-    there are fewer), read in increasing row order."""
+    """The transfer run's ``pool_pca_logreg`` PCA, fitted on a pool.
+
+    :func:`pca_pipeline` fitted on ``POOL_PCA_ROWS`` (10 000) random rows of ``X_pool`` (all of them when there
+    are fewer), drawn with seed 0 and read in increasing row order as float32, so that a memory-mapped pool is
+    never loaded whole.
+
+    Parameters
+    ----------
+    X_pool : array-like or np.memmap of shape (n_samples, n_genes)
+        The pool of other studies.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        The fitted ``StandardScaler`` + ``PCA``; ``transform`` maps a cohort into the pool's principal components.
+
+    Examples
+    --------
+    >>> from skssl import make_compendium
+    >>> from skssl.benchmark import pool_pca
+    >>> data = make_compendium(n_studies=6, samples_per_study=40, n_genes=60, random_state=0)
+    >>> pool_pca(data.X_pool).transform(data.X_cohort[:3]).shape
+    (3, 32)
+    """
     sample = _pool_sample(X_pool, POOL_PCA_ROWS, PRETRAIN_SEED)
     return pca_pipeline(sample.shape[0], sample.shape[1], PRETRAIN_SEED).fit(sample)
 
