@@ -198,6 +198,25 @@ class BaseSSLEstimator(
     embedder through ``module_.encoder_path()`` and starts its from-scratch baseline from ``_initial_module(X)``.
     """
 
+    # Every fitted attribute an embedder may have, as its docstring's Attributes section lists them: what save_model
+    # writes and load_model accepts (tests/test_persistence.py checks both lists against fitted estimators).
+    _fitted_attributes = (
+        "module_",
+        "history_",
+        "n_iter_",
+        "best_epoch_",
+        "batch_size_",
+        "device_",
+        "hidden_dims_",
+        "n_components_",
+        "embedding_mean_",
+        "embedding_scale_",
+        "embedding_whitening_",
+        "batch_categories_",
+        "n_features_in_",
+        "feature_names_in_",
+    )
+
     _parameter_constraints: dict = {
         **BaseTorchEstimator._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],

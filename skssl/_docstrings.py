@@ -67,6 +67,8 @@ FITTED_ATTRIBUTES_DOC = """\
         Epoch whose weights were kept.
     batch_size_ : int
         Batch size used.
+    device_ : torch.device
+        Device the network was trained on and is on (the CPU after ``load_model``).
     hidden_dims_ : tuple of int
         Hidden layer widths used.
     n_components_ : int

@@ -155,6 +155,11 @@ def gene_moments(X):
 class GeneViews:
     """Gene standardisation and principal components, fitted on every row of the fit data."""
 
+    # What skssl.persistence stores, exhaustively (a file with anything else is refused): constructor arguments
+    # and fitted attributes. The same pair on each class below.
+    _init_args = ()
+    _fitted_attributes = ("mean_", "scale_", "pca_", "pc_scale_")
+
     def fit(self, X, n_components, seed):
         self.mean_, scale, constant = gene_moments(X)
         # A constant gene carries nothing: scale 1 keeps it at exactly zero instead of dividing by zero. Whether a
@@ -205,6 +210,9 @@ class GeneViews:
 class LinearMember:
     """Logistic regression (classification) or ridge regression on one view, standardised on all rows."""
 
+    _init_args = ("task", "n_classes", "seed", "class_weight")
+    _fitted_attributes = ("mean_", "scale_", "model_", "only_")
+
     def __init__(self, task, n_classes, seed, class_weight=None):
         self.task, self.n_classes, self.seed, self.class_weight = task, n_classes, seed, class_weight
 
@@ -245,6 +253,10 @@ class LinearMember:
 class GraphMember:
     """Label spreading over the k-nearest-neighbour graph of all fit rows; a new row takes the mean of its
     neighbours' spread scores."""
+
+    _init_args = ("task", "n_classes", "seed", "class_weight")
+    # ``neighbors_`` (a NearestNeighbors search structure) is not stored: persistence refits it on ``points_``.
+    _fitted_attributes = ("points_", "affinity_", "scores_")
 
     def __init__(self, task, n_classes, seed, class_weight=None):
         self.task, self.n_classes, self.seed, self.class_weight = task, n_classes, seed, class_weight
@@ -306,6 +318,9 @@ class SemiSupervisedEnsemble:
     class_weight : ndarray of shape (n_classes,) or None
         Weight of each (encoded) class in the linear members' losses and the graph's label mass.
     """
+
+    _init_args = ("task", "members", "n_classes", "seed", "class_weight")
+    _fitted_attributes = ("genes_", "members_", "weights_", "held_out_loss_")
 
     def __init__(self, task, members, n_classes, seed, class_weight=None):
         self.task, self.members, self.n_classes, self.seed = task, tuple(members), n_classes, seed

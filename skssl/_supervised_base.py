@@ -102,6 +102,24 @@ class _BaseFineTune(BaseTorchEstimator):
         **{key: BaseTorchEstimator._parameter_constraints[key] for key in _SHARED_KEYS},
     }
 
+    # Every fitted attribute of both strategies, as the docstrings' Attributes sections list them (the task's own,
+    # classes_ or y_mean_ / y_scale_, added by each class): what save_model writes and load_model accepts.
+    _fitted_attributes = (
+        "embedder_",
+        "members_",
+        "weights_",
+        "ensemble_",
+        "module_",
+        "n_components_",
+        "history_",
+        "n_iter_",
+        "best_epoch_",
+        "batch_size_",
+        "device_",
+        "n_features_in_",
+        "feature_names_in_",
+    )
+
     # ------------------------------------------------------------------ target handling, per task
     def _labeled_mask(self, y):
         raise NotImplementedError
@@ -489,6 +507,8 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         Epoch whose weights were kept (0: none was run).
     batch_size_ : int
         Batch size used for the supervised training.
+    device_ : torch.device
+        Device the network was trained on and is on (the CPU after ``load_model``).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)

@@ -195,6 +195,8 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     True
     """
 
+    _fitted_attributes = ("classes_",) + _BaseFineTune._fitted_attributes
+
     _parameter_constraints: dict = {
         **_BaseFineTune._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -441,6 +443,8 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
     >>> embedder = ContrastiveEmbedder(n_components=8, hidden_dims=(32,), max_epochs=3)
     >>> finetuned = SSLRegressor(embedder, strategy="finetune", max_epochs=10, random_state=0).fit(X, age)
     """
+
+    _fitted_attributes = ("y_mean_", "y_scale_") + _BaseFineTune._fitted_attributes
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 import io
 import json
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -474,3 +475,66 @@ def test_a_pickle_payload_is_refused_without_running(saved, tmp_path, container)
     with pytest.raises(ValueError, match="refused"):
         load_model(saved)
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- each class declares its fitted state
+_DECLARING = (MaskedAutoencoder, ContrastiveEmbedder, VAEEmbedder, SSLClassifier, SSLRegressor)
+
+
+def _documented_attributes(cls):
+    """The names of the numpydoc Attributes section of ``cls``'s docstring."""
+    doc = cls.__doc__
+    section = doc[doc.index("Attributes\n    ----------") :]
+    section = section[: min(i for i in (section.find("\n    See Also"), section.find("\n    Examples")) if i > 0)]
+    return {name.strip() for line in re.findall(r"(?m)^    (\w[\w, ]*) :", section) for name in line.split(",")}
+
+
+@pytest.mark.parametrize("cls", _DECLARING, ids=lambda c: c.__name__)
+def test_declared_fitted_attributes_are_the_documented_ones(cls):
+    # One list: what save_model writes and load_model accepts is what the docstring tells the user.
+    assert len(set(cls._fitted_attributes)) == len(cls._fitted_attributes)
+    assert set(cls._fitted_attributes) == _documented_attributes(cls)
+
+
+def _fitted_names(estimator):
+    params = estimator.get_params(deep=False)
+    return {k for k in vars(estimator) if re.fullmatch(r"[a-z][a-z0-9_]*_", k) and k not in params}
+
+
+def test_every_fitted_configuration_stays_within_the_declaration(tmp_path):
+    X, y = make_expression(n_samples=60, n_genes=30, random_state=0)[:2]
+    X = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=[f"g{i}" for i in range(30)])
+    counts = X.copy()
+    counts[:] = np.random.default_rng(0).poisson(5.0, size=X.shape).astype(np.float32)
+    y_semi = np.asarray(y).copy()
+    y_semi[::3] = -1
+    y_reg = X["g0"].to_numpy(dtype=float)
+    y_reg[::3] = np.nan
+    batch = np.arange(60) % 2
+    small = dict(n_components=3, hidden_dims=(8,), max_epochs=2, random_state=0)
+    fitted = [
+        MaskedAutoencoder(**small).fit(X, batch=batch),
+        MaskedAutoencoder(**small).partial_fit(X),
+        ContrastiveEmbedder(objective="byol", **small).fit(X),
+        VAEEmbedder(likelihood="nb", **small).fit(counts),
+        SSLClassifier(MaskedAutoencoder(**small), random_state=0).fit(X, y_semi),
+        SSLClassifier(MaskedAutoencoder(**small), strategy="finetune", max_epochs=2, random_state=0).fit(X, y_semi),
+        SSLRegressor(random_state=0).fit(X, y_reg),
+        SSLRegressor(MaskedAutoencoder(**small), strategy="finetune", max_epochs=2, random_state=0).fit(X, y_reg),
+    ]
+    for estimator in fitted:
+        names = _fitted_names(estimator)
+        assert "feature_names_in_" in names
+        assert names <= set(type(estimator)._fitted_attributes), names - set(type(estimator)._fitted_attributes)
+        # What a round trip through a file keeps is exactly that state.
+        path = tmp_path / f"{type(estimator).__name__}.skssl"
+        save_model(estimator, path)
+        assert _fitted_names(load_model(path)) == names
+
+
+def test_an_undeclared_fitted_attribute_is_refused_at_save_not_dropped(tmp_path):
+    model = MaskedAutoencoder(n_components=3, hidden_dims=(8,), max_epochs=1, random_state=0)
+    model.fit(np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32))
+    model.extra_statistic_ = np.ones(3)
+    with pytest.raises(ValueError, match=r"does not declare: \['extra_statistic_'\]"):
+        save_model(model, tmp_path / "model.skssl")

@@ -26,7 +26,7 @@ from .._supervised_base import _BaseFineTune
 from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
     _ESTIMATORS,
-    _FITTED_NAME,
+    _FORMAT_1_DROPPED,
     _FORMAT_1_RENAMES,
     _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
@@ -240,10 +240,10 @@ def _decode_estimator(node, reader, *, fitted, where):
     attributes = node.get("attributes")
     _expect(isinstance(attributes, dict), where, "fitted attributes missing")
     if reader.format_version == 1:
-        renames = _FORMAT_1_RENAMES.get(name, {})
-        attributes = {renames.get(key, key): value for key, value in attributes.items()}
+        renames, dropped = _FORMAT_1_RENAMES.get(name, {}), _FORMAT_1_DROPPED.get(name, ())
+        attributes = {renames.get(key, key): value for key, value in attributes.items() if key not in dropped}
     for key, value in attributes.items():
-        allowed = _FITTED_NAME.match(key) and key not in _SKIPPED
+        allowed = key in cls._fitted_attributes and key not in _SKIPPED
         if not allowed or key in params or hasattr(cls, key):
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
         if key == "embedder_" and value is not None:

@@ -134,15 +134,29 @@ def _encode_estimator(estimator, writer, *, fitted, where):
     }
     if not fitted or name in _WRAPPERS:
         return spec
+    # The estimator's own declaration of its fitted state says what is written; a fitted-looking attribute it does
+    # not declare is refused rather than dropped (a prediction might need it).
+    declared = type(estimator)._fitted_attributes
+    state = vars(estimator)
+    undeclared = [
+        key
+        for key in state
+        if _FITTED_NAME.match(key) and key not in params and key not in declared and not hasattr(type(estimator), key)
+    ]
+    if undeclared:
+        raise ValueError(
+            f"{where}: {name} has fitted attributes that its _fitted_attributes does not declare: {undeclared}; "
+            "they would not be saved. Declare them (and document them) in the class."
+        )
     attributes = {}
-    for key, value in vars(estimator).items():
-        if key in params or key in _SKIPPED:
+    for key in declared:
+        if key not in state or key in _SKIPPED:
             continue
-        if _FITTED_NAME.match(key) and not hasattr(type(estimator), key):
-            if key == "embedder_" and value is not None:
-                attributes[key] = _encode_estimator(value, writer, fitted=True, where=f"{where}.{key}")
-            else:
-                attributes[key] = _encode(value, writer, f"{where}.{key}")
+        value = state[key]
+        if key == "embedder_" and value is not None:
+            attributes[key] = _encode_estimator(value, writer, fitted=True, where=f"{where}.{key}")
+        else:
+            attributes[key] = _encode(value, writer, f"{where}.{key}")
     spec["attributes"] = attributes
     module = getattr(estimator, "module_", None)
     if module is not None:

@@ -27,29 +27,18 @@ _WRAPPERS = {"FrozenEstimator": FrozenEstimator}
 # scikit-learn objects inside the ensemble of SSLClassifier / SSLRegressor(strategy="ensemble"); their fitted
 # state is read and set through skssl._compat (sklearn_fitted_state), the one module that knows their internals.
 _SKLEARN = {"PCA": PCA, "LogisticRegression": LogisticRegression, "Ridge": Ridge}
-# The ensemble's own objects: constructor arguments and fitted attributes, exhaustively (saving refuses an object
-# with an attribute not listed here, rather than silently dropping something its predictions might need).
+# The ensemble's own objects, each with the constructor arguments and fitted attributes it declares
+# (``_init_args``, ``_fitted_attributes``), exhaustively: saving refuses an object with an attribute not declared,
+# rather than silently dropping something its predictions might need.
 _OBJECTS = {
-    "SemiSupervisedEnsemble": (
-        _ensemble.SemiSupervisedEnsemble,
-        ("task", "members", "n_classes", "seed", "class_weight"),
-        ("genes_", "members_", "weights_", "held_out_loss_"),
-    ),
-    "GeneViews": (_ensemble.GeneViews, (), ("mean_", "scale_", "pca_", "pc_scale_")),
-    "LinearMember": (
-        _ensemble.LinearMember,
-        ("task", "n_classes", "seed", "class_weight"),
-        ("mean_", "scale_", "model_", "only_"),
-    ),
-    # ``neighbors_`` (a NearestNeighbors search structure) is refitted on ``points_`` at load.
-    "GraphMember": (
-        _ensemble.GraphMember,
-        ("task", "n_classes", "seed", "class_weight"),
-        ("points_", "affinity_", "scores_"),
-    ),
+    cls.__name__: (cls, cls._init_args, cls._fitted_attributes)
+    for cls in (_ensemble.SemiSupervisedEnsemble, _ensemble.GeneViews, _ensemble.LinearMember, _ensemble.GraphMember)
 }
 # Files of format 1 kept SSLRegressor's target scaling in private attributes: renamed at load.
 _FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale_"}}
+# ... and the embedder's widths on the supervised estimators, which no prediction reads and 0.2 no longer sets:
+# dropped at load (not among the classes' declared fitted attributes).
+_FORMAT_1_DROPPED = {"SSLClassifier": ("hidden_dims_",), "SSLRegressor": ("hidden_dims_",)}
 # The fitted attribute written as the network's state dict, not as a value. Private attributes (training-only state
 # such as a partial_fit's optimiser) are never written: only fitted attributes (public, ending in "_") are.
 _SKIPPED = {"module_"}

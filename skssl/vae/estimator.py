@@ -132,6 +132,8 @@ class VAEEmbedder(BaseSSLEstimator):
         Epoch whose weights were kept.
     batch_size_ : int
         Batch size used.
+    device_ : torch.device
+        Device the network was trained on and is on (the CPU after ``load_model``).
     hidden_dims_ : tuple of int
         Hidden layer widths used.
     n_components_ : int
@@ -198,6 +200,15 @@ class VAEEmbedder(BaseSSLEstimator):
     >>> mv.view_counts_
     {'rna': 100, 'calls': 90}
     """
+
+    _fitted_attributes = BaseSSLEstimator._fitted_attributes + (
+        "library_size_",
+        "log_library_mean_",
+        "log_library_std_",
+        "views_",
+        "view_likelihoods_",
+        "view_counts_",
+    )
 
     _parameter_constraints: dict = {
         **BaseSSLEstimator._parameter_constraints,
