@@ -18,8 +18,9 @@ code cell was edited after the run (the hash no longer matches), and names this 
 not need a re-run. A cell that raises stops the script and leaves the stored notebook unchanged.
 
 Needs ``nbformat``, ``nbclient`` and ``ipykernel`` (``pip install -e ".[notebook]"``), and matplotlib and pandas,
-which the notebook imports. About a minute on an idle 2-core machine (68 s at 0.2.1) (the stamp's ``seconds``), longer on a
-busy one (the run times printed in the notebook are then as long; the load average is recorded in the stamp).
+which the notebook imports. About a minute on an idle 2-core machine (68 s at 0.2.1) (the stamp's ``seconds``),
+longer on a busy one (the run times printed in the notebook are then as long; the load average is recorded in the
+stamp).
 """
 
 import argparse

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data
+from . import _input_checks, _reading, _statistics, _validation
 from ._batches import BatchConditioning
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
 from ._distributed import agreed_random_state, data_parallel
@@ -128,7 +128,7 @@ class BaseTorchEstimator(DocLinkMixin, BaseEstimator):
         once the fitted state is assigned).
         """
         schedule = self._schedule(len(train_rows))
-        reader = _data.BatchReader(X, device)
+        reader = _reading.BatchReader(X, device)
         targets = None if targets is None else torch.as_tensor(targets).to(device)
         with limited_torch_threads(), torch.random.fork_rng(devices=cuda_indices(device)):
             torch.manual_seed(seed)
@@ -249,15 +249,15 @@ class BaseSSLEstimator(
         """Method-specific checks of the fit data (e.g. non-negative counts)."""
 
     def _fit_statistics(self, X):
-        """The statistics handed to ``_build_module`` (default: :func:`_data.column_statistics` of ``X``)."""
-        return _data.column_statistics(X)
+        """The statistics handed to ``_build_module`` (default: :func:`_statistics.column_statistics` of ``X``)."""
+        return _statistics.column_statistics(X)
 
     # ------------------------------------------------------------------ the network
     def _resolved_hidden_dims(self, n_features):
         if isinstance(self.hidden_dims, str):
             return auto_hidden_dims(n_features)
         dims = tuple(self.hidden_dims)
-        if not all(_data.is_integer(d) and d >= 1 for d in dims):
+        if not all(_validation.is_integer(d) and d >= 1 for d in dims):
             raise ValueError(
                 f"hidden_dims must be 'auto' or a sequence of positive integers, got {self.hidden_dims!r}."
             )
@@ -275,7 +275,7 @@ class BaseSSLEstimator(
     def _initial_module(self, X):
         """The module ``fit`` would start from on ``X`` (same architecture, statistics and seeded initial weights):
         the supervised estimators' from-scratch baseline (``pretrain=False``) starts from it."""
-        device = _data.resolve_device(self.device)
+        device = _reading.resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         return self._new_module(X.shape[1], self._fit_statistics(X), device, seed)[0]
 
@@ -292,7 +292,7 @@ class BaseSSLEstimator(
         weights, optimiser and RNG states) and removes it once training has run to its end. ``batch_codes`` (one
         int per row, or None) reach the loss as the training targets.
         """
-        device = _data.resolve_device(self.device)
+        device = _reading.resolve_device(self.device)
         rng = agreed_random_state(self.random_state, device)  # rank 0's state on every rank of a data-parallel fit
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, validation_rows = self._split(X.shape[0], rng)
@@ -343,7 +343,7 @@ class BaseSSLEstimator(
 
     def _validate_input(self, X, *, reset):
         """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
-        return _data.validate_X(self, X, reset=reset)
+        return _validation.validate_X(self, X, reset=reset)
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, batch=None):
@@ -373,7 +373,7 @@ class BaseSSLEstimator(
         self : object
             The fitted estimator.
         """
-        _data.check_fit_target(self, X, y)  # before training: the Pipeline's next step reads this y
+        _input_checks.check_fit_target(self, X, y)  # before training: the Pipeline's next step reads this y
         warm = self.warm_start and hasattr(self, "module_")
         shape = getattr(X, "shape", None)
         if warm and shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
@@ -428,7 +428,7 @@ class BaseSSLEstimator(
         self : object
             The updated estimator.
         """
-        _data.check_fit_target(self, X, y)
+        _input_checks.check_fit_target(self, X, y)
         first_call = not hasattr(self, "module_")
         with previous_state_on_error(self):
             X = self._validate_input(X, reset=first_call)
@@ -438,7 +438,7 @@ class BaseSSLEstimator(
                 )
             batch_codes, batch_categories = self._validate_batch(batch, X.shape[0], continuing=not first_call)
             if first_call:
-                device = _data.resolve_device(self.device)
+                device = _reading.resolve_device(self.device)
                 rng = check_random_state(self.random_state)
                 seed = int(rng.randint(np.iinfo(np.int32).max))
                 statistics = self._fit_statistics(X)
@@ -466,7 +466,7 @@ class BaseSSLEstimator(
                     module,
                     self._batch_loss,
                     optimizer,
-                    _data.BatchReader(X, device),
+                    _reading.BatchReader(X, device),
                     rng.permutation(X.shape[0]),
                     min(batch_size, X.shape[0]),
                     device,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _data
-from ._data import leading_variance_scaling
+from . import _reading, _statistics, _validation
+from ._statistics import leading_variance_scaling
 
 
 class StandardizedEmbedding:
@@ -30,17 +30,17 @@ class StandardizedEmbedding:
         """:meth:`_mapped_batches` with ``fn`` a function of ``module`` (a module not yet assigned to the estimator)."""
         device = next(module.parameters()).device
         module.eval()
-        check_finite = _data.is_out_of_core(X)
-        for rows, block in _data.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
+        check_finite = _reading.is_out_of_core(X)
+        for rows, block in _reading.iter_batches(X, batch_size, check_finite=check_finite, allow_nan=allow_nan):
             with torch.inference_mode():
-                values = fn(_data.to_device(block, device)).float().cpu().numpy()
+                values = fn(_reading.to_device(block, device)).float().cpu().numpy()
             if not allow_nan:  # the input was finite: a non-finite output is float32 overflow, never a result
-                _data.check_finite_output(values, rows)
+                _validation.check_finite_output(values, rows)
             yield rows, values
 
     def _map_batches(self, X, fn, n_out, batch_size=None, allow_nan=False):
         """Apply ``fn`` (module-space tensor function) to ``X`` in batches; return a float32 numpy array."""
-        out = np.empty((_data.n_rows(X), n_out), dtype=np.float32)
+        out = np.empty((_reading.n_rows(X), n_out), dtype=np.float32)
         for rows, values in self._mapped_batches(X, fn, batch_size, allow_nan):
             out[rows] = values
         return out
@@ -63,7 +63,7 @@ class StandardizedEmbedding:
         Merges per-batch means and co-moment matrices (Chan et al.), so memory-mapped and sparse input is never
         loaded whole and only an (n_components, n_components) matrix is held.
         """
-        mean, covariance = _data.streaming_mean_covariance(embeddings)
+        mean, covariance = _statistics.streaming_mean_covariance(embeddings)
         k = len(mean)
         scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
         # A float32 component resolves about eps * |mean|: a smaller spread is rounding, not signal, and

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
 
-from . import _data
+from . import _reading
 
 #: Every member, in the order used to break ties.
 MEMBERS = ("genes", "pcs", "graph", "embedding")
@@ -119,7 +119,7 @@ def squared_error(pred, target):
 
 def dense_rows(X):
     """All rows of a validated ``X`` (array, sparse, memmap) as one dense float32 array, read in batches."""
-    return np.vstack([block for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, check_finite=True)])
+    return np.vstack([block for _, block in _reading.iter_batches(X, _reading.CHUNK_ROWS, check_finite=True)])
 
 
 #: Genes whose largest absolute value lies outside ``[2**-SAFE_EXPONENT, 2**SAFE_EXPONENT]`` have their mean and

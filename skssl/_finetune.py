@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _data
+from . import _reading
 from ._nn import Standardize, make_mlp
 from ._training import cuda_indices, make_adamw
 
@@ -71,8 +71,8 @@ def _embeddings(body, X, rows):
     device = next(body.parameters()).device
     return torch.cat(
         [
-            body.embed(_data.to_device(block, device)).double().cpu()
-            for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, indices=rows)
+            body.embed(_reading.to_device(block, device)).double().cpu()
+            for _, block in _reading.iter_batches(X, _reading.CHUNK_ROWS, indices=rows)
         ]
     )
 
@@ -151,7 +151,7 @@ def squared_error_loss(module, x, targets=None, generator=None):
 def network_outputs(module, X, n_outputs, batch_size):
     """Outputs of ``module`` on validated ``X`` (logits, or standardised predictions) in float64."""
     device = next(module.parameters()).device
-    out = np.empty((_data.n_rows(X), n_outputs))
+    out = np.empty((_reading.n_rows(X), n_outputs))
     module.eval()
     with torch.inference_mode():
         # In float64: float32 matrix products vary in the last digits with the batch's shape, and a sample's
@@ -159,7 +159,7 @@ def network_outputs(module, X, n_outputs, batch_size):
         weights = {
             name: value.double() if value.is_floating_point() else value for name, value in module.state_dict().items()
         }
-        for rows, block in _data.iter_batches(X, batch_size, check_finite=_data.is_out_of_core(X)):
-            x = _data.to_device(block, device).double()
+        for rows, block in _reading.iter_batches(X, batch_size, check_finite=_reading.is_out_of_core(X)):
+            x = _reading.to_device(block, device).double()
             out[rows] = torch.func.functional_call(module, weights, (x,)).cpu().numpy()
     return out

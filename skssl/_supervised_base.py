@@ -23,7 +23,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
-from . import _data, _ensemble, _finetune, _progress
+from . import _ensemble, _finetune, _progress, _reading, _validation
 from ._base import BaseSSLEstimator, BaseTorchEstimator
 from ._compat import Interval, InvalidParameterError, StrOptions
 from ._fit_state import previous_state_on_error, training_attributes
@@ -178,13 +178,13 @@ class _BaseFineTune(BaseTorchEstimator):
             )
         if self.prefit and not self.pretrain:
             raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
-        if not all(_data.is_integer(width) and width >= 1 for width in self.head_hidden_dims):
+        if not all(_validation.is_integer(width) and width >= 1 for width in self.head_hidden_dims):
             raise ValueError(
                 f"head_hidden_dims must be a sequence of positive integers, got {self.head_hidden_dims!r}."
             )
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        X = _data.validate_X(self, X, reset=True)
+        X = _validation.validate_X(self, X, reset=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
         rows = np.flatnonzero(self._labeled_mask(y))
@@ -296,7 +296,7 @@ class _BaseFineTune(BaseTorchEstimator):
     def _ensemble_outputs(self, X):
         """Weighted member average: class probabilities, or standardised predictions."""
         check_is_fitted(self)
-        X = _data.validate_X(self, X, reset=False)
+        X = _validation.validate_X(self, X, reset=False)
         embedding = self._embed(X) if "embedding" in self.members_ else None
         return self.ensemble_.predict(_ensemble.dense_rows(X), embedding)
 
@@ -328,7 +328,7 @@ class _BaseFineTune(BaseTorchEstimator):
             init_head = functools.partial(
                 self._init_linear_head, encoded=encoded, seed=head_seed, class_weight=class_weight
             )
-        device = _data.resolve_device(self.device)
+        device = _reading.resolve_device(self.device)
         module, self.n_components_ = _finetune.build_network(
             source,
             X,
@@ -391,7 +391,7 @@ class _BaseFineTune(BaseTorchEstimator):
     def _outputs(self, X):
         """Network outputs (logits, or standardised predictions) in float64."""
         check_is_fitted(self)
-        X = _data.validate_X(self, X, reset=False)
+        X = _validation.validate_X(self, X, reset=False)
         return _finetune.network_outputs(self.module_, X, self._n_outputs(), max(self.batch_size_, 1024))
 
     def __sklearn_tags__(self):

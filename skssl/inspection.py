@@ -47,7 +47,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data
+from . import _reading, _validation
 
 __all__ = ["embedding_loadings", "explain", "gene_importances", "top_genes"]
 
@@ -79,7 +79,9 @@ def _predictor_task(estimator):
 
 def _dense(X, allow_nan=False):
     """Validated ``X`` (array, sparse, memmap) as one dense float64 array."""
-    blocks = [block for _, block in _data.iter_batches(X, _data.CHUNK_ROWS, check_finite=True, allow_nan=allow_nan)]
+    blocks = [
+        block for _, block in _reading.iter_batches(X, _reading.CHUNK_ROWS, check_finite=True, allow_nan=allow_nan)
+    ]
     return np.vstack(blocks).astype(np.float64)
 
 
@@ -113,7 +115,7 @@ def _resolve_baseline(baseline, X_dense, name="X"):
 
 
 def _check_n_steps(n_steps):
-    if not _data.is_integer(n_steps) or isinstance(n_steps, bool) or n_steps < 1:
+    if not _validation.is_integer(n_steps) or isinstance(n_steps, bool) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer (points of the integral), got {n_steps!r}.")
     return int(n_steps)
 
@@ -490,7 +492,7 @@ def explain(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=Fa
     """
     task = _predictor_task(estimator)
     n_steps = _check_n_steps(n_steps)
-    X_valid = _data.validate_X(estimator, X, reset=False)
+    X_valid = _validation.validate_X(estimator, X, reset=False)
     X_dense = _dense(X_valid)
     baseline = _resolve_baseline(baseline, X_dense)
     phi, complete, method = _attributions(estimator, X_dense, baseline, n_steps, task, member)
@@ -606,7 +608,7 @@ def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, si
     """
     task = _predictor_task(estimator)
     n_steps = _check_n_steps(n_steps)
-    X_dense = _dense(_data.validate_X(estimator, X, reset=False))
+    X_dense = _dense(_validation.validate_X(estimator, X, reset=False))
     baseline = _resolve_baseline(baseline, X_dense)
     n_outputs = len(estimator.classes_) if task == "classification" else 1
     importances = np.zeros((X_dense.shape[1], n_outputs))
@@ -669,7 +671,7 @@ def top_genes(table, column=None, k=20, *, names=None):
     ranking = np.abs(values)
     if len(names) != len(ranking):
         raise ValueError(f"names has {len(names)} entries, but the table has {len(ranking)} genes.")
-    if not _data.is_integer(k) or k < 1:
+    if not _validation.is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     order = np.argsort(-ranking, kind="stable")[: int(k)]
     return [(names[i], float(values[i])) for i in order]

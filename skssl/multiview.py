@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _data
+from . import _reading, _validation
 
 VIEW_LIKELIHOODS = ("gaussian", "nb", "bernoulli")
 _SPEC_KEYS = {"columns", "likelihood"}
@@ -113,7 +113,7 @@ def _split_spec(name, spec, default_likelihood):
 def _resolve_columns(name, columns, n_features, names):
     if isinstance(columns, slice):
         for bound in (columns.start, columns.stop):
-            if bound is not None and not _data.is_integer(bound):
+            if bound is not None and not _validation.is_integer(bound):
                 raise ValueError(f"View {name!r}: slice bounds must be integers or None, got {columns!r}.")
             if bound is not None and not 0 <= bound <= n_features:
                 raise ValueError(
@@ -151,7 +151,7 @@ def _resolve_columns(name, columns, n_features, names):
                     f"{', ...' if len(unknown) > 5 else ''}) not among the columns of X."
                 )
             idx = np.array([names[c] for c in array.tolist()], dtype=np.int64)
-        elif len(array) and all(_data.is_integer(c) for c in array.tolist()):
+        elif len(array) and all(_validation.is_integer(c) for c in array.tolist()):
             idx = array.astype(np.int64)
             bad = idx[(idx < 0) | (idx >= n_features)]
             if len(bad):
@@ -180,7 +180,7 @@ def _column_label(i, feature_names):
 
 
 # ----------------------------------------------------------------------------------------------- scanning data
-def scan_views(X, indices, likelihoods, *, chunk_rows=_data.CHUNK_ROWS):
+def scan_views(X, indices, likelihoods, *, chunk_rows=_reading.CHUNK_ROWS):
     """Which views each sample has, checked in one streaming pass over ``X``.
 
     A view is missing for a sample when all its columns are NaN there.
@@ -206,12 +206,12 @@ def scan_views(X, indices, likelihoods, *, chunk_rows=_data.CHUNK_ROWS):
         when a sample has no view at all; when a ``"nb"`` view has negative values or a ``"bernoulli"`` view values
         other than 0 and 1.
     """
-    n_samples = _data.n_rows(X)
+    n_samples = _reading.n_rows(X)
     names = list(indices)
     present = np.zeros((n_samples, len(names)), dtype=bool)
     row_sums = np.zeros((n_samples, len(names)))
-    for rows, block in _data.iter_batches(X, chunk_rows):
-        _data.check_finite_block(block, X, allow_nan=True, row_offset=rows.start)
+    for rows, block in _reading.iter_batches(X, chunk_rows):
+        _reading.check_finite_block(block, X, allow_nan=True, row_offset=rows.start)
         offset = rows.start
         for k, name in enumerate(names):
             values = block[:, indices[name]]

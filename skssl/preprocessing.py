@@ -22,8 +22,9 @@ from sklearn.utils.validation import (
 )
 
 from ._compat import DocLinkMixin, Interval, StrOptions, fit_context
-from ._data import _non_finite_message, warn_if_log_scaled
 from ._gene_aligner import GeneAligner
+from ._input_checks import warn_if_log_scaled
+from ._validation import _non_finite_message
 
 __all__ = ["GeneAligner", "HighlyVariableGenes", "LogCPM"]
 

@@ -25,7 +25,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from . import _data, _ensemble
+from . import _ensemble, _input_checks
 from ._compat import StrOptions, fit_context
 from ._finetune import cross_entropy_loss, squared_error_loss
 from ._supervised_base import (
@@ -45,7 +45,7 @@ def _fit_reporting(estimator, X, y):
     warnings), then, with ``verbose`` and the ensemble, what was fitted on stderr (the fine-tuning strategy reports
     its epochs itself)."""
     start = time.perf_counter()
-    with _data.input_checks_by(estimator):
+    with _input_checks.input_checks_by(estimator):
         estimator._fit(X, y)
     if estimator.verbose and estimator.strategy == "ensemble":
         print(_ensemble_summary(estimator, y, time.perf_counter() - start), file=sys.stderr, flush=True)
@@ -290,7 +290,7 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
                     "unlabeled, use an object array with -1 or None for them (e.g. np.array(['a', -1, 'b'], "
                     "dtype=object)) or a pandas Series with missing values (pd.Series(labels).where(labeled)).",
                     UserWarning,
-                    stacklevel=_data.user_stacklevel(),
+                    stacklevel=_input_checks.user_stacklevel(),
                 )
         if y.dtype.kind == "O":
             return ~np.fromiter((_is_missing_label(v) for v in y), dtype=bool, count=len(y))

@@ -3,7 +3,7 @@
 The test starts two worker processes once (this file run as a script) that join a gloo process group through a file
 store and fit every embedder on the same memory-mapped matrix, then fit once more with rank 1 failing midway; the
 test process fits the same estimators in one process and compares. Rows read are counted by wrapping
-``skssl._data.read_rows`` (the one function through which every batch is read from the matrix). The data is tiny and
+``skssl._reading.read_rows`` (the one function through which every batch is read from the matrix). The data is tiny and
 the batches uneven on purpose: a global batch of 9 rows is cut into shards of 4 and 5 rows, and the 2-row remainder
 batch into shards of 1 row.
 """
@@ -39,15 +39,15 @@ EMBEDDERS = {
 
 # ---------------------------------------------------------------------------------------------------- workers
 class ReadLog:
-    """Wraps ``skssl._data.read_rows``: records the rows of every batch read (index arrays) and counts the rows of
+    """Wraps ``skssl._reading.read_rows``: records the rows of every batch read (index arrays) and counts the rows of
     sequential passes (slices: the statistics passes); optionally raises on the n-th batch read."""
 
     def __init__(self, fail_at=None):
-        from skssl import _data
+        from skssl import _reading
 
-        self._data, self._original = _data, _data.read_rows
+        self._reading, self._original = _reading, _reading.read_rows
         self.batches, self.sequential_rows, self.fail_at = [], 0, fail_at
-        _data.read_rows = self
+        _reading.read_rows = self
 
     def __call__(self, X, rows):
         if isinstance(rows, slice):
@@ -59,19 +59,19 @@ class ReadLog:
         return self._original(X, rows)
 
     def close(self):
-        self._data.read_rows = self._original
+        self._reading.read_rows = self._original
 
 
 def fit_record(name, X, read_log):
     """Fit embedder ``name`` on X; return what the comparisons need (weights, history, rows read)."""
     read_log.batches, read_log.sequential_rows = [], 0
     embedder = EMBEDDERS[name]().fit(X)
-    # Before any training, fit's input checks read one evenly spaced sample of rows (skssl._data._row_sample) on
-    # every rank; the batches compared below are those of training and validation.
-    from skssl import _data
+    # Before any training, fit's input checks read one evenly spaced sample of rows
+    # (skssl._input_checks._row_sample) on every rank; the batches compared below are those of training and validation.
+    from skssl import _input_checks
 
     n_rows, n_cols = X.shape
-    k = min(n_rows, _data._SAMPLE_ROWS, max(8, _data._SAMPLE_VALUES // n_cols))
+    k = min(n_rows, _input_checks._SAMPLE_ROWS, max(8, _input_checks._SAMPLE_VALUES // n_cols))
     check_sample = np.unique(np.linspace(0, n_rows - 1, k).round().astype(np.int64)).tolist()
     assert read_log.batches[0] == check_sample
     del read_log.batches[0]

@@ -140,7 +140,7 @@ SHARED_SETS = {
 @pytest.mark.data
 @pytest.mark.parametrize("task", list(SHARED_SETS))
 def test_value_checks_are_silent_on_the_shared_sets_as_loaded_and_warn_on_their_raw_values(task, shared_data_dir):
-    from skssl import _data
+    from skssl import _input_checks
     from skssl.benchmark._datasets import load_benchmark_data
 
     name, column = SHARED_SETS[task]
@@ -148,11 +148,11 @@ def test_value_checks_are_silent_on_the_shared_sets_as_loaded_and_warn_on_their_
     with warnings.catch_warnings():
         every_warning_an_error()
         for estimator in (MaskedAutoencoder(), VAEEmbedder(), SSLClassifier()):
-            _data.check_fit_values(estimator, loaded["X"])
+            _input_checks.check_fit_values(estimator, loaded["X"])
     if "log1p applied" in loaded["preprocessing"]:  # FPKM, RSEM: the heuristic must see what log1p fixed
         raw = np.expm1(loaded["X"].astype(np.float64))
         with pytest.warns(DataScaleWarning, match="heavy right tail"):
-            _data.check_fit_values(MaskedAutoencoder(), raw)
+            _input_checks.check_fit_values(MaskedAutoencoder(), raw)
 
 
 # ----------------------------------------------------------------------------- constant data

@@ -134,9 +134,9 @@ def test_fit_loop_reports_an_interrupted_run():
 
 
 def training_reader(X, device):
-    from skssl import _data
+    from skssl import _reading
 
-    return _data.BatchReader(X, device)
+    return _reading.BatchReader(X, device)
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -380,9 +380,9 @@ def test_interrupted_pretraining_follows_the_warning_filters_and_lets_other_warn
 # statistics, and never an estimator that looks fitted but is not.
 def _interrupt_statistics_pass(monkeypatch):
     """Make the embedding-statistics pass after training (every embedder's last step of fit) raise KeyboardInterrupt."""
-    from skssl import _data
+    from skssl import _statistics
 
-    monkeypatch.setattr(_data, "streaming_mean_covariance", _ctrl_c)
+    monkeypatch.setattr(_statistics, "streaming_mean_covariance", _ctrl_c)
 
 
 def _ctrl_c(*args, **kwargs):

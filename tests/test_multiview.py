@@ -7,7 +7,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skssl import VAEEmbedder, _data
+from skssl import VAEEmbedder, _statistics
 from skssl.io import ExpressionData
 from skssl.multiview import assemble_views, resolve_views
 
@@ -225,14 +225,14 @@ def test_nan_aware_statistics_over_present_values():
     X = rng.normal(loc=5.0, size=(50, 4)).astype(np.float32)
     X[rng.random(X.shape) < 0.3] = np.nan
     X[:, 3] = np.nan
-    stats = _data.column_statistics(X, chunk_rows=7, allow_nan=True)
+    stats = _statistics.column_statistics(X, chunk_rows=7, allow_nan=True)
     np.testing.assert_allclose(stats["mean"][:3], np.nanmean(X[:, :3], axis=0, dtype=np.float64), rtol=1e-6)
     np.testing.assert_allclose(stats["std"][:3], np.nanstd(X[:, :3], axis=0, dtype=np.float64), rtol=1e-5)
     assert stats["mean"][3] == 0 and stats["std"][3] == 0 and stats["count"][3] == 0
     np.testing.assert_allclose(stats["row_sums"], np.nansum(X, axis=1, dtype=np.float64), rtol=1e-6)
     assert stats["min"] == np.nanmin(X)
     with pytest.raises(ValueError, match="NaN"):
-        _data.column_statistics(X)
+        _statistics.column_statistics(X)
 
 
 # ----------------------------------------------------------------------------- validation

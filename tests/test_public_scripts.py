@@ -55,7 +55,7 @@ def test_detector_finds_private_imports_attributes_and_replacements():
         "from skssl.benchmark._protocol import score\n"
         "from skssl import MaskedAutoencoder, make_expression\n"
         "from skssl.benchmark import labeled_subsets\n"
-        "skssl._data.validate_X\n"
+        "skssl._validation.validate_X\n"
         "skssl.make_expression = None\n"
         "print(skssl.__version__)\n"
     )
@@ -65,7 +65,7 @@ def test_detector_finds_private_imports_attributes_and_replacements():
         "from skssl._training import fit_loop",
         "from skssl.benchmark import _datasets",
         "from skssl.benchmark._protocol import score",
-        "skssl._data",
+        "skssl._validation",
         "skssl.make_expression = ...",
     ]
 

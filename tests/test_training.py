@@ -10,7 +10,7 @@ import torch
 from _synthetic import low_rank_classes
 from scipy import stats
 
-from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _data
+from skssl import ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, _reading
 from skssl._corruption import scarf_corrupt, vime_mask
 from skssl._training import (
     MASKED_AUTOENCODER_PATIENCE_STEPS,
@@ -123,7 +123,7 @@ def _mapped_megabytes(path):
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/smaps"), reason="needs Linux /proc smaps")
 def test_passes_over_a_memmap_keep_its_resident_pages_bounded(tmp_path):
-    from skssl import _data
+    from skssl import _reading
 
     path = tmp_path / "big.f32"
     rows, genes = 60_000, 2_000  # 480 MB on disk
@@ -134,10 +134,10 @@ def test_passes_over_a_memmap_keep_its_resident_pages_bounded(tmp_path):
     del mm
     X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, genes))
     peak = 0.0
-    for i, _ in enumerate(_data.iter_batches(X, 256, indices=np.random.default_rng(0).permutation(rows))):
+    for i, _ in enumerate(_reading.iter_batches(X, 256, indices=np.random.default_rng(0).permutation(rows))):
         if i % 8 == 7:  # reading smaps is slow; sample it
             peak = max(peak, _mapped_megabytes(path))
-    for _ in _data.iter_batches(X, 4096):
+    for _ in _reading.iter_batches(X, 4096):
         peak = max(peak, _mapped_megabytes(path))
     # A batch of 256 random rows may map up to ~256 MB before it is released; never the whole 480 MB file.
     assert peak < 330, peak
@@ -204,7 +204,7 @@ def _run(module, loss_fn, X, *, train_rows, validation_rows=(), targets=None, ma
     return fit_loop(
         module,
         loss_fn,
-        reader=_data.BatchReader(X, device),
+        reader=_reading.BatchReader(X, device),
         train_rows=np.asarray(train_rows),
         validation_rows=np.asarray(validation_rows, dtype=int),
         schedule=Schedule(4, max_epochs, patience),
@@ -229,7 +229,7 @@ def test_fit_loop_stops_after_the_patience_and_keeps_the_best_epoch():
     result = fit_loop(
         module,
         loss_fn,
-        reader=_data.BatchReader(np.ones((8, 3), dtype=np.float32), device),
+        reader=_reading.BatchReader(np.ones((8, 3), dtype=np.float32), device),
         train_rows=np.arange(6),
         validation_rows=np.arange(6, 8),
         schedule=Schedule(6, 500, 12),

@@ -262,7 +262,7 @@ def _config(args, data, methods, fractions, seeds, embedder_params, classifier_p
     import torch
 
     from .. import __version__
-    from .._data import resolve_device
+    from .._reading import resolve_device
 
     # The data themselves, not their file name: a changed file, label column or log1p choice changes every run.
     digest = hashlib.sha256(np.ascontiguousarray(data["X"], dtype=np.float32).tobytes())

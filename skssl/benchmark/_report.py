@@ -247,7 +247,7 @@ def machine_info(device="auto"):
     """Platform, processor, CPU count, torch version / threads / device of this process."""
     import torch
 
-    from .._data import resolve_device
+    from .._reading import resolve_device
 
     processor = platform.processor() or platform.machine()
     try:  # the model name is more telling than "x86_64"

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .. import _data
+from .. import _input_checks, _reading
 from ..multiview import check_view_values
 
 # Rows read to tell counts from non-integer (log-scale, normalised) data: enough to see, cheap even for a memmap.
@@ -19,7 +19,7 @@ def warn_if_not_counts(X, views):
     Only the first :data:`COUNT_CHECK_ROWS` rows are read, so out-of-core and sparse input are never loaded whole.
     ``views`` maps a view name (None without views) to its column index.
     """
-    block = _data.read_rows(X, slice(0, min(_data.n_rows(X), COUNT_CHECK_ROWS)))
+    block = _reading.read_rows(X, slice(0, min(_reading.n_rows(X), COUNT_CHECK_ROWS)))
     for name, index in views.items():
         values = block[:, index]
         with np.errstate(invalid="ignore"):
@@ -35,7 +35,7 @@ def warn_if_not_counts(X, views):
             "likelihood='nb' (negative binomial) models raw counts. For log-scale or normalised data (log1p, CPM, "
             f"TPM, z-scores) use {fix}; for counts, pass the raw integer counts.",
             UserWarning,
-            stacklevel=_data.user_stacklevel(),
+            stacklevel=_input_checks.user_stacklevel(),
         )
 
 
@@ -47,12 +47,12 @@ def check_single_view_values(X, likelihood, *, minimum=None, skip_out_of_core=Fa
     Dense input is read one chunk at a time; ``skip_out_of_core`` leaves memory-mapped input unchecked (inference,
     where a pass of its own would cost as much as the work).
     """
-    if likelihood == "gaussian" or (minimum is None and skip_out_of_core and _data.is_out_of_core(X)):
+    if likelihood == "gaussian" or (minimum is None and skip_out_of_core and _reading.is_out_of_core(X)):
         return
     if likelihood == "nb" and minimum is not None:
         check_view_values(None, likelihood, np.asarray([minimum]))
     elif hasattr(X, "indptr"):  # sparse: the stored values, plus the implicit zeros (valid for both)
         check_view_values(None, likelihood, X.data)
     else:
-        for _, block in _data.iter_batches(X, _data.CHUNK_ROWS):
+        for _, block in _reading.iter_batches(X, _reading.CHUNK_ROWS):
             check_view_values(None, likelihood, block)

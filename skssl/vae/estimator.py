@@ -15,7 +15,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .. import _data
+from .. import _reading, _statistics, _validation
 from .._base import BaseSSLEstimator
 from .._compat import Interval, StrOptions, validate_params
 from .._distributed import row_mean
@@ -291,7 +291,7 @@ class VAEEmbedder(BaseSSLEstimator):
 
     def _validate_input(self, X, *, reset):
         multiview = self._multiview(reset)
-        X = _data.validate_X(self, X, reset=reset, allow_nan=multiview)
+        X = _validation.validate_X(self, X, reset=reset, allow_nan=multiview)
         if multiview and not reset:
             # At fit the same pass runs in _fit_statistics; here it checks the missing-view pattern and values.
             scan_views(X, self.views_, self.view_likelihoods_)
@@ -299,7 +299,7 @@ class VAEEmbedder(BaseSSLEstimator):
 
     def _fit_statistics(self, X):
         if self.views is None:
-            statistics = _data.column_statistics(X)
+            statistics = _statistics.column_statistics(X)
             if self.likelihood == "nb" and statistics["min"] >= 0:  # negative values fail in _check_fit_values
                 warn_if_not_counts(X, {None: slice(None)})
             elif self.likelihood == "bernoulli":
@@ -308,7 +308,7 @@ class VAEEmbedder(BaseSSLEstimator):
         indices, likelihoods = resolve_views(
             self.views, X.shape[1], getattr(self, "feature_names_in_", None), self.likelihood
         )
-        statistics = _data.column_statistics(X, allow_nan=True)
+        statistics = _statistics.column_statistics(X, allow_nan=True)
         scan = scan_views(X, indices, likelihoods)
         nb_views = {name: index for name, index in indices.items() if likelihoods[name] == "nb"}
         if nb_views:
@@ -429,14 +429,14 @@ class VAEEmbedder(BaseSSLEstimator):
         # In float64: sums over thousands of genes would otherwise differ in the last float32 digits between a
         # row scored alone and the same row scored in a batch.
         module = copy.deepcopy(self.module_).double()
-        scores = np.empty(_data.n_rows(X))
+        scores = np.empty(_reading.n_rows(X))
         with torch.inference_mode():
             module.eval()
-            batches = _data.iter_batches(
-                X, max(self.batch_size_, 1024), check_finite=_data.is_out_of_core(X), allow_nan=multiview
+            batches = _reading.iter_batches(
+                X, max(self.batch_size_, 1024), check_finite=_reading.is_out_of_core(X), allow_nan=multiview
             )
             for rows, block in batches:
-                x = _data.to_device(block, device).double()
+                x = _reading.to_device(block, device).double()
                 scores[rows] = module.elbo(x, self.beta, noise=noise.double()).cpu().numpy()
                 scores[rows] -= module.log_det(x).cpu().numpy()  # the standardisation of the Gaussian views
         return scores
