@@ -87,8 +87,10 @@ class TargetEncoding(NamedTuple):
     attributes: dict  # classes_, or y_mean_ and y_scale_
 
 
-class _BaseFineTune(BaseTorchEstimator):
-    """Shared fitting of SSLClassifier and SSLRegressor; not for direct use."""
+class _BaseSSLPredictor(BaseTorchEstimator):
+    """What SSLClassifier and SSLRegressor share, both strategies (the semi-supervised ensemble and pre-train +
+    fine-tune); not for direct use. The torch training parameters it inherits serve ``strategy="finetune"`` and
+    the embedder's pre-training; the default ensemble trains no network."""
 
     _parameter_constraints: dict = {
         "embedder": [BaseSSLEstimator, FrozenEstimator, None],

@@ -34,7 +34,7 @@ from ._supervised_base import (
     _STRATEGY_PARAMETERS,
     _TRAINING_PARAMETERS,
     TargetEncoding,
-    _BaseFineTune,
+    _BaseSSLPredictor,
 )
 
 __all__ = ["SSLClassifier", "SSLRegressor"]
@@ -109,7 +109,7 @@ def _is_missing_label(value):
     return False
 
 
-class SSLClassifier(ClassifierMixin, _BaseFineTune):
+class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     __doc__ = f"""Semi-supervised phenotype classifier: all samples shape the model, the labeled ones train it.
 
     ``fit(X, y)`` follows scikit-learn's semi-supervised convention: rows whose label is ``-1`` are unlabeled
@@ -195,10 +195,10 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
     True
     """
 
-    _fitted_attributes = ("classes_",) + _BaseFineTune._fitted_attributes
+    _fitted_attributes = ("classes_",) + _BaseSSLPredictor._fitted_attributes
 
     _parameter_constraints: dict = {
-        **_BaseFineTune._parameter_constraints,
+        **_BaseSSLPredictor._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
@@ -394,7 +394,7 @@ class SSLClassifier(ClassifierMixin, _BaseFineTune):
         return self.classes_[np.argmax(logits, axis=1)]
 
 
-class SSLRegressor(RegressorMixin, _BaseFineTune):
+class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
     __doc__ = f"""Semi-supervised phenotype regressor (age, drug response...): all samples shape the model.
 
     As :class:`SSLClassifier`, for a continuous target. Unlabeled rows are marked by a NaN target. Targets are
@@ -444,7 +444,7 @@ class SSLRegressor(RegressorMixin, _BaseFineTune):
     >>> finetuned = SSLRegressor(embedder, strategy="finetune", max_epochs=10, random_state=0).fit(X, age)
     """
 
-    _fitted_attributes = ("y_mean_", "y_scale_") + _BaseFineTune._fitted_attributes
+    _fitted_attributes = ("y_mean_", "y_scale_") + _BaseSSLPredictor._fitted_attributes
 
     def __init__(
         self,

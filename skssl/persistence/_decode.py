@@ -22,7 +22,7 @@ from .._compat import (
     sklearn_state_name,
     validate_estimator_params,
 )
-from .._supervised_base import _BaseFineTune
+from .._supervised_base import _BaseSSLPredictor
 from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
     _ESTIMATORS,
@@ -279,7 +279,7 @@ def _decode_estimator(node, reader, *, fitted, where):
             )
         estimator.module_ = _rebuild_network(estimator, state, where, upgrade=reader.format_version == 1)
     _check_consistency(estimator, where)
-    if isinstance(estimator, _BaseFineTune):
+    if isinstance(estimator, _BaseSSLPredictor):
         _restore_prefit_embedder(estimator)
     return estimator
 
