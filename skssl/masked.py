@@ -42,9 +42,9 @@ class _MaskedModule(nn.Module):
     n_iter_no_change : "auto" or int, default="auto"
         Epochs without improvement before stopping; "auto" waits for about 100 optimisation steps, at least 10
         epochs (50 epochs of a 2-step epoch on a cohort of about 50 samples): half the other embedders' patience,
-        which on four small cohorts kept the best epoch of 38 of 40 measured runs at about half the fit time.
-        The verbose progress shows the time left until the epoch where this rule stops the run if the loss does
-        not improve again.
+        chosen because on small cohorts it keeps the best epoch while the fit takes about half the time (see
+        "The default schedule" in the documentation). The verbose progress shows the time left until the epoch
+        where this rule stops the run if the loss does not improve again.
 """
 )
 class MaskedAutoencoder(BaseSSLEstimator):
