@@ -226,17 +226,18 @@ class LinearMember:
     def transform(self, features):
         return (features - self.mean_) / self.scale_
 
-    def fit(self, features, rows, target):
+    def fit(self, features, rows, y):
+        """Fit on the fit rows ``rows`` (indices into ``features``), whose encoded targets are ``y``."""
         if self.task == "classification":
             self.model_ = None
-            if len(np.unique(target[rows])) >= 2:
+            if len(np.unique(y)) >= 2:
                 weights = None if self.class_weight is None else dict(enumerate(self.class_weight))
                 self.model_ = LogisticRegression(max_iter=LINEAR_MAX_ITER, class_weight=weights, random_state=self.seed)
-                self.model_.fit(features[rows], target[rows])
+                self.model_.fit(features[rows], y)
             else:  # a fold with one class only: that class, for certain
-                self.only_ = int(target[rows][0])
+                self.only_ = int(y[0])
         else:
-            self.model_ = Ridge(alpha=1.0).fit(features[rows], target[rows])
+            self.model_ = Ridge(alpha=1.0).fit(features[rows], y)
         return self
 
     def predict(self, features):
@@ -270,23 +271,24 @@ class GraphMember:
     def transform(self, points):
         return points
 
-    def fit(self, _, rows, target):
+    def fit(self, _, rows, y):
+        """Spread the encoded targets ``y`` of the fit rows ``rows`` over the graph of all fit rows."""
         n = self.points_.shape[0]
         if self.task == "classification":
             seeds = np.zeros((n, self.n_classes))
-            seeds[rows, target[rows]] = 1.0
+            seeds[rows, y] = 1.0
             # Each class brings the same total mass, so a frequent class does not flood the graph.
-            seeds[rows] /= np.bincount(target[rows], minlength=self.n_classes)[target[rows]][:, None]
+            seeds[rows] /= np.bincount(y, minlength=self.n_classes)[y][:, None]
             if self.class_weight is not None:
                 seeds *= self.class_weight
             scores = np.maximum(spread(self.affinity_, seeds), 0.0)
             mass = scores.sum(axis=1, keepdims=True)
             # A row the labels never reach (another connected component) gets the labeled rows' class shares.
-            prior = np.bincount(target[rows], minlength=self.n_classes) / len(rows)
+            prior = np.bincount(y, minlength=self.n_classes) / len(rows)
             self.scores_ = np.where(mass > 0, scores / np.where(mass > 0, mass, 1.0), prior)
         else:
             seeds = np.zeros((n, 2))
-            seeds[rows, 0] = target[rows]
+            seeds[rows, 0] = y
             seeds[rows, 1] = 1.0
             values = spread(self.affinity_, seeds)
             # Spread target over spread mass: a diffusion-kernel weighted mean of the labeled targets.
@@ -339,8 +341,8 @@ class SemiSupervisedEnsemble:
             views["embedding"] = embedding
         return views
 
-    def fit(self, X_dense, rows, target, embedding=None):
-        """``X_dense``: every fit row; ``rows``: the labeled ones; ``target``: encoded, valid at ``rows``."""
+    def fit(self, X_dense, rows, y, embedding=None):
+        """``X_dense``: every fit row; ``rows``: the labeled ones; ``y``: their encoded targets, in that order."""
         self.genes_ = GeneViews().fit(X_dense, max(N_PCS, N_GRAPH_PCS), self.seed)
         views = self._views(X_dense, embedding)
         make = {"graph": GraphMember}
@@ -349,20 +351,20 @@ class SemiSupervisedEnsemble:
             member = make.get(name, LinearMember)(self.task, self.n_classes, self.seed, self.class_weight)
             features[name] = member.prepare(views[name])
             self.members_[name] = member
-        self.weights_ = self._weights(features, rows, target)
+        self.weights_ = self._weights(features, rows, y)
         for name, member in self.members_.items():
-            member.fit(features[name], rows, target)
+            member.fit(features[name], rows, y)
         return self
 
-    def _enough_labels(self, rows, target):
+    def _enough_labels(self, y):
         if self.task == "classification":
-            return np.bincount(target[rows], minlength=self.n_classes).min() >= MIN_PER_CLASS_FOR_WEIGHTS
-        return len(rows) >= MIN_LABELED_FOR_WEIGHTS
+            return np.bincount(y, minlength=self.n_classes).min() >= MIN_PER_CLASS_FOR_WEIGHTS
+        return len(y) >= MIN_LABELED_FOR_WEIGHTS
 
-    def _weights(self, features, rows, target):
+    def _weights(self, features, rows, y):
         uniform = dict.fromkeys(self.members, 1.0 / len(self.members))
         self.held_out_loss_ = None
-        if len(self.members) == 1 or not self._enough_labels(rows, target):
+        if len(self.members) == 1 or not self._enough_labels(y):
             return uniform
         if len(rows) <= LEAVE_ONE_OUT_MAX:
             folds = [(np.delete(np.arange(len(rows)), i), np.array([i])) for i in range(len(rows))]
@@ -375,7 +377,7 @@ class SemiSupervisedEnsemble:
                 warnings.filterwarnings(
                     "ignore", message="The least populated class in y has only", category=UserWarning
                 )
-                folds = list(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(rows, target[rows]))
+                folds = list(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(rows, y))
         else:
             folds = KFold(5, shuffle=True, random_state=self.seed).split(rows)
         held_out = {}
@@ -384,12 +386,12 @@ class SemiSupervisedEnsemble:
             shape = (len(rows), self.n_classes) if self.task == "classification" else (len(rows),)
             out = np.zeros(shape)
             for train, test in folds:
-                member.fit(features[name], rows[train], target)
+                member.fit(features[name], rows[train], y[train])
                 out[test] = member.predict(features[name][rows[test]])
             held_out[name] = out
         loss = log_loss if self.task == "classification" else squared_error
-        self.held_out_loss_ = {name: loss(p, target[rows]) for name, p in held_out.items()}
-        return greedy_weights(held_out, target[rows], loss)
+        self.held_out_loss_ = {name: loss(p, y) for name, p in held_out.items()}
+        return greedy_weights(held_out, y, loss)
 
     def predict(self, X_dense, embedding=None):
         """Weighted average of the members' probabilities (classification) or predictions (regression)."""

@@ -134,6 +134,8 @@ class _BaseSSLPredictor(BaseTorchEstimator):
         raise NotImplementedError
 
     def _full_targets(self, n_samples, rows, encoded):
+        """One target per row of X for the fine-tuning loop, which reads targets by row index: ``encoded`` at
+        ``rows``, an invalid value elsewhere (never read: the loop trains on ``rows`` only)."""
         raise NotImplementedError
 
     def _loss_function(self, class_weight):
@@ -283,10 +285,10 @@ class _BaseSSLPredictor(BaseTorchEstimator):
             embedding = self._embed(X)
         task = "classification" if isinstance(self, ClassifierMixin) else "regression"
         n_classes = len(self.classes_) if task == "classification" else None
-        target = self._full_targets(X.shape[0], rows, encoded)
+        y = np.asarray(encoded, dtype=self._target_dtype)  # the labeled rows' targets only: no sentinel rows
         class_weight = None if class_weight is None else class_weight.astype(np.float64)
         self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed, class_weight)
-        self.ensemble_.fit(_ensemble.dense_rows(X), rows, target, embedding)
+        self.ensemble_.fit(_ensemble.dense_rows(X), rows, y, embedding)
         self.members_ = members
         self.weights_ = dict(self.ensemble_.weights_)
         if interruption is not None:

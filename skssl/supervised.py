@@ -196,6 +196,7 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("classes_",) + _BaseSSLPredictor._fitted_attributes
+    _target_dtype = np.int64  # encoded class indices, as cross-entropy and the ensemble's members read them
 
     _parameter_constraints: dict = {
         **_BaseSSLPredictor._parameter_constraints,
@@ -322,7 +323,7 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
 
     def _full_targets(self, n_samples, rows, encoded):
         # Unlabeled rows get an invalid class index: if one ever reached the loss, cross-entropy would fail.
-        targets = np.full(n_samples, -1, dtype=np.int64)
+        targets = np.full(n_samples, -1, dtype=self._target_dtype)
         targets[rows] = encoded
         return targets
 
@@ -445,6 +446,7 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("y_mean_", "y_scale_") + _BaseSSLPredictor._fitted_attributes
+    _target_dtype = np.float32  # standardised targets, as the network's output
 
     def __init__(
         self,
@@ -535,7 +537,7 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
 
     def _full_targets(self, n_samples, rows, encoded):
         # Unlabeled rows keep NaN: if one ever reached the loss, training would fail as diverged.
-        targets = np.full(n_samples, np.nan, dtype=np.float32)
+        targets = np.full(n_samples, np.nan, dtype=self._target_dtype)
         targets[rows] = encoded
         return targets
 
