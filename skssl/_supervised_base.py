@@ -81,7 +81,7 @@ _SHARED_KEYS = (
 class TargetEncoding(NamedTuple):
     """The labeled targets as the members and the network read them, and the fitted attributes that decode them."""
 
-    encoded: np.ndarray  # class indices, or standardised targets
+    encoded: np.ndarray  # int64 class indices, or float32 standardised targets (the dtype the loss reads)
     strata: np.ndarray | None  # what a stratified split of the labeled rows stratifies on (None: not stratified)
     class_weight: np.ndarray | None  # float32 weight of each class, or None
     attributes: dict  # classes_, or y_mean_ and y_scale_
@@ -135,8 +135,10 @@ class _BaseSSLPredictor(BaseTorchEstimator):
 
     def _full_targets(self, n_samples, rows, encoded):
         """One target per row of X for the fine-tuning loop, which reads targets by row index: ``encoded`` at
-        ``rows``, an invalid value elsewhere (never read: the loop trains on ``rows`` only)."""
-        raise NotImplementedError
+        ``rows``, ``_unlabeled_target`` elsewhere (never read: the loop trains on ``rows`` only)."""
+        targets = np.full(n_samples, self._unlabeled_target, dtype=encoded.dtype)
+        targets[rows] = encoded
+        return targets
 
     def _loss_function(self, class_weight):
         """The loss of a batch, ``loss(module, x, targets, generator=None)``, for these class weights."""
@@ -285,10 +287,10 @@ class _BaseSSLPredictor(BaseTorchEstimator):
             embedding = self._embed(X)
         task = "classification" if isinstance(self, ClassifierMixin) else "regression"
         n_classes = len(self.classes_) if task == "classification" else None
-        y = np.asarray(encoded, dtype=self._target_dtype)  # the labeled rows' targets only: no sentinel rows
         class_weight = None if class_weight is None else class_weight.astype(np.float64)
         self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed, class_weight)
-        self.ensemble_.fit(_ensemble.dense_rows(X), rows, y, embedding)
+        # The labeled rows and their targets only: the members never see a placeholder for an unlabeled row.
+        self.ensemble_.fit(_ensemble.dense_rows(X), rows, encoded, embedding)
         self.members_ = members
         self.weights_ = dict(self.ensemble_.weights_)
         if interruption is not None:

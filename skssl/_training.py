@@ -171,10 +171,10 @@ def fit_loop(
     After each epoch the mean loss on ``validation_rows`` (in eval mode, under a corruption generator seeded with
     ``seed`` so that epochs are compared on the same corruptions) is the monitored loss; the training loss is
     monitored when there are no validation rows. With ``early_stopping``, training stops after
-    ``schedule.patience`` epochs without a relative improvement of ``tol`` (:class:`Schedule`), and
-    with validation rows the module gets the weights of the best epoch back. The global torch RNG draws the
-    training corruptions: seed it (in a ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"``
-    runs forward and backward passes under bfloat16 autocast.
+    ``schedule.patience`` epochs without a relative improvement of ``tol``, and with validation rows the module
+    gets the weights of the best epoch back. The global torch RNG draws the training corruptions: seed it (in a
+    ``torch.random.fork_rng``) for reproducible runs. ``precision="bf16"`` runs forward and backward passes under
+    bfloat16 autocast.
 
     ``progress`` (e.g. :class:`skssl._progress.EpochProgress`) hears ``start``, every ``epoch`` and ``finish`` (or
     ``abort`` when an exception ends the run). A non-finite training loss raises ``FloatingPointError`` naming
@@ -459,7 +459,7 @@ def keep_state(module, kept=None):
     the copy).
     """
     state = module.state_dict()
-    if kept is None or kept.keys() != state.keys():
+    if kept is None:
         return {k: v.detach().clone() for k, v in state.items()}
     for key, value in state.items():
         kept[key].copy_(value.detach())

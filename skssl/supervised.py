@@ -196,7 +196,8 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("classes_",) + _BaseSSLPredictor._fitted_attributes
-    _target_dtype = np.int64  # encoded class indices, as cross-entropy and the ensemble's members read them
+    # An invalid class index: if an unlabeled row ever reached the loss, cross-entropy would fail.
+    _unlabeled_target = -1
 
     _parameter_constraints: dict = {
         **_BaseSSLPredictor._parameter_constraints,
@@ -321,12 +322,6 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     def _n_outputs(self):
         return len(self.classes_)
 
-    def _full_targets(self, n_samples, rows, encoded):
-        # Unlabeled rows get an invalid class index: if one ever reached the loss, cross-entropy would fail.
-        targets = np.full(n_samples, -1, dtype=self._target_dtype)
-        targets[rows] = encoded
-        return targets
-
     def _loss_function(self, class_weight):
         return functools.partial(cross_entropy_loss, weight=class_weight)
 
@@ -446,7 +441,8 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("y_mean_", "y_scale_") + _BaseSSLPredictor._fitted_attributes
-    _target_dtype = np.float32  # standardised targets, as the network's output
+    # NaN: if an unlabeled row ever reached the loss, training would fail as diverged.
+    _unlabeled_target = np.nan
 
     def __init__(
         self,
@@ -534,12 +530,6 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
 
     def _n_outputs(self):
         return 1
-
-    def _full_targets(self, n_samples, rows, encoded):
-        # Unlabeled rows keep NaN: if one ever reached the loss, training would fail as diverged.
-        targets = np.full(n_samples, np.nan, dtype=self._target_dtype)
-        targets[rows] = encoded
-        return targets
 
     def _loss_function(self, class_weight):
         return squared_error_loss

@@ -243,8 +243,7 @@ def _decode_estimator(node, reader, *, fitted, where):
         renames, dropped = _FORMAT_1_RENAMES.get(name, {}), _FORMAT_1_DROPPED.get(name, ())
         attributes = {renames.get(key, key): value for key, value in attributes.items() if key not in dropped}
     for key, value in attributes.items():
-        allowed = key in cls._fitted_attributes and key not in _SKIPPED
-        if not allowed or key in params or hasattr(cls, key):
+        if key not in cls._fitted_attributes or key in _SKIPPED:
             raise ValueError(f"{where}: {key!r} is not a fitted attribute that {name} may have.")
         if key == "embedder_" and value is not None:
             _expect(

@@ -12,10 +12,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._compat import sklearn_fitted_state
+from .._compat import FITTED_NAME, sklearn_fitted_state
 from ._schema import (
     _ESTIMATORS,
-    _FITTED_NAME,
     _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
     _OBJECTS,
@@ -141,7 +140,7 @@ def _encode_estimator(estimator, writer, *, fitted, where):
     undeclared = [
         key
         for key in state
-        if _FITTED_NAME.match(key) and key not in params and key not in declared and not hasattr(type(estimator), key)
+        if FITTED_NAME.match(key) and key not in params and key not in declared and not hasattr(type(estimator), key)
     ]
     if undeclared:
         raise ValueError(

@@ -11,7 +11,6 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from .. import _ensemble
-from .._compat import FITTED_NAME
 from ..contrastive import ContrastiveEmbedder
 from ..masked import MaskedAutoencoder
 from ..supervised import SSLClassifier, SSLRegressor
@@ -39,10 +38,9 @@ _FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale
 # ... and the embedder's widths on the supervised estimators, which no prediction reads and 0.2 no longer sets:
 # dropped at load (not among the classes' declared fitted attributes).
 _FORMAT_1_DROPPED = {"SSLClassifier": ("hidden_dims_",), "SSLRegressor": ("hidden_dims_",)}
-# The fitted attribute written as the network's state dict, not as a value. Private attributes (training-only state
-# such as a partial_fit's optimiser) are never written: only fitted attributes (public, ending in "_") are.
+# The declared fitted attribute written as the network's state dict, not as a value. Private attributes
+# (training-only state such as a partial_fit's optimiser) are never written: only declared fitted attributes are.
 _SKIPPED = {"module_"}
-_FITTED_NAME = FITTED_NAME
 _NUMERIC_KINDS = "biufc"
 
 # The values of fitted attributes that predictions subtract, divide by or multiply with, by attribute name (whatever
