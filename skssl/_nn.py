@@ -90,6 +90,18 @@ class LogNormalize(nn.Module):
         return torch.log1p(x / library * self.target_sum)
 
 
+class EncoderModule(nn.Module):
+    """Base of a method's module whose embedding is ``encoder(preprocess(x))`` (the masked and contrastive
+    modules): ``embed`` and ``encoder_path`` live here once, so the method's file holds only its layers and loss."""
+
+    def embed(self, x):
+        return self.encoder(self.preprocess(x))
+
+    def encoder_path(self):
+        """The part of this module that ``embed`` uses: preprocessing and encoder (shared, not copied)."""
+        return EncoderPath(self.preprocess, self.encoder)
+
+
 class EncoderPath(nn.Module):
     """Raw features -> embedding through ``preprocess`` then ``encoder``: the part of an embedder's module that its
     ``embed`` uses (see ``encoder_path()`` of the masked and contrastive modules), sharing their layers."""

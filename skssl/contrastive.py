@@ -6,18 +6,16 @@ import copy
 import functools
 from numbers import Real
 
-from torch import nn
-
 from ._base import BaseSSLEstimator
 from ._compat import Interval, StrOptions
 from ._corruption import scarf_corrupt
 from ._distributed import local_rows, row_mean, whole_batch, whole_batch_of
 from ._docstrings import fill_doc
 from ._losses import byol_loss, nt_xent
-from ._nn import EncoderPath, Standardize, ema_update, make_mlp
+from ._nn import EncoderModule, Standardize, ema_update, make_mlp
 
 
-class _ContrastiveModule(nn.Module):
+class _ContrastiveModule(EncoderModule):
     def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize, byol):
         super().__init__()
         width = hidden_dims[-1] if hidden_dims else 256
@@ -30,13 +28,6 @@ class _ContrastiveModule(nn.Module):
             # The target network is a slow copy of the online one and never gets gradients.
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
             self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
-
-    def embed(self, x):
-        return self.encoder(self.preprocess(x))
-
-    def encoder_path(self):
-        """The part of this module that ``embed`` uses: preprocessing and encoder (shared, not copied)."""
-        return EncoderPath(self.preprocess, self.encoder)
 
     def online(self, x_std):
         return self.projector(self.encoder(x_std))

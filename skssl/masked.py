@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from numbers import Real
 
-from torch import nn
-
 from ._base import BaseSSLEstimator
 from ._compat import Interval
 from ._corruption import vime_mask
 from ._distributed import local_rows, row_mean, whole_batch_of
 from ._docstrings import fill_doc
 from ._losses import vime_loss
-from ._nn import EncoderPath, Standardize, make_mlp, with_batch_code
+from ._nn import EncoderModule, Standardize, make_mlp, with_batch_code
 from ._training import MASKED_AUTOENCODER_PATIENCE_STEPS
 
 
-class _MaskedModule(nn.Module):
+class _MaskedModule(EncoderModule):
     n_batches = 0  # a class default: modules pickled before batch conditioning have no such attribute
 
     def __init__(self, n_features, hidden_dims, n_components, dropout, mean, std, standardize, n_batches=0):
@@ -28,13 +26,6 @@ class _MaskedModule(nn.Module):
         self.n_batches = n_batches
         self.mask_head = make_mlp(n_components + n_batches, (width,), n_features)
         self.feature_head = make_mlp(n_components + n_batches, (width,), n_features)
-
-    def embed(self, x):
-        return self.encoder(self.preprocess(x))
-
-    def encoder_path(self):
-        """The part of this module that ``embed`` uses: preprocessing and encoder (shared, not copied)."""
-        return EncoderPath(self.preprocess, self.encoder)
 
 
 @fill_doc(
