@@ -2,7 +2,7 @@
 
 One script, under 5 minutes on one GPU at the default sizes. Sections, each printing plain text lines:
 
-1. ``fit``: every estimator (MaskedAutoencoder, ContrastiveEmbedder with ``objective="infonce"`` and ``"byol"``,
+1. ``fit``: every estimator (MaskedAutoencoder, ContrastiveEmbedder with ``objective="scarf"`` and ``"byol"``,
    VAEEmbedder with ``likelihood="gaussian"`` and ``"nb"``, SSLClassifier with its default ensemble and with
    ``strategy="finetune"``) fits on ``--device`` in ``precision="float32"`` and ``"bf16"`` and gives finite
    outputs: one line ``fit <estimator> precision=<p> device=<d>: ok|FAILED``.
@@ -67,7 +67,7 @@ def embedders(device, precision, epochs, seed=0):
     common = dict(device=device, precision=precision, max_epochs=epochs, random_state=seed)
     return [
         ("MaskedAutoencoder", MaskedAutoencoder(**common)),
-        ("ContrastiveEmbedder(infonce)", ContrastiveEmbedder(**common)),
+        ("ContrastiveEmbedder(scarf)", ContrastiveEmbedder(**common)),
         ("ContrastiveEmbedder(byol)", ContrastiveEmbedder(objective="byol", **common)),
         ("VAEEmbedder(gaussian)", VAEEmbedder(likelihood="gaussian", **common)),
         ("VAEEmbedder(nb)", VAEEmbedder(likelihood="nb", **common)),

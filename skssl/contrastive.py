@@ -71,8 +71,8 @@ class ContrastiveEmbedder(BaseSSLEstimator):
     corruption_rate : float in [0, 1), default=0.6
         Fraction of features of each sample replaced by marginal draws (exactly ``round(rate * n_features)``).
     temperature : float > 0, default=0.1
-        NT-Xent temperature (``objective="scarf"``). 0.1 beat 0.2, 0.5 and 1.0 on every data set of our
-        label-efficiency runs.
+        NT-Xent temperature (``objective="scarf"``), chosen in the defaults sweep of ``docs/benchmarks.md``
+        ("Choosing the embedders' defaults").
     ema_decay : float in [0, 1), default=0.99
         Decay of the exponential moving average that updates the BYOL target network.
     %(training_parameters)s

@@ -13,7 +13,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py" if (ROOT / "benchmarks" / "gpu_che
 
 ESTIMATORS = (
     "MaskedAutoencoder",
-    "ContrastiveEmbedder(infonce)",
+    "ContrastiveEmbedder(scarf)",
     "ContrastiveEmbedder(byol)",
     "VAEEmbedder(gaussian)",
     "VAEEmbedder(nb)",
