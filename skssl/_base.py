@@ -286,7 +286,7 @@ class BaseSSLEstimator(
 
     def _fit_network(self, X, warm, batch_codes, batch_categories):
         """Build the network (``warm``: a copy of the fitted one) and train it on the validated ``X``; return the
-        :class:`TrainingRun` and the fitted attributes of the training (not assigned).
+        :class:`TrainingRun` and the network's hidden widths (nothing is assigned: see :meth:`_training_state`).
 
         A fit from scratch with a ``checkpoint`` path resumes from the file when there is one (same seed, split,
         weights, optimiser and RNG states) and removes it once training has run to its end. ``batch_codes`` (one
@@ -330,6 +330,11 @@ class BaseSSLEstimator(
         )
         if checkpoint is not None and run.result.stop_reason != "interrupted":
             checkpoint.remove()
+        return run, hidden_dims
+
+    def _training_state(self, run, warm, hidden_dims, batch_categories):
+        """The fitted attributes of a fit's training run (not assigned): a warm start's history continues the
+        fitted one."""
         state = self._training_attributes(run)
         if warm:  # one history across the fits, epochs counted from the first
             n_iter = self.n_iter_
@@ -339,7 +344,7 @@ class BaseSSLEstimator(
         state["hidden_dims_"] = hidden_dims
         if batch_categories is not None:
             state["batch_categories_"] = batch_categories
-        return run, state
+        return state
 
     def _validate_input(self, X, *, reset):
         """Validate the ``X`` of fit (``reset=True``), partial_fit and transform; subclasses may accept more."""
@@ -388,10 +393,13 @@ class BaseSSLEstimator(
                     f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of 2 is required."
                 )
             batch_codes, batch_categories = self._validate_batch(batch, X.shape[0], continuing=warm)
-            run, state = self._fit_network(X, warm, batch_codes, batch_categories)
+            run, hidden_dims = self._fit_network(X, warm, batch_codes, batch_categories)
+            embedding_statistics = self._embedding_statistics_of(run.module, X, run.schedule.batch_size)
+            # The whole new state, built here and assigned at once below.
+            state = self._training_state(run, warm, hidden_dims, batch_categories)
             state["n_components_"] = self.n_components
             state.update(self._module_attributes(run.module))
-            state.update(self._embedding_statistics_of(run.module, X, state["batch_size_"]))
+            state.update(embedding_statistics)
             # A later partial_fit starts a fresh optimiser (keeping Adam's moments would double memory and pickle
             # size): the one of an earlier partial_fit goes.
             self.__dict__.pop("_optimizer", None)
