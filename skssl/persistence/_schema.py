@@ -31,7 +31,7 @@ _SKLEARN = {"PCA": PCA, "LogisticRegression": LogisticRegression, "Ridge": Ridge
 # rather than silently dropping something its predictions might need.
 _OBJECTS = {
     cls.__name__: (cls, cls._init_args, cls._fitted_attributes)
-    for cls in (_ensemble.SemiSupervisedEnsemble, _ensemble.GeneViews, _ensemble.LinearMember, _ensemble.GraphMember)
+    for cls in (_ensemble.WeightedMembers, _ensemble.GeneViews, _ensemble.LinearMember, _ensemble.GraphMember)
 }
 # Files of format 1 kept SSLRegressor's target scaling in private attributes: renamed at load.
 _FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale_"}}
