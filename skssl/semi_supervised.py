@@ -382,7 +382,8 @@ class SemiSupervisedEnsembleClassifier(ClassifierMixin, ClassificationTargets, _
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self._ensemble_outputs(X), axis=1)]
+        proba = self._ensemble_outputs(X)  # first: it checks that the estimator is fitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class SemiSupervisedEnsembleRegressor(RegressorMixin, RegressionTargets, _BaseSemiSupervisedEnsemble):
@@ -473,4 +474,5 @@ class SemiSupervisedEnsembleRegressor(RegressorMixin, RegressionTargets, _BaseSe
         y_pred : ndarray of shape (n_samples,)
             In the unit of ``y``.
         """
-        return self._ensemble_outputs(X) * self.y_scale_ + self.y_mean_
+        outputs = self._ensemble_outputs(X)  # first: it checks that the estimator is fitted
+        return outputs * self.y_scale_ + self.y_mean_
