@@ -246,7 +246,7 @@ _STRATEGY_PARAMETERS = (
         pre-training then fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose``
         apply to it only). Memory: ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never
         whole. """
-    + DENSE_MEMORY
+    + DENSE_MEMORY.replace("\n    ", "\n        ")
     + """
     """
     + MEMBERS_PARAMETER

@@ -45,10 +45,11 @@ MEMBERS_PARAMETER = """members : tuple of str or None, default=None
         dilute when labels are few. The linear model standardises the embedding with all rows of ``X``, so a new
         study's offset is removed. Pass the four names to combine a prefit embedding with the others."""
 
+# At the indentation of a class description; a parameter's description indents it further.
 DENSE_MEMORY = """The ensemble reads ``X`` (in batches) into one dense float32 array of
-        ``4 * n_samples * n_features`` bytes, sparse input included: its members standardise every gene, which
-        turns a sparse matrix's zeros into non-zero values, and take principal components of all rows, so a sparse
-        copy would save nothing."""
+    ``4 * n_samples * n_features`` bytes, sparse or not: its members standardise every gene, which turns a sparse
+    matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy would save
+    nothing."""
 
 _WEIGHTS_ATTRIBUTE = """weights_ : dict of str to float
         Each member's weight in the average (they sum to 1). Uniform when the labels are too few to judge the
@@ -257,7 +258,7 @@ class SemiSupervisedEnsembleClassifier(ClassifierMixin, ClassificationTargets, _
     labels cannot hold ``-1`` in a string array: pass an object array (``np.array(["tumour", -1, "normal"],
     dtype=object)``) or a pandas Series with missing values (e.g. ``labels.where(is_labeled)``).
 
-    Sparse input is accepted but not kept sparse. {DENSE_MEMORY}
+    Sparse input is accepted, not kept sparse. {DENSE_MEMORY}
 
     ``SSLClassifier(random_state=s)`` fits this estimator with the same seed and predicts exactly as
     ``SemiSupervisedEnsembleClassifier(random_state=s)`` does.
@@ -397,7 +398,7 @@ class SemiSupervisedEnsembleRegressor(RegressorMixin, RegressionTargets, _BaseSe
     of the labeled targets); weights come from held-out squared errors when at least 10 rows are labeled, uniform
     otherwise. The regression defaults follow the classifier's; they were not benchmarked separately.
 
-    Sparse input is accepted but not kept sparse. {DENSE_MEMORY}
+    Sparse input is accepted, not kept sparse. {DENSE_MEMORY}
 
     Parameters
     ----------
