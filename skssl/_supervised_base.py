@@ -14,16 +14,15 @@ from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _finetune, _reading, _validation
-from ._base import BaseSSLEstimator, BaseTorchEstimator
+from ._base import BaseTorchEstimator
 from ._compat import Interval, StrOptions
 from ._fit_state import previous_state_on_error, training_attributes
 from ._pretraining import EmbedderUser
-from .semi_supervised import DENSE_MEMORY, MEMBERS_PARAMETER, PRETRAINING_INTERRUPTED
+from .semi_supervised import DENSE_MEMORY, MEMBERS_PARAMETER, PRETRAINING_INTERRUPTED, _BaseSemiSupervisedEnsemble
 
 _SHARED_KEYS = (
     "dropout",
@@ -46,12 +45,11 @@ class _BaseSSLPredictor(EmbedderUser, BaseTorchEstimator):
     fine-tune); not for direct use. The torch training parameters it inherits serve ``strategy="finetune"`` and
     the embedder's pre-training; the default ensemble trains no network."""
 
+    # The ensemble's parameters as the ensemble estimator validates them (it is given them by strategy="ensemble").
     _parameter_constraints: dict = {
-        "embedder": [BaseSSLEstimator, FrozenEstimator, None],
+        **{key: _BaseSemiSupervisedEnsemble._parameter_constraints[key] for key in ("embedder", "members", "prefit")},
         "strategy": [StrOptions({"ensemble", "finetune"})],
-        "members": [tuple, list, None],
         "pretrain": ["boolean"],
-        "prefit": ["boolean"],
         "finetune": [StrOptions({"full", "head"})],
         "encoder_lr_ratio": [Interval(Real, 0.0, None, closed="neither")],
         "head_hidden_dims": [tuple, list],

@@ -19,7 +19,7 @@ from scipy.special import softmax
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
 
-from ._compat import StrOptions, fit_context
+from ._compat import fit_context
 from ._finetune import cross_entropy_loss, squared_error_loss
 from ._supervised_base import (
     _COMMON_ATTRIBUTES,
@@ -129,7 +129,7 @@ class SSLClassifier(ClassifierMixin, ClassificationTargets, _BaseSSLPredictor):
 
     _parameter_constraints: dict = {
         **_BaseSSLPredictor._parameter_constraints,
-        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "class_weight": SemiSupervisedEnsembleClassifier._parameter_constraints["class_weight"],
     }
 
     def __init__(

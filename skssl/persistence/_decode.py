@@ -262,8 +262,11 @@ def _decode_estimator(node, reader, *, fitted, where):
             decoded = _decode(value, reader, f"{where}.{key}")
             _check_value(key, decoded, where)
         setattr(estimator, key, decoded)
-    if type(estimator) in _ENSEMBLE_OF and "ensemble_" in attributes:
-        _nest_ensemble(estimator, attributes, where)
+    if type(estimator) in _ENSEMBLE_OF:
+        ensemble_fit = estimator.strategy == "ensemble"
+        _expect("ensemble_" in attributes or not ensemble_fit, where, "the ensemble (ensemble_) is missing")
+        if "ensemble_" in attributes:
+            _nest_ensemble(estimator, attributes, where)
     if "device_" in attributes:
         estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
     _check_parameters(estimator, where)
