@@ -598,3 +598,18 @@ def test_an_undeclared_fitted_attribute_is_refused_at_save_not_dropped(tmp_path)
     model.extra_statistic_ = np.ones(3)
     with pytest.raises(ValueError, match=r"does not declare: \['extra_statistic_'\]"):
         save_model(model, tmp_path / "model.skssl")
+
+
+def test_an_ensemble_estimator_missing_a_fitted_attribute_is_refused(data, tmp_path):
+    X, y, _ = data
+    for estimator, where in [
+        (SemiSupervisedEnsembleClassifier(random_state=0).fit(X, y), lambda meta: meta["estimator"]),
+        (SSLClassifier(random_state=0).fit(X, y), lambda meta: meta["estimator"]["attributes"]["ensemble_"]),
+    ]:
+        path = tmp_path / "model.skssl"
+        save_model(estimator, path)
+        meta = _meta(path)
+        del where(meta)["attributes"]["members_"]
+        _rewrite(path, meta=meta)
+        with pytest.raises(ValueError, match=r"the fitted attributes \['members_'\] are missing"):
+            load_model(path)

@@ -262,6 +262,9 @@ def _decode_estimator(node, reader, *, fitted, where):
             decoded = _decode(value, reader, f"{where}.{key}")
             _check_value(key, decoded, where)
         setattr(estimator, key, decoded)
+    if type(estimator) in _ENSEMBLE_OF.values():  # a fitted ensemble estimator has every attribute but the names
+        missing = [key for key in cls._fitted_attributes if key not in attributes and key != "feature_names_in_"]
+        _expect(not missing, where, f"the fitted attributes {missing} are missing")
     if type(estimator) in _ENSEMBLE_OF:
         ensemble_fit = estimator.strategy == "ensemble"
         _expect("ensemble_" in attributes or not ensemble_fit, where, "the ensemble (ensemble_) is missing")
