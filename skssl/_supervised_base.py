@@ -22,7 +22,13 @@ from ._base import BaseTorchEstimator
 from ._compat import Interval, StrOptions
 from ._fit_state import previous_state_on_error, training_attributes
 from ._pretraining import EmbedderUser
-from .semi_supervised import DENSE_MEMORY, MEMBERS_PARAMETER, PRETRAINING_INTERRUPTED, _BaseSemiSupervisedEnsemble
+from .semi_supervised import (
+    DENSE_MEMORY,
+    MEMBERS_PARAMETER,
+    PRETRAINING_INTERRUPTED,
+    WEIGHTS_DESCRIPTION,
+    _BaseSemiSupervisedEnsemble,
+)
 
 _SHARED_KEYS = (
     "dropout",
@@ -309,16 +315,17 @@ _TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
         the members, the samples and labels they were fitted on and the wall time, then each member's weight and
         how the weights were chosen."""
 
-_COMMON_ATTRIBUTES = """embedder_ : estimator or None
+_COMMON_ATTRIBUTES = (
+    """embedder_ : estimator or None
         The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the
         baseline (``pretrain=False``) and for an ensemble without the ``"embedding"`` member. Fine-tuning changes a
         copy of its encoder, not ``embedder_`` itself.
     members_ : tuple of str
         With ``strategy="ensemble"``: the members used.
     weights_ : dict of str to float
-        With ``strategy="ensemble"``: each member's weight in the average (they sum to 1). Uniform when the labels
-        are too few to judge the members (fewer than 3 per class, or 10 labeled rows for regression); otherwise
-        from greedy ensemble selection on leave-one-out (up to 40 labeled rows) or 5-fold held-out predictions.
+        With ``strategy="ensemble"``. """
+    + WEIGHTS_DESCRIPTION
+    + """
     ensemble_ : SemiSupervisedEnsembleClassifier or SemiSupervisedEnsembleRegressor
         With ``strategy="ensemble"``: the fitted ensemble (of this estimator's task), whose ``embedder_``,
         ``members_`` and ``weights_`` are the ones above (``ensemble_.held_out_loss_``: each member's held-out
@@ -344,3 +351,4 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during ``fit`` (only when X has string column names)."""
+)

@@ -51,10 +51,9 @@ DENSE_MEMORY = """The ensemble reads ``X`` (in batches) into one dense float32 a
     matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy would save
     nothing."""
 
-_WEIGHTS_ATTRIBUTE = """weights_ : dict of str to float
-        Each member's weight in the average (they sum to 1). Uniform when the labels are too few to judge the
-        members (fewer than 3 per class, or 10 labeled rows for regression); otherwise from greedy ensemble
-        selection on leave-one-out (up to 40 labeled rows) or 5-fold held-out predictions."""
+WEIGHTS_DESCRIPTION = """Each member's weight in the average (they sum to 1). Uniform when the labels are too few to
+        judge the members (fewer than 3 per class, or 10 labeled rows for regression); otherwise from greedy
+        ensemble selection on leave-one-out (up to 40 labeled rows) or 5-fold held-out predictions."""
 
 _ENSEMBLE_PARAMETERS = """\
 embedder : ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder or FrozenEstimator, default=None
@@ -83,7 +82,8 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         prefit); None without that member.
     members_ : tuple of str
         The members used.
-    {weights}
+    weights_ : dict of str to float
+        {weights}
     held_out_loss_ : dict of str to float or None
         Each member's held-out log-loss (classification) or squared error of the standardised target
         (regression), from which ``weights_`` were chosen; None when the weights are uniform.
@@ -276,7 +276,7 @@ class SemiSupervisedEnsembleClassifier(ClassifierMixin, ClassificationTargets, _
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels (unlabeled markers excluded).
-    {_COMMON_ATTRIBUTES.format(weights=_WEIGHTS_ATTRIBUTE)}
+    {_COMMON_ATTRIBUTES.format(weights=WEIGHTS_DESCRIPTION)}
 
     See Also
     --------
@@ -411,7 +411,7 @@ class SemiSupervisedEnsembleRegressor(RegressorMixin, RegressionTargets, _BaseSe
         Mean of the labeled targets: the members predict ``(y - y_mean_) / y_scale_``.
     y_scale_ : float
         Standard deviation of the labeled targets (1.0 when they are all equal).
-    {_COMMON_ATTRIBUTES.format(weights=_WEIGHTS_ATTRIBUTE)}
+    {_COMMON_ATTRIBUTES.format(weights=WEIGHTS_DESCRIPTION)}
 
     See Also
     --------

@@ -1,8 +1,8 @@
 """Models saved by skssl 0.1.0 (format version 1, the VAE before the skssl.vae package) and by skssl 0.2.1 (format
 version 2, the ensemble's internal object as ``ensemble_``) still load and predict.
 
-The fixtures in tests/data/format1/ and tests/data/format2/ were written by the old code (each folder's
-make_fixtures.py says how), with the old code's outputs on fixed inputs in expected.npz.
+The fixtures in tests/data/format1/ and tests/data/format2/ were written by the old code (make_fixtures.py and
+make_format2_fixtures.py say how), with the old code's outputs on fixed inputs in expected.npz.
 """
 
 import io

@@ -8,7 +8,7 @@ exactly as the code that wrote them did. The ``.skssl`` files and ``expected.npz
 outputs) must come from the OLD code::
 
     git worktree add /tmp/skssl021 be5252f
-    PYTHONPATH=/tmp/skssl021 python tests/data/format2/make_fixtures.py
+    PYTHONPATH=/tmp/skssl021 python tests/data/format2/make_format2_fixtures.py
     git worktree remove /tmp/skssl021 --force
 
 (run from the repository root). The script refuses to run on any other skssl than 0.2.1.
