@@ -1,4 +1,5 @@
-"""The semi-supervised ensemble behind ``SSLClassifier`` / ``SSLRegressor(strategy="ensemble")``.
+"""The members of the semi-supervised ensemble (``skssl.semi_supervised``, the default strategy of ``SSLClassifier``
+and ``SSLRegressor``), their views of the rows, and their weights.
 
 Each *member* reads one view of all rows (labeled and unlabeled) and is trained on the labeled ones:
 
@@ -307,8 +308,10 @@ class GraphMember:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class SemiSupervisedEnsemble:
-    """Fit members on views of all rows, weigh them on held-out predictions of the labeled rows.
+class WeightedMembers:
+    """The fitted members, the gene views they read, and their weights: fit members on views of all rows, weigh them
+    on held-out predictions of the labeled rows (the ``ensemble_`` of ``SemiSupervisedEnsembleClassifier`` /
+    ``SemiSupervisedEnsembleRegressor``; named ``SemiSupervisedEnsemble`` up to skssl 0.2.1).
 
     Parameters
     ----------

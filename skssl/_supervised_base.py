@@ -1,66 +1,34 @@
-"""The shared base of SSLClassifier and SSLRegressor: label handling, the embedder, and the two strategies.
+"""The shared base of SSLClassifier and SSLRegressor: the two strategies.
 
-``strategy="ensemble"`` hands the rows to :mod:`skssl._ensemble`; ``strategy="finetune"`` builds the fine-tuning
-network (:mod:`skssl._finetune`) and trains it with the shared loop (:meth:`BaseTorchEstimator._train`), the rows,
+``strategy="ensemble"`` fits a :class:`~skssl.SemiSupervisedEnsembleClassifier` / ``...Regressor`` on the rows
+validated here (kept as ``ensemble_``); ``strategy="finetune"`` builds the fine-tuning network
+(:mod:`skssl._finetune`) and trains it with the shared loop (:meth:`BaseTorchEstimator._train`), the rows,
 strata and class weights of the fit passed as arguments. The parameter and attribute descriptions the two
 estimators share are at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
-import warnings
 from numbers import Real
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin, clone
-from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state, get_tags
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
-from . import _ensemble, _finetune, _progress, _reading, _validation
-from ._base import BaseSSLEstimator, BaseTorchEstimator
-from ._compat import Interval, InvalidParameterError, StrOptions
+from . import _finetune, _reading, _validation
+from ._base import BaseTorchEstimator
+from ._compat import Interval, StrOptions
 from ._fit_state import previous_state_on_error, training_attributes
-from .exceptions import FitInterruptedWarning
-from .masked import MaskedAutoencoder
-
-
-class _Interruption:
-    """What :func:`_pretraining` saw: the held-back FitInterruptedWarning (a ``warnings.WarningMessage``) or None."""
-
-    warning = None
-
-
-@contextlib.contextmanager
-def _pretraining():
-    """Hold back the FitInterruptedWarning of a nested pre-training, so that the outer fit can stop and warn once.
-
-    Ctrl-C during the embedder's epochs ends its fit early with that warning (``fit_loop``); the outer fit learns
-    of it here, whatever the warning filters say, and warns once for the whole fit. Other warnings of the
-    pre-training reach the caller as they would have.
-    """
-    interruption = _Interruption()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FitInterruptedWarning)
-        yield interruption
-    for caught_warning in caught:
-        if issubclass(caught_warning.category, FitInterruptedWarning):
-            interruption.warning = caught_warning
-        else:
-            warnings.warn_explicit(
-                caught_warning.message,
-                caught_warning.category,
-                caught_warning.filename,
-                caught_warning.lineno,
-                source=caught_warning.source,
-            )
-
+from ._pretraining import EmbedderUser
+from .semi_supervised import (
+    DENSE_MEMORY,
+    MEMBERS_PARAMETER,
+    PRETRAINING_INTERRUPTED,
+    WEIGHTS_DESCRIPTION,
+    _BaseSemiSupervisedEnsemble,
+)
 
 _SHARED_KEYS = (
     "dropout",
@@ -78,26 +46,16 @@ _SHARED_KEYS = (
 )
 
 
-class TargetEncoding(NamedTuple):
-    """The labeled targets as the members and the network read them, and the fitted attributes that decode them."""
-
-    encoded: np.ndarray  # int64 class indices, or float32 standardised targets (the dtype the loss reads)
-    strata: np.ndarray | None  # what a stratified split of the labeled rows stratifies on (None: not stratified)
-    class_weight: np.ndarray | None  # float32 weight of each class, or None
-    attributes: dict  # classes_, or y_mean_ and y_scale_
-
-
-class _BaseSSLPredictor(BaseTorchEstimator):
+class _BaseSSLPredictor(EmbedderUser, BaseTorchEstimator):
     """What SSLClassifier and SSLRegressor share, both strategies (the semi-supervised ensemble and pre-train +
     fine-tune); not for direct use. The torch training parameters it inherits serve ``strategy="finetune"`` and
     the embedder's pre-training; the default ensemble trains no network."""
 
+    # The ensemble's parameters as the ensemble estimator validates them (it is given them by strategy="ensemble").
     _parameter_constraints: dict = {
-        "embedder": [BaseSSLEstimator, FrozenEstimator, None],
+        **{key: _BaseSemiSupervisedEnsemble._parameter_constraints[key] for key in ("embedder", "members", "prefit")},
         "strategy": [StrOptions({"ensemble", "finetune"})],
-        "members": [tuple, list, None],
         "pretrain": ["boolean"],
-        "prefit": ["boolean"],
         "finetune": [StrOptions({"full", "head"})],
         "encoder_lr_ratio": [Interval(Real, 0.0, None, closed="neither")],
         "head_hidden_dims": [tuple, list],
@@ -122,13 +80,10 @@ class _BaseSSLPredictor(BaseTorchEstimator):
         "feature_names_in_",
     )
 
-    # ------------------------------------------------------------------ target handling, per task
-    def _labeled_mask(self, y):
-        raise NotImplementedError
-
-    def _encode_targets(self, y_labeled):
-        """Validate the labeled targets; return their :class:`TargetEncoding` (nothing is set on the estimator)."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------ per task
+    # The label convention (``_labeled_mask``, ``_encode_targets``) comes from the task's mixin in skssl._targets,
+    # the ensemble of strategy="ensemble" from ``_ensemble_class``.
+    _ensemble_class = None
 
     def _n_outputs(self):
         raise NotImplementedError
@@ -145,27 +100,6 @@ class _BaseSSLPredictor(BaseTorchEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fitting
-    def _resolved_embedder(self):
-        embedder = MaskedAutoencoder() if self.embedder is None else self.embedder
-        return embedder.estimator if isinstance(embedder, FrozenEstimator) else embedder
-
-    def _uses_prefit(self):
-        # A FrozenEstimator is fitted by definition: clone() keeps it, fit() does not change it.
-        return self.prefit or isinstance(self.embedder, FrozenEstimator)
-
-    def _configured_embedder(self, seed):
-        """A clone of the embedder that follows this estimator's seed, device and verbosity where it has none."""
-        embedder = clone(self._resolved_embedder())
-        params = embedder.get_params(deep=False)
-        overrides = {}
-        if "random_state" in params and params["random_state"] is None:
-            overrides["random_state"] = seed
-        if "device" in params and isinstance(params["device"], str) and params["device"] == "auto":
-            overrides["device"] = self.device
-        if "verbose" in params and not params["verbose"] and self.verbose:
-            overrides["verbose"] = self.verbose
-        return embedder.set_params(**overrides)
-
     def _fit(self, X, y):
         # A fit that does not finish (Ctrl-C at any point, or an error) leaves the previous fitted state, or an
         # unfitted estimator; a FitInterruptedWarning is issued once the new state is complete.
@@ -177,154 +111,59 @@ class _BaseSSLPredictor(BaseTorchEstimator):
 
     def _fit_state(self, X, y):
         """Fit, and return the call that issues the fit's FitInterruptedWarning (None: not interrupted)."""
-        if not isinstance(self._resolved_embedder(), BaseSSLEstimator):
-            raise InvalidParameterError(
-                f"The 'embedder' parameter of {type(self).__name__} must be an skssl embedder (possibly in a "
-                f"FrozenEstimator) or None. Got {self.embedder!r} instead."
-            )
+        self._check_embedder()
         if self.prefit and not self.pretrain:
             raise ValueError("prefit=True uses an already trained embedder; it cannot be combined with pretrain=False.")
         if not all(_validation.is_integer(width) and width >= 1 for width in self.head_hidden_dims):
             raise ValueError(
                 f"head_hidden_dims must be a sequence of positive integers, got {self.head_hidden_dims!r}."
             )
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        X = _validation.validate_X(self, X, reset=True)
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(X, y)
-        rows = np.flatnonzero(self._labeled_mask(y))
-        if len(rows) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 labeled samples, got {len(rows)} sample(s) with a label "
-                f"among {len(y)}."
-            )
-        encoded, strata, class_weight, target_attributes = self._encode_targets(y[rows])
+        X, rows, encoding = self._labeled_fit_data(X, y)
         # classes_ (or y_mean_, y_scale_) first: the network's outputs and the ensemble's members are sized by them.
-        self.__dict__.update(target_attributes)
+        self.__dict__.update(encoding.attributes)
         if self.strategy == "ensemble":
-            return self._fit_ensemble(X, rows, encoded, class_weight)
-        return self._fit_finetune(X, rows, encoded, strata, class_weight)
+            return self._fit_ensemble(X, rows, encoding)
+        return self._fit_finetune(X, rows, encoding.encoded, encoding.strata, encoding.class_weight)
 
-    def _check_prefit_embedder(self, embedder, X):
-        try:
-            check_is_fitted(embedder)
-        except NotFittedError as exc:
-            raise NotFittedError(
-                f"The embedder {type(embedder).__name__} is not fitted, but prefit=True (or a FrozenEstimator "
-                "embedder) means it is used as is. Fit it first, or use prefit=False to let fit pre-train a copy "
-                "of it on X. Note that clone() (used by cross-validation "
-                "and grid searches) returns an unfitted copy of the embedder: wrap the fitted embedder in "
-                "sklearn.frozen.FrozenEstimator to keep it fitted."
-            ) from exc
-        if embedder.n_features_in_ != X.shape[1]:
+    def _ensemble(self):
+        """The unfitted ensemble of strategy="ensemble", with the parameters of this estimator that it shares (the
+        same objects: a RandomState ``random_state`` is drawn from once, as it was by this estimator's own fit)."""
+        params = {key: getattr(self, key) for key in self._ensemble_class._parameter_constraints}
+        return self._ensemble_class(**params)
+
+    def _fit_ensemble(self, X, rows, encoding):
+        ensemble = self._ensemble()
+        if not self.pretrain and "embedding" in ensemble._resolved_members():
             raise ValueError(
-                f"X has {X.shape[1]} features, but the prefit embedder was fitted on {embedder.n_features_in_}."
+                "pretrain=False (the from-scratch network) belongs to strategy='finetune'; the 'embedding' member "
+                "of strategy='ensemble' needs a pre-trained embedder. Use strategy='finetune', or drop "
+                "'embedding' from members."
             )
-        names, fitted_names = getattr(self, "feature_names_in_", None), getattr(embedder, "feature_names_in_", None)
-        if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
-            raise ValueError("The feature names of X differ from those the prefit embedder was fitted on.")
-
-    def _resolved_members(self):
-        if self.members is None:
-            # Without an embedder, the members the leave-one-dataset-out selection kept (docs/benchmarks.md) need
-            # no pre-training at all; an embedder pre-trained here on X joins them. A prefit embedder was trained
-            # elsewhere (a pool of other studies): with few labels the uniform average dragged its embedding down
-            # to the cohort-only members, below logistic regression on the embedding at 1-20 % of the labels
-            # (benchmarks/transfer_prefit_selection.py, on a compendium the shipped transfer run does not use),
-            # so it stands alone.
-            if self.embedder is None:
-                return _ensemble.DEFAULT_MEMBERS
-            return _ensemble.PREFIT_MEMBERS if self._uses_prefit() else _ensemble.DEFAULT_MEMBERS + ("embedding",)
-        members = tuple(self.members)
-        unknown = [m for m in members if m not in _ensemble.MEMBERS]
-        if not members or unknown or len(set(members)) != len(members):
-            raise ValueError(
-                f"members must be a non-empty sequence of distinct names among {_ensemble.MEMBERS} (or None for the "
-                f"default); got {self.members!r}."
-            )
-        return members
-
-    def _pretrained_embedder(self, X, seed):
-        """A copy of the prefit embedder (checked against ``X``), or a clone pre-trained on every row of ``X``; and,
-        when Ctrl-C cut that pre-training short, its FitInterruptedWarning (held back: see :func:`_pretraining`)."""
-        if self._uses_prefit():
-            self._check_prefit_embedder(self._resolved_embedder(), X)
-            return copy.deepcopy(self._resolved_embedder()), None
-        # Every row, labeled or not, trains the self-supervised objective; the labels stay hidden.
-        with _progress.phase(type(self).__name__, "pre-training"), _pretraining() as interruption:
-            embedder = self._configured_embedder(seed).fit(X)
-        return embedder, interruption.warning
-
-    def _warn_pretraining_interrupted(self, interruption, then):
-        """The one FitInterruptedWarning of a fit whose pre-training Ctrl-C interrupted, at the user's ``fit`` line."""
-        inner = str(interruption.message)
-        hint = getattr(self.embedder_, "_interrupt_hint", "")
-        if hint and inner.endswith(hint):  # the embedder's own way to go on; the nested one follows
-            inner = inner[: -len(hint)].rstrip()
-        inner = inner.replace("the estimator is fitted", "it is fitted")  # the embedder, not this estimator
-        name, embedder = type(self).__name__, type(self.embedder_).__name__
-        message = (
-            f"{name}: fit interrupted (KeyboardInterrupt) during the pre-training of its embedder: {inner} {then} "
-            f"To go on, continue the pre-training with embedder_.set_params(warm_start=True).fit(X), then fit "
-            f"{name}(embedder=<that {embedder}>, prefit=True, ...) on the same X, y; or fit again to start anew."
-        )
-        warnings.warn_explicit(message, FitInterruptedWarning, interruption.filename, interruption.lineno)
-
-    def _fit_ensemble(self, X, rows, encoded, class_weight):
-        members = self._resolved_members()
-        rng = check_random_state(self.random_state)
-        embedder_seed, seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-        self.embedder_, embedding, interruption = None, None, None
-        if "embedding" in members:
-            if not self.pretrain:
-                raise ValueError(
-                    "pretrain=False (the from-scratch network) belongs to strategy='finetune'; the 'embedding' member "
-                    "of strategy='ensemble' needs a pre-trained embedder. Use strategy='finetune', or drop "
-                    "'embedding' from members."
-                )
-            self.embedder_, interruption = self._pretrained_embedder(X, embedder_seed)
-            embedding = self._embed(X)
-        task = "classification" if isinstance(self, ClassifierMixin) else "regression"
-        n_classes = len(self.classes_) if task == "classification" else None
-        class_weight = None if class_weight is None else class_weight.astype(np.float64)
-        self.ensemble_ = _ensemble.SemiSupervisedEnsemble(task, members, n_classes, seed, class_weight)
-        # The labeled rows and their targets only: the members never see a placeholder for an unlabeled row.
-        self.ensemble_.fit(_ensemble.dense_rows(X), rows, encoded, embedding)
-        self.members_ = members
-        self.weights_ = dict(self.ensemble_.weights_)
+        # X and y were validated here, once: the ensemble takes them as they are, with this estimator's feature names.
+        interruption = ensemble._fit_labeled(X, rows, encoding, caller=self, device=self.device)
+        self.ensemble_ = ensemble
+        self.embedder_, self.members_, self.weights_ = ensemble.embedder_, ensemble.members_, ensemble.weights_
         if interruption is not None:
             # The members have no training loop (seconds): fitting them makes the estimator usable.
-            then = "The ensemble was fitted on the embedding of the embedder as it stood."
-            return functools.partial(self._warn_pretraining_interrupted, interruption, then)
+            return functools.partial(self._warn_pretraining_interrupted, interruption, PRETRAINING_INTERRUPTED)
         return None
 
     def _ensemble_outputs(self, X):
-        """Weighted member average: class probabilities, or standardised predictions."""
+        """The ensemble's weighted member average: class probabilities, or standardised predictions."""
         check_is_fitted(self)
-        X = _validation.validate_X(self, X, reset=False)
-        embedding = self._embed(X) if "embedding" in self.members_ else None
-        return self.ensemble_.predict(_ensemble.dense_rows(X), embedding)
-
-    def _embed(self, X):
-        """``embedder_.transform`` of the validated ``X``. Validation turned a DataFrame into an array; its gene
-        names were already checked against ours (and, for a prefit embedder, ours against the embedder's), so the
-        embedder's warning about an array without names says nothing here."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-            return self.embedder_.transform(X)
+        return self.ensemble_._validated_outputs(_validation.validate_X(self, X, reset=False))
 
     def _fit_finetune(self, X, rows, encoded, strata, class_weight):
         rng = check_random_state(self.random_state)
         embedder_seed, head_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
         interruption = None
         if self.pretrain:
-            embedder, interruption = self._pretrained_embedder(X, embedder_seed)
+            embedder, interruption = self._pretrained_embedder(X, embedder_seed, device=self.device)
             source = embedder.module_
         else:
             # From-scratch baseline: the module the embedder would start from, on the labeled rows only.
             embedder = None
-            source = self._configured_embedder(embedder_seed)._initial_module(X[rows])
+            source = self._configured_embedder(embedder_seed, self.device)._initial_module(X[rows])
         self.embedder_ = embedder
         init_head = None
         if embedder is not None and not self.head_hidden_dims:
@@ -400,31 +239,22 @@ class _BaseSSLPredictor(BaseTorchEstimator):
         X = _validation.validate_X(self, X, reset=False)
         return _finetune.network_outputs(self.module_, X, self._n_outputs(), max(self.batch_size_, 1024))
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = get_tags(self._resolved_embedder()).input_tags.positive_only
-        return tags
 
-
-_STRATEGY_PARAMETERS = """strategy : {"ensemble", "finetune"}, default="ensemble"
-        ``"ensemble"``: the recommended start (described above). Members read views of all rows of ``X`` (labeled and
-        unlabeled) and are trained on the labeled rows; their predictions are averaged with weights chosen on
-        held-out predictions of the labeled rows. ``"finetune"``: the reference study's protocol, pre-training then
-        fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose`` apply to it only).
-        Memory: ``"ensemble"`` reads ``X`` (in batches) into one dense float32 array of
-        ``4 * n_samples * n_features`` bytes, because its members standardise every gene, which turns a sparse
-        matrix's zeros into non-zero values, and take principal components of all rows, so a sparse copy would
-        save nothing; ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never whole.
-    members : tuple of str or None, default=None
-        Members of the ensemble, among ``"genes"`` (linear model on the standardised genes), ``"pcs"`` (linear
-        model on the 8 whitened top principal components of all rows), ``"graph"`` (label spreading over the
-        10-nearest-neighbour graph of all rows in the space of their 10 top principal components) and
-        ``"embedding"`` (linear model on the embedding of ``embedder``, pre-trained on all rows, or prefit). None:
-        ``("genes", "pcs", "graph")``, plus ``"embedding"`` when ``embedder`` is given and pre-trained here on
-        ``X``; ``("embedding",)`` alone when the embedder is prefit (``prefit=True`` or a ``FrozenEstimator``:
-        pre-trained elsewhere, e.g. on a pool of other studies), whose embedding the cohort-only members would
-        dilute when labels are few. The linear model standardises the embedding with all rows of ``X``, so a new
-        study's offset is removed. Pass the four names to combine a prefit embedding with the others."""
+_STRATEGY_PARAMETERS = (
+    """strategy : {"ensemble", "finetune"}, default="ensemble"
+        ``"ensemble"``: the recommended start (described above), a :class:`~skssl.SemiSupervisedEnsembleClassifier`
+        (or ``...Regressor``) fitted with this estimator's ``embedder``, ``members``, ``prefit``, ``class_weight``,
+        ``random_state`` and ``verbose`` and kept as ``ensemble_``. Members read views of all rows of ``X``
+        (labeled and unlabeled) and are trained on the labeled rows; their predictions are averaged with weights
+        chosen on held-out predictions of the labeled rows. ``"finetune"``: the reference study's protocol,
+        pre-training then fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose``
+        apply to it only). Memory: ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never
+        whole. """
+    + DENSE_MEMORY.replace("\n    ", "\n        ")
+    + """
+    """
+    + MEMBERS_PARAMETER
+)
 
 _COMMON_PARAMETERS = """pretrain : bool, default=True
         Pre-train the embedder on all rows of ``X`` (labels hidden) before fine-tuning. ``False`` gives the
@@ -485,19 +315,21 @@ _TRAINING_PARAMETERS = """dropout : float in [0, 1), default=0.1
         the members, the samples and labels they were fitted on and the wall time, then each member's weight and
         how the weights were chosen."""
 
-_COMMON_ATTRIBUTES = """embedder_ : estimator or None
+_COMMON_ATTRIBUTES = (
+    """embedder_ : estimator or None
         The fitted embedder (a fitted clone of ``embedder``, or a copy of it with ``prefit=True``); None for the
         baseline (``pretrain=False``) and for an ensemble without the ``"embedding"`` member. Fine-tuning changes a
         copy of its encoder, not ``embedder_`` itself.
     members_ : tuple of str
         With ``strategy="ensemble"``: the members used.
     weights_ : dict of str to float
-        With ``strategy="ensemble"``: each member's weight in the average (they sum to 1). Uniform when the labels
-        are too few to judge the members (fewer than 3 per class, or 10 labeled rows for regression); otherwise
-        from greedy ensemble selection on leave-one-out (up to 40 labeled rows) or 5-fold held-out predictions.
-    ensemble_ : object
-        With ``strategy="ensemble"``: the fitted members and views (``ensemble_.held_out_loss_``: each member's
-        held-out log-loss or squared error, None when the weights are uniform).
+        With ``strategy="ensemble"``. """
+    + WEIGHTS_DESCRIPTION
+    + """
+    ensemble_ : SemiSupervisedEnsembleClassifier or SemiSupervisedEnsembleRegressor
+        With ``strategy="ensemble"``: the fitted ensemble (of this estimator's task), whose ``embedder_``,
+        ``members_`` and ``weights_`` are the ones above (``ensemble_.held_out_loss_``: each member's held-out
+        log-loss or squared error, None when the weights are uniform).
     module_ : torch.nn.Module
         With ``strategy="finetune"`` (as the attributes below): the trained network: ``module_.body`` (the
         encoder, raw features to embedding), ``module_.scale`` (a fixed standardisation of the embedding,
@@ -519,3 +351,4 @@ _COMMON_ATTRIBUTES = """embedder_ : estimator or None
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during ``fit`` (only when X has string column names)."""
+)

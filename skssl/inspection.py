@@ -1,8 +1,9 @@
 """Which genes? Gene-level interpretation of skssl's predictors and embedders.
 
 - :func:`explain`: per-sample attributions of a fitted :class:`~skssl.SSLClassifier` or
-  :class:`~skssl.SSLRegressor` (any strategy) to the genes: how much each gene moves each output (class
-  probability, or prediction) from its value at a baseline profile.
+  :class:`~skssl.SSLRegressor` (any strategy), or of a semi-supervised ensemble of :mod:`skssl.semi_supervised`, to
+  the genes: how much each gene moves each output (class probability, or prediction) from its value at a baseline
+  profile.
 - :func:`gene_importances`: global importances, the mean absolute attribution over the rows of ``X`` (per class
   for a classifier).
 - :func:`embedding_loadings`: gene loadings of each dimension of a fitted embedder (per view for a multi-view
@@ -65,16 +66,36 @@ _ATTRIBUTION_CELLS = 2**22
 
 
 def _predictor_task(estimator):
-    """ "classification" or "regression" for a fitted SSLClassifier / SSLRegressor; TypeError otherwise."""
+    """ "classification" or "regression" for a fitted SSLClassifier / SSLRegressor or semi-supervised ensemble;
+    TypeError otherwise."""
+    from .semi_supervised import SemiSupervisedEnsembleClassifier, SemiSupervisedEnsembleRegressor
     from .supervised import SSLClassifier, SSLRegressor
 
-    if not isinstance(estimator, (SSLClassifier, SSLRegressor)):
+    classifiers, regressors = (
+        (SSLClassifier, SemiSupervisedEnsembleClassifier),
+        (SSLRegressor, SemiSupervisedEnsembleRegressor),
+    )
+    if not isinstance(estimator, classifiers + regressors):
         raise TypeError(
-            f"explain and gene_importances take a fitted SSLClassifier or SSLRegressor, got {type(estimator).__name__}."
-            " For an embedder (ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder) use embedding_loadings."
+            "explain and gene_importances take a fitted SSLClassifier, SSLRegressor, SemiSupervisedEnsembleClassifier "
+            f"or SemiSupervisedEnsembleRegressor, got {type(estimator).__name__}. For an embedder "
+            "(ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder) use embedding_loadings."
         )
     check_is_fitted(estimator)
-    return "classification" if isinstance(estimator, SSLClassifier) else "regression"
+    return "classification" if isinstance(estimator, classifiers) else "regression"
+
+
+def _strategy(estimator):
+    """ "ensemble" or "finetune" (a semi-supervised ensemble estimator has no ``strategy``: it is the ensemble)."""
+    return getattr(estimator, "strategy", "ensemble")
+
+
+def _weighted_members(estimator):
+    """The fitted members and their weights (``skssl._ensemble.WeightedMembers``) of an ensemble: the
+    ``ensemble_`` of a SemiSupervisedEnsembleClassifier / Regressor, the ``ensemble_.ensemble_`` of an
+    SSLClassifier / SSLRegressor."""
+    ensemble = estimator.ensemble_
+    return getattr(ensemble, "ensemble_", ensemble)
 
 
 def _dense(X, allow_nan=False):
@@ -312,7 +333,7 @@ def _network_attributions(body, post, X, baseline, n_outputs, n_steps):
 def _embedding_member_parts(estimator, task):
     """The ensemble's "embedding" member as ``(body, post)``: the embedder's encoder, and the map from its output
     to the member's class probabilities (or standardised prediction), float64."""
-    member = estimator.ensemble_.members_["embedding"]
+    member = _weighted_members(estimator).members_["embedding"]
     embedder = estimator.embedder_
     body = _double_copy(embedder.module_.encoder_path())
     tensors = [
@@ -365,7 +386,7 @@ def _graph_coefficients(ensemble):
 
 def _member_attributions(estimator, name, X, baseline, n_steps, task):
     """Attributions of one ensemble member's own output (class probabilities, or standardised prediction)."""
-    ensemble = estimator.ensemble_
+    ensemble = _weighted_members(estimator)
     n_outputs = len(estimator.classes_) if task == "classification" else 1
     if name == "graph":
         beta = _graph_coefficients(ensemble)
@@ -400,7 +421,7 @@ def _member_attributions(estimator, name, X, baseline, n_steps, task):
 
 
 def _ensemble_attributions(estimator, X, baseline, n_steps, task, member):
-    ensemble = estimator.ensemble_
+    ensemble = _weighted_members(estimator)
     if member is not None:
         if member not in ensemble.members_:
             raise ValueError(f"member must be one of the fitted members {tuple(ensemble.members_)}; got {member!r}.")
@@ -450,7 +471,7 @@ def explain(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=Fa
 
     Parameters
     ----------
-    estimator : SSLClassifier or SSLRegressor
+    estimator : SSLClassifier, SSLRegressor, SemiSupervisedEnsembleClassifier or SemiSupervisedEnsembleRegressor
         Fitted, with any ``strategy``.
     X : {array-like, sparse matrix} of shape (n_samples, n_genes)
         Samples to explain, with the genes of the fit data.
@@ -528,7 +549,7 @@ def explain(estimator, X, *, baseline=None, n_steps=64, member=None, as_frame=Fa
 
 def _attributions(estimator, X_dense, baseline, n_steps, task, member):
     """``(attributions, complete, method)`` of dense float64 rows, in the unit of the outputs."""
-    if estimator.strategy == "ensemble":
+    if _strategy(estimator) == "ensemble":
         phi, complete = _ensemble_attributions(estimator, X_dense, baseline, n_steps, task, member)
         method = "ensemble: exact linear maps, graph surrogate, integrated gradients for the embedding"
     else:
@@ -543,7 +564,7 @@ def _attributions(estimator, X_dense, baseline, n_steps, task, member):
 
 def _member_prediction(estimator, name, X_dense, task):
     """One ensemble member's own output on raw rows (the standardised prediction times the target scale)."""
-    ensemble = estimator.ensemble_
+    ensemble = _weighted_members(estimator)
     embedding = None
     if name == "embedding":
         embedding = estimator._embed(X_dense.astype(np.float32))
@@ -566,7 +587,7 @@ def gene_importances(estimator, X, *, baseline=None, n_steps=64, member=None, si
 
     Parameters
     ----------
-    estimator : SSLClassifier or SSLRegressor
+    estimator : SSLClassifier, SSLRegressor, SemiSupervisedEnsembleClassifier or SemiSupervisedEnsembleRegressor
         Fitted, with any ``strategy``.
     X : {array-like, sparse matrix} of shape (n_samples, n_genes)
         The samples to average over (at least 2 with the default baseline).

@@ -1,121 +1,47 @@
 """Semi-supervised phenotype predictors: every sample shapes the model, the labeled ones train it.
 
-Two strategies. ``"ensemble"`` (the default, see :mod:`skssl._ensemble`): linear models on the standardised genes
-and on the whitened top principal components, label spreading over a nearest-neighbour graph, and (when an
-embedder is given) a linear model on a self-supervised embedding, all fitted on every row and weighted by held-out
-predictions of the labeled rows. ``"finetune"``: the protocol of the reference study, an embedder pre-trained on
-all samples without labels, then its encoder and a small head trained on the labeled samples only;
-``pretrain=False`` gives its honest baseline, the same network trained from random weights on the labeled samples.
+Two strategies. ``"ensemble"`` (the default: an estimator of :mod:`skssl.semi_supervised`, fitted here and kept as
+``ensemble_``): linear models on the standardised genes and on the whitened top principal components, label
+spreading over a nearest-neighbour graph, and (when an embedder is given) a linear model on a self-supervised
+embedding, all fitted on every row and weighted by held-out predictions of the labeled rows. ``"finetune"``: the
+protocol of the reference study, an embedder pre-trained on all samples without labels, then its encoder and a
+small head trained on the labeled samples only; ``pretrain=False`` gives its honest baseline, the same network
+trained from random weights on the labeled samples.
 """
 
 from __future__ import annotations
 
 import functools
-import numbers
-import sys
-import time
-import warnings
 
 import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d
 
-from . import _ensemble, _input_checks
-from ._compat import StrOptions, fit_context
+from ._compat import fit_context
 from ._finetune import cross_entropy_loss, squared_error_loss
 from ._supervised_base import (
     _COMMON_ATTRIBUTES,
     _COMMON_PARAMETERS,
     _STRATEGY_PARAMETERS,
     _TRAINING_PARAMETERS,
-    TargetEncoding,
     _BaseSSLPredictor,
 )
+from ._targets import ClassificationTargets, RegressionTargets
+from .semi_supervised import SemiSupervisedEnsembleClassifier, SemiSupervisedEnsembleRegressor, _fit_reporting
 
 __all__ = ["SSLClassifier", "SSLRegressor"]
 
 
-def _fit_reporting(estimator, X, y):
-    """``estimator._fit(X, y)``, checking X once for the whole fit (a nested pre-training does not repeat the
-    warnings), then, with ``verbose`` and the ensemble, what was fitted on stderr (the fine-tuning strategy reports
-    its epochs itself)."""
-    start = time.perf_counter()
-    with _input_checks.input_checks_by(estimator):
-        estimator._fit(X, y)
-    if estimator.verbose and estimator.strategy == "ensemble":
-        print(_ensemble_summary(estimator, y, time.perf_counter() - start), file=sys.stderr, flush=True)
-    return estimator
-
-
-def _ensemble_summary(estimator, y, seconds):
-    """Two lines: the members and the data they were fitted on, then their weights and how they were chosen."""
-    name = type(estimator).__name__
-    with warnings.catch_warnings():  # the mask's own warnings were issued by the fit
-        warnings.simplefilter("ignore")
-        n_labeled = int(np.count_nonzero(estimator._labeled_mask(column_or_1d(y))))
-    what = f"{len(estimator.classes_)} classes" if hasattr(estimator, "classes_") else "continuous target"
-    members = ", ".join(estimator.members_)
-    n_samples = len(column_or_1d(y))
-    held_out = getattr(estimator.ensemble_, "held_out_loss_", None)
-    if len(estimator.members_) == 1:
-        how = "a single member"
-    elif held_out is None:
-        how = "uniform (too few labels to judge the members on held-out rows)"
-    else:
-        scheme = "leave-one-out" if n_labeled <= _ensemble.LEAVE_ONE_OUT_MAX else "5-fold"
-        how = f"chosen on {scheme} held-out predictions of the labeled samples"
-    weights = ", ".join(f"{member} {weight:.2f}" for member, weight in estimator.weights_.items())
-    return (
-        f"[{name}] ensemble of {members} fitted on {n_samples} samples x {estimator.n_features_in_} genes "
-        f"({n_labeled} labeled, {what}) in {seconds:.2f} s\n[{name}] weights {weights}: {how}"
-    )
-
-
-def _check_label_spellings(classes, counts):
-    """Refuse string classes that differ only in surrounding/inner whitespace or in case ("cancer" and "cancer "):
-    a typo in a sample sheet, which would otherwise become a class of its own."""
-    groups, count_of = {}, dict(zip(classes.tolist(), counts.tolist()))
-    for label in classes.tolist():
-        if isinstance(label, str):
-            key = " ".join(label.split())
-            # Case only for words: genotype calls ("AA", "Aa", "aa") are distinct classes that differ in case alone.
-            if len(key) >= 3:
-                key = key.casefold()
-            groups.setdefault(key, []).append(label)
-    clashes = [spellings for spellings in groups.values() if len(spellings) > 1]
-    if not clashes:
-        return
-    shown = "; ".join(
-        " and ".join(f"{s!r} ({count_of[s]} sample{'s' if count_of[s] > 1 else ''})" for s in spellings)
-        for spellings in clashes[:3]
-    )
-    raise ValueError(
-        f"y has class labels that differ only in whitespace or case: {shown}. Each spelling would be fitted as a "
-        "class of its own. Clean the labels first, e.g. y = pd.Series(y).str.strip() (and .str.lower() when case "
-        "carries no meaning), or np.char.strip(y.astype(str))."
-    )
-
-
-def _is_missing_label(value):
-    if value is None or type(value).__name__ == "NAType":
-        return True
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-        return bool(np.isnan(value)) or value == -1  # NaN, or scikit-learn's -1
-    return False
-
-
-class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
+class SSLClassifier(ClassifierMixin, ClassificationTargets, _BaseSSLPredictor):
     __doc__ = f"""Semi-supervised phenotype classifier: all samples shape the model, the labeled ones train it.
 
     ``fit(X, y)`` follows scikit-learn's semi-supervised convention: rows whose label is ``-1`` are unlabeled
     (as in :class:`~sklearn.semi_supervised.SelfTrainingClassifier`).
 
-    With the default ``strategy="ensemble"`` — the recommended start — several members see every row of ``X``
+    With the default ``strategy="ensemble"`` — the recommended start, a :class:`~skssl.SemiSupervisedEnsembleClassifier`
+    fitted with this estimator's seed and kept as ``ensemble_`` — several members see every row of ``X``
     and learn from the labeled ones: a logistic regression on the standardised genes (the linear baseline, so
     the ensemble contains what it must beat), a logistic regression on the whitened top principal components of
     all rows (a low-rank view that needs few labels), label spreading over a nearest-neighbour graph of all rows
@@ -166,6 +92,7 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     See Also
     --------
     SSLRegressor : The same for continuous phenotypes.
+    SemiSupervisedEnsembleClassifier : The default strategy alone, without the fine-tuning parameters.
     sklearn.semi_supervised.SelfTrainingClassifier : Pseudo-labelling around any classifier.
 
     Examples
@@ -196,12 +123,13 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("classes_",) + _BaseSSLPredictor._fitted_attributes
+    _ensemble_class = SemiSupervisedEnsembleClassifier
     # An invalid class index: if an unlabeled row ever reached the loss, cross-entropy would fail.
     _unlabeled_target = -1
 
     _parameter_constraints: dict = {
         **_BaseSSLPredictor._parameter_constraints,
-        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "class_weight": SemiSupervisedEnsembleClassifier._parameter_constraints["class_weight"],
     }
 
     def __init__(
@@ -277,48 +205,6 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
         """
         return _fit_reporting(self, X, y)
 
-    def _labeled_mask(self, y):
-        if y.dtype.kind in "iu":
-            return y != -1
-        if y.dtype.kind == "f":
-            return ~(np.isnan(y) | (y == -1))
-        if y.dtype.kind in "USO":
-            # "-1" as a string is a class name, not the unlabeled marker (the int -1 is): say so, it is an easy slip.
-            n_minus_one = sum(isinstance(v, (str, np.str_)) and v == "-1" for v in y.tolist())
-            if n_minus_one:
-                warnings.warn(
-                    f'y contains the string "-1" ({n_minus_one} sample(s)): in a string label array "-1" is a class '
-                    'name, not the unlabeled marker, so those samples are fitted as a class "-1". To mark samples as '
-                    "unlabeled, use an object array with -1 or None for them (e.g. np.array(['a', -1, 'b'], "
-                    "dtype=object)) or a pandas Series with missing values (pd.Series(labels).where(labeled)).",
-                    UserWarning,
-                    stacklevel=_input_checks.user_stacklevel(),
-                )
-        if y.dtype.kind == "O":
-            return ~np.fromiter((_is_missing_label(v) for v in y), dtype=bool, count=len(y))
-        return np.ones(len(y), dtype=bool)  # strings and booleans have no unlabeled marker
-
-    def _encode_targets(self, y_labeled):
-        if y_labeled.dtype.kind == "f" and not np.isfinite(y_labeled).all():
-            raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
-        if y_labeled.dtype.kind == "O" and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in y_labeled.tolist()
-        ):
-            # Integer classes in an object array (None marking the unlabeled rows): the labeled rows are integers.
-            y_labeled = y_labeled.astype(np.int64)
-        check_classification_targets(y_labeled)
-        classes, encoded = np.unique(y_labeled, return_inverse=True)
-        _check_label_spellings(classes, np.bincount(encoded, minlength=len(classes)))
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs labeled samples of at least 2 classes; got 1 class ({classes[0]!r})."
-            )
-        weights = None
-        if self.class_weight is not None:
-            # float32, as the loss uses them (the ensemble and the probe read the same rounded values).
-            weights = compute_class_weight(self.class_weight, classes=classes, y=y_labeled).astype(np.float32)
-        return TargetEncoding(encoded.astype(np.int64), encoded, weights, {"classes_": classes})
-
     def _n_outputs(self):
         return len(self.classes_)
 
@@ -390,7 +276,7 @@ class SSLClassifier(ClassifierMixin, _BaseSSLPredictor):
         return self.classes_[np.argmax(logits, axis=1)]
 
 
-class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
+class SSLRegressor(RegressorMixin, RegressionTargets, _BaseSSLPredictor):
     __doc__ = f"""Semi-supervised phenotype regressor (age, drug response...): all samples shape the model.
 
     As :class:`SSLClassifier`, for a continuous target. Unlabeled rows are marked by a NaN target. Targets are
@@ -423,6 +309,7 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
     See Also
     --------
     SSLClassifier : The same for class labels.
+    SemiSupervisedEnsembleRegressor : The default strategy alone, without the fine-tuning parameters.
 
     Examples
     --------
@@ -441,6 +328,7 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
     """
 
     _fitted_attributes = ("y_mean_", "y_scale_") + _BaseSSLPredictor._fitted_attributes
+    _ensemble_class = SemiSupervisedEnsembleRegressor
     # NaN: if an unlabeled row ever reached the loss, training would fail as diverged.
     _unlabeled_target = np.nan
 
@@ -511,22 +399,6 @@ class SSLRegressor(RegressorMixin, _BaseSSLPredictor):
             The fitted regressor.
         """
         return _fit_reporting(self, X, y)
-
-    def _labeled_mask(self, y):
-        try:
-            y = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{type(self).__name__} needs a numeric target y; got dtype {y.dtype}.") from exc
-        return ~np.isnan(y)
-
-    def _encode_targets(self, y_labeled):
-        y_labeled = np.asarray(y_labeled, dtype=np.float64)
-        if not np.isfinite(y_labeled).all():
-            raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
-        mean, scale = float(y_labeled.mean()), float(y_labeled.std())
-        scale = scale if scale > 0 else 1.0
-        encoded = ((y_labeled - mean) / scale).astype(np.float32)
-        return TargetEncoding(encoded, None, None, {"y_mean_": mean, "y_scale_": scale})
 
     def _n_outputs(self):
         return 1

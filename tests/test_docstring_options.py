@@ -17,6 +17,8 @@ ESTIMATORS = [
     skssl.VAEEmbedder,
     skssl.SSLClassifier,
     skssl.SSLRegressor,
+    skssl.SemiSupervisedEnsembleClassifier,
+    skssl.SemiSupervisedEnsembleRegressor,
     skssl.LogCPM,
     skssl.HighlyVariableGenes,
     skssl.GeneAligner,

@@ -77,13 +77,13 @@ def test_genes_member_matches_closed_form_logistic_regression():
     # Binary logistic regression: the integrated gradient of sigmoid(beta . x) has a closed form.
     X, y, y_semi = two_gene_problem()
     clf = SSLClassifier(members=("genes",), random_state=0).fit(X, y_semi)
-    member = clf.ensemble_.members_["genes"]
-    Z = member.transform(clf.ensemble_.genes_.standardised(X.astype(np.float64)))
+    member = clf.ensemble_.ensemble_.members_["genes"]
+    Z = member.transform(clf.ensemble_.ensemble_.genes_.standardised(X.astype(np.float64)))
     logit = member.model_.decision_function(Z)
     baseline = X.astype(np.float64).mean(axis=0)
-    Zb = member.transform(clf.ensemble_.genes_.standardised(baseline[None, :]))
+    Zb = member.transform(clf.ensemble_.ensemble_.genes_.standardised(baseline[None, :]))
     logit_b = member.model_.decision_function(Zb)[0]
-    beta = member.model_.coef_[0] / (clf.ensemble_.genes_.scale_ * member.scale_)
+    beta = member.model_.coef_[0] / (clf.ensemble_.ensemble_.genes_.scale_ * member.scale_)
     expected = (X - baseline) * beta * ((expit(logit) - expit(logit_b)) / (logit - logit_b))[:, None]
     phi = explain(clf, X).attributions
     assert_allclose(phi[:, :, 1], expected, rtol=1e-6, atol=1e-9)

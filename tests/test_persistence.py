@@ -21,6 +21,8 @@ from skssl import (
     ContrastiveEmbedder,
     GeneAligner,
     MaskedAutoencoder,
+    SemiSupervisedEnsembleClassifier,
+    SemiSupervisedEnsembleRegressor,
     SSLClassifier,
     SSLRegressor,
     VAEEmbedder,
@@ -206,8 +208,10 @@ def test_ensemble_classifier_round_trip(with_embedding, data, embedder, tmp_path
     _assert_same(loaded.predict(X), fitted.predict(X))
     if with_embedding:  # the prefit embedder parameter comes back fitted, as embedder_ is
         _assert_same(loaded.embedder.transform(X), embedder.transform(X))
-    graph = loaded.ensemble_.members_["graph"]
-    assert (graph.affinity_ != fitted.ensemble_.members_["graph"].affinity_).nnz == 0
+    graph = loaded.ensemble_.ensemble_.members_["graph"]
+    assert (graph.affinity_ != fitted.ensemble_.ensemble_.members_["graph"].affinity_).nnz == 0
+    # As after fit: the predictor's embedder_, members_ and weights_ are its ensemble_'s (written once).
+    assert all(getattr(loaded, key) is getattr(loaded.ensemble_, key) for key in ("embedder_", "members_", "weights_"))
 
 
 def test_ensemble_regressor_round_trip_with_held_out_weights(data, tmp_path):
@@ -219,6 +223,52 @@ def test_ensemble_regressor_round_trip_with_held_out_weights(data, tmp_path):
     loaded = _round_trip(fitted, tmp_path)
     assert loaded.ensemble_.held_out_loss_ == fitted.ensemble_.held_out_loss_
     _assert_same(loaded.predict(X), fitted.predict(X))
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_semi_supervised_ensembles_round_trip_on_their_own(data, embedder, tmp_path):
+    X, y, target = data
+    every = ("genes", "pcs", "graph", "embedding")
+    clf = SemiSupervisedEnsembleClassifier(FrozenEstimator(embedder), members=every, random_state=0).fit(X, y)
+    loaded = _round_trip(clf, tmp_path, "clf.skssl")
+    assert type(loaded) is SemiSupervisedEnsembleClassifier and loaded.get_params(deep=False).keys() == {
+        "embedder",
+        "members",
+        "prefit",
+        "class_weight",
+        "random_state",
+        "verbose",
+    }
+    assert loaded.members_ == every and loaded.weights_ == clf.weights_
+    _assert_same(loaded.predict_proba(X), clf.predict_proba(X))
+    _assert_same(loaded.predict(X), clf.predict(X))
+    _assert_same(loaded.embedder_.transform(X), clf.embedder_.transform(X))
+    assert isinstance(loaded.embedder, FrozenEstimator)  # the frozen parameter comes back fitted
+    _assert_same(loaded.fit(X, y).predict_proba(X), clf.predict_proba(X))
+
+    reg = SemiSupervisedEnsembleRegressor(random_state=0).fit(X, target)
+    loaded = _round_trip(reg, tmp_path, "reg.skssl")
+    assert (loaded.y_mean_, loaded.y_scale_, loaded.held_out_loss_) == (reg.y_mean_, reg.y_scale_, reg.held_out_loss_)
+    _assert_same(loaded.predict(X), reg.predict(X))
+    assert read_model_info(tmp_path / "reg.skssl")["estimator"] == "SemiSupervisedEnsembleRegressor"
+
+
+def test_nested_ensemble_must_agree_with_its_predictor(data, tmp_path):
+    X, y, _ = data
+    path = tmp_path / "clf.skssl"
+    save_model(SSLClassifier(random_state=0).fit(X, y), path)
+    meta = _meta(path)
+    attributes = meta["estimator"]["attributes"]
+    assert {"embedder_", "members_", "weights_"}.isdisjoint(attributes)  # written within ensemble_ only
+    assert attributes["ensemble_"]["class"] == "SemiSupervisedEnsembleClassifier"
+    attributes["ensemble_"]["attributes"]["feature_names_in_"]["items"][0] = "another gene"
+    _rewrite(path, meta=meta)
+    with pytest.raises(ValueError, match="ensemble_.feature_names_in_ disagrees with feature_names_in_"):
+        load_model(path)
+    attributes["ensemble_"] = attributes["ensemble_"]["attributes"]["ensemble_"]  # the format-2 layout, in format 3
+    _rewrite(path, meta=meta)
+    with pytest.raises(ValueError, match="a fitted SemiSupervisedEnsembleClassifier was expected"):
+        load_model(path)
 
 
 def test_loaded_embedder_fine_tunes_like_the_original(data, embedder, tmp_path):
@@ -478,7 +528,15 @@ def test_a_pickle_payload_is_refused_without_running(saved, tmp_path, container)
 
 
 # ----------------------------------------------------------------------------- each class declares its fitted state
-_DECLARING = (MaskedAutoencoder, ContrastiveEmbedder, VAEEmbedder, SSLClassifier, SSLRegressor)
+_DECLARING = (
+    MaskedAutoencoder,
+    ContrastiveEmbedder,
+    VAEEmbedder,
+    SSLClassifier,
+    SSLRegressor,
+    SemiSupervisedEnsembleClassifier,
+    SemiSupervisedEnsembleRegressor,
+)
 
 
 def _documented_attributes(cls):
@@ -521,6 +579,8 @@ def test_every_fitted_configuration_stays_within_the_declaration(tmp_path):
         SSLClassifier(MaskedAutoencoder(**small), strategy="finetune", max_epochs=2, random_state=0).fit(X, y_semi),
         SSLRegressor(random_state=0).fit(X, y_reg),
         SSLRegressor(MaskedAutoencoder(**small), strategy="finetune", max_epochs=2, random_state=0).fit(X, y_reg),
+        SemiSupervisedEnsembleClassifier(MaskedAutoencoder(**small), random_state=0).fit(X, y_semi),
+        SemiSupervisedEnsembleRegressor(random_state=0).fit(X, y_reg),
     ]
     for estimator in fitted:
         names = _fitted_names(estimator)
@@ -538,3 +598,18 @@ def test_an_undeclared_fitted_attribute_is_refused_at_save_not_dropped(tmp_path)
     model.extra_statistic_ = np.ones(3)
     with pytest.raises(ValueError, match=r"does not declare: \['extra_statistic_'\]"):
         save_model(model, tmp_path / "model.skssl")
+
+
+def test_an_ensemble_estimator_missing_a_fitted_attribute_is_refused(data, tmp_path):
+    X, y, _ = data
+    for estimator, where in [
+        (SemiSupervisedEnsembleClassifier(random_state=0).fit(X, y), lambda meta: meta["estimator"]),
+        (SSLClassifier(random_state=0).fit(X, y), lambda meta: meta["estimator"]["attributes"]["ensemble_"]),
+    ]:
+        path = tmp_path / "model.skssl"
+        save_model(estimator, path)
+        meta = _meta(path)
+        del where(meta)["attributes"]["members_"]
+        _rewrite(path, meta=meta)
+        with pytest.raises(ValueError, match=r"the fitted attributes \['members_'\] are missing"):
+            load_model(path)

@@ -1,7 +1,8 @@
-"""Models saved by skssl 0.1.0 (format version 1, the VAE before the skssl.vae package) still load and predict.
+"""Models saved by skssl 0.1.0 (format version 1, the VAE before the skssl.vae package) and by skssl 0.2.1 (format
+version 2, the ensemble's internal object as ``ensemble_``) still load and predict.
 
-The fixtures in tests/data/format1/ were written by the old code (tests/data/format1/make_fixtures.py says how),
-with the old code's outputs on fixed inputs in expected.npz.
+The fixtures in tests/data/format1/ and tests/data/format2/ were written by the old code (make_fixtures.py and
+make_format2_fixtures.py say how), with the old code's outputs on fixed inputs in expected.npz.
 """
 
 import io
@@ -10,13 +11,26 @@ import os
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import skssl
-from skssl import SSLClassifier, SSLRegressor, VAEEmbedder, load_model, read_model_info, save_model
+from skssl import (
+    SemiSupervisedEnsembleClassifier,
+    SemiSupervisedEnsembleRegressor,
+    SSLClassifier,
+    SSLRegressor,
+    VAEEmbedder,
+    load_model,
+    read_model_info,
+    save_model,
+)
+from skssl._ensemble import WeightedMembers
+from skssl.persistence import FORMAT_VERSION
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "format1")
+DATA_2 = os.path.join(os.path.dirname(__file__), "data", "format2")
 EMBEDDERS = ["vae_gaussian", "vae_nb", "vae_views"]
 CLASSIFIERS = ["clf_finetune_vae", "clf_finetune_vae_views", "clf_finetune_vae_nb_scratch", "clf_ensemble_vae"]
 REGRESSORS = ["reg_finetune_vae"]
@@ -97,7 +111,7 @@ def test_old_model_saved_again_loads_in_the_new_layout(name, expected, tmp_path)
     with zipfile.ZipFile(path) as archive:
         tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True)
         meta = json.loads(archive.read("meta.json"))
-    assert meta["format_version"] == 2 and meta["versions"]["skssl"] == skssl.__version__ != "0.1.0"
+    assert meta["format_version"] == FORMAT_VERSION and meta["versions"]["skssl"] == skssl.__version__ != "0.1.0"
     assert tensors, "the network was written"
 
 
@@ -163,3 +177,88 @@ def test_old_regressor_target_scaling_loads_as_documented_attributes():
     model = load_model(_path("reg_finetune_vae"))
     assert not hasattr(model, "_y_mean") and not hasattr(model, "_y_scale")
     assert np.isfinite(model.y_mean_) and model.y_scale_ > 0
+
+
+def test_old_ensemble_becomes_the_ensemble_estimator(expected):
+    """A format-1 ensemble (the internal object as ensemble_) loads with a SemiSupervisedEnsembleClassifier there."""
+    model = load_model(_path("clf_ensemble_vae"))
+    assert type(model.ensemble_) is SemiSupervisedEnsembleClassifier
+    assert type(model.ensemble_.ensemble_) is WeightedMembers
+    assert model.embedder_ is model.ensemble_.embedder_ and model.members_ is model.ensemble_.members_
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Format 2 (skssl 0.2.1): SSLClassifier / SSLRegressor(strategy="ensemble") held the internal SemiSupervisedEnsemble
+# ---------------------------------------------------------------------------------------------------------------
+ENSEMBLES_2 = [
+    "clf_ensemble",
+    "clf_ensemble_weighted",
+    "clf_ensemble_prefit",
+    "clf_ensemble_pretrained",
+    "reg_ensemble",
+]
+
+
+@pytest.fixture(scope="module")
+def expected_2():
+    with np.load(os.path.join(DATA_2, "expected.npz")) as stored:
+        return dict(stored)
+
+
+def _path_2(name):
+    return os.path.join(DATA_2, f"{name}.skssl")
+
+
+@pytest.mark.parametrize("name", ENSEMBLES_2)
+def test_format_2_ensemble_loads_upgraded_and_predicts_exactly_as_before(name, expected_2, tmp_path):
+    info = read_model_info(_path_2(name))
+    assert info["format_version"] == 2 and info["versions"]["skssl"] == "0.2.1"
+    assert info["metadata"] == {"fixture": name}
+    with zipfile.ZipFile(_path_2(name)) as archive:
+        assert json.loads(archive.read("meta.json"))["estimator"]["attributes"]["ensemble_"]["class"] == (
+            "SemiSupervisedEnsemble"
+        )
+    model = load_model(_path_2(name))
+    X = pd.DataFrame(expected_2["X"], columns=model.feature_names_in_)  # fitted with gene names
+    regression = name.startswith("reg")
+    assert type(model) is (SSLRegressor if regression else SSLClassifier)
+    ensemble = model.ensemble_
+    assert type(ensemble) is (SemiSupervisedEnsembleRegressor if regression else SemiSupervisedEnsembleClassifier)
+    assert type(ensemble.ensemble_) is WeightedMembers
+    assert all(getattr(model, key) is getattr(ensemble, key) for key in ("embedder_", "members_", "weights_"))
+    assert ensemble.held_out_loss_ is ensemble.ensemble_.held_out_loss_
+    assert ensemble.get_params()["random_state"] == model.random_state == 0
+    np.testing.assert_array_equal([model.weights_[m] for m in model.members_], expected_2[f"{name}.weights"])
+    predicted = model.predict(X)
+    np.testing.assert_array_equal(
+        predicted.astype(str) if predicted.dtype == object else predicted, expected_2[f"{name}.predict"]
+    )
+    assert predicted.dtype == expected_2[f"{name}.predict"].dtype or predicted.dtype == object
+    if not regression:
+        np.testing.assert_array_equal(model.predict_proba(X), expected_2[f"{name}.predict_proba"])
+        np.testing.assert_array_equal(ensemble.predict_proba(X), expected_2[f"{name}.predict_proba"])
+    # Saved again, in format 3, it loads and predicts the same; its ensemble alone too.
+    again = load_model(save_model(model, tmp_path / "again.skssl"))
+    assert read_model_info(tmp_path / "again.skssl")["format_version"] == FORMAT_VERSION == 3
+    np.testing.assert_array_equal(again.predict(X), predicted)
+    alone = load_model(save_model(model.ensemble_, tmp_path / "alone.skssl"))
+    np.testing.assert_array_equal(alone.predict(X), predicted)
+
+
+def test_format_2_prefit_parameter_comes_back_fitted_and_shared(expected_2):
+    model = load_model(_path_2("clf_ensemble_prefit"))
+    assert model.prefit and model.ensemble_.embedder is model.embedder
+    X = pd.DataFrame(expected_2["X"], columns=model.feature_names_in_)
+    np.testing.assert_array_equal(model.embedder.transform(X), model.embedder_.transform(X))
+
+
+def test_only_formats_1_and_2_name_the_old_ensemble_object(tmp_path):
+    """The old name of the internal object is renamed in files of formats 1 and 2 only: a format-3 file naming it
+    is refused before anything is built."""
+
+    def declare_format_3(meta, tensors):
+        meta["format_version"] = 3
+
+    path = _rewrite(_path_2("clf_ensemble"), tmp_path / "relabelled.skssl", declare_format_3)
+    with pytest.raises(ValueError, match="class 'SemiSupervisedEnsemble' is not allowed"):
+        load_model(path)

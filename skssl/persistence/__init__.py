@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._atomic import atomic_write
 from ._decode import _decode, _decode_estimator, _Reader
 from ._encode import _encode_estimator, _Writer
-from ._schema import _ESTIMATORS, _MAX_DEPTH, _check_class_names
+from ._schema import _ESTIMATORS, _MAX_DEPTH, _check_class_names, _renamed_objects
 
 __all__ = ["FORMAT_VERSION", "MAX_BYTES", "MAX_META_BYTES", "load_model", "read_model_info", "save_model"]
 
@@ -51,8 +51,12 @@ __all__ = ["FORMAT_VERSION", "MAX_BYTES", "MAX_META_BYTES", "load_model", "read_
 #: older versions (e.g. fill in the new attribute), so that published models keep loading. Format 1: skssl 0.1.0
 #: and the development versions after it, with two layouts of the VAE's network (told apart by their tensor names
 #: and upgraded on load, ``_rebuild.py``) and SSLRegressor's target scaling in private attributes (renamed on load);
-#: format 2: skssl 0.2.0 on, one layout, never upgraded.
-FORMAT_VERSION = 2
+#: format 2: skssl 0.2.0 and 0.2.1, one layout of the networks. Formats 1 and 2 held the ensemble of
+#: SSLClassifier / SSLRegressor(strategy="ensemble") as the internal object ``SemiSupervisedEnsemble`` in
+#: ``ensemble_``; format 3 (skssl 0.3.0 on) holds a fitted SemiSupervisedEnsembleClassifier / ...Regressor there,
+#: which holds that object (renamed ``WeightedMembers``) and the predictor's ``embedder_``, ``members_`` and
+#: ``weights_``. Files of formats 1 and 2 are upgraded at load by their format version (``_decode.py``).
+FORMAT_VERSION = 3
 FORMAT_NAME = "skssl-model"
 _META = "meta.json"
 _TENSORS = "tensors.pt"
@@ -94,9 +98,11 @@ def save_model(estimator, path, *, metadata=None):
 
     Parameters
     ----------
-    estimator : ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, SSLClassifier or SSLRegressor
-        A fitted estimator of exactly one of these classes (not a subclass, a ``Pipeline`` or a search; save the
-        fitted step itself). ``SSLClassifier`` / ``SSLRegressor`` with either ``strategy``.
+    estimator : estimator
+        A fitted ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, SSLClassifier, SSLRegressor,
+        SemiSupervisedEnsembleClassifier or SemiSupervisedEnsembleRegressor: exactly one of these classes (not a
+        subclass, a ``Pipeline`` or a search; save the fitted step itself). ``SSLClassifier`` / ``SSLRegressor``
+        with either ``strategy``.
     path : str or path-like
         File to write (conventionally with the suffix ``.skssl``); an existing file is replaced.
     metadata : dict or None, default=None
@@ -190,9 +196,9 @@ def load_model(path, *, max_bytes=MAX_BYTES):
 
     Returns
     -------
-    estimator : ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, SSLClassifier or SSLRegressor
-        The fitted estimator; its ``transform`` / ``predict`` / ``predict_proba`` on the CPU are bitwise equal to
-        those of the saved one on the CPU.
+    estimator : estimator
+        The fitted estimator, of one of the classes :func:`save_model` writes; its ``transform`` / ``predict`` /
+        ``predict_proba`` on the CPU are bitwise equal to those of the saved one on the CPU.
 
     Raises
     ------
@@ -478,7 +484,7 @@ def _reject_constant(constant):
 def _estimator_spec(meta, path):
     """The checked description of the saved estimator: a known format, and only allowed class names anywhere."""
     _check_format(meta, path)
-    spec = meta["estimator"]
+    spec = _renamed_objects(meta["estimator"], meta["format_version"])
     _check_class_names(spec, "estimator")
     if spec.get("class") not in _ESTIMATORS:
         raise ValueError(

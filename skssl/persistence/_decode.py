@@ -22,9 +22,12 @@ from .._compat import (
     sklearn_state_name,
     validate_estimator_params,
 )
-from .._supervised_base import _BaseSSLPredictor
+from .._ensemble import WeightedMembers
+from .._pretraining import EmbedderUser
 from ._rebuild import _check_consistency, _check_parameters, _rebuild_network, _restore_prefit_embedder
 from ._schema import (
+    _ENSEMBLE_ALIASES,
+    _ENSEMBLE_OF,
     _ESTIMATORS,
     _FORMAT_1_DROPPED,
     _FORMAT_1_RENAMES,
@@ -253,10 +256,20 @@ def _decode_estimator(node, reader, *, fitted, where):
             )
             decoded = _decode_estimator(value, reader, fitted=True, where=f"{where}.{key}")
             _expect(isinstance(decoded, BaseSSLEstimator), where, "embedder_ must be an skssl embedder or None")
+        elif key == "ensemble_":
+            decoded = _decode_ensemble(value, reader, cls, f"{where}.{key}")
         else:
             decoded = _decode(value, reader, f"{where}.{key}")
             _check_value(key, decoded, where)
         setattr(estimator, key, decoded)
+    if type(estimator) in _ENSEMBLE_OF.values():  # a fitted ensemble estimator has every attribute but the names
+        missing = [key for key in cls._fitted_attributes if key not in attributes and key != "feature_names_in_"]
+        _expect(not missing, where, f"the fitted attributes {missing} are missing")
+    if type(estimator) in _ENSEMBLE_OF:
+        ensemble_fit = estimator.strategy == "ensemble"
+        _expect("ensemble_" in attributes or not ensemble_fit, where, "the ensemble (ensemble_) is missing")
+        if "ensemble_" in attributes:
+            _nest_ensemble(estimator, attributes, where)
     if "device_" in attributes:
         estimator.device_ = torch.device("cpu")  # the weights are loaded on the CPU
     _check_parameters(estimator, where)
@@ -278,9 +291,65 @@ def _decode_estimator(node, reader, *, fitted, where):
             )
         estimator.module_ = _rebuild_network(estimator, state, where, upgrade=reader.format_version == 1)
     _check_consistency(estimator, where)
-    if isinstance(estimator, _BaseSSLPredictor):
+    if isinstance(estimator, EmbedderUser):
         _restore_prefit_embedder(estimator)
+        ensemble = getattr(estimator, "ensemble_", None)
+        if type(ensemble) in _ENSEMBLE_OF.values() and repr(ensemble.embedder) == repr(estimator.embedder):
+            ensemble.embedder = estimator.embedder  # one object, as after fit (ensemble_ shares the parameter)
     return estimator
+
+
+def _decode_ensemble(node, reader, cls, where):
+    """The ``ensemble_`` of a ``cls``: the internal WeightedMembers of a semi-supervised ensemble estimator, or of
+    an SSL predictor in a file of format 1 or 2 (wrapped by :func:`_nest_ensemble`); a fitted
+    SemiSupervisedEnsembleClassifier / ...Regressor of the predictor's task in a file of format 3 on."""
+    nested = cls in _ENSEMBLE_OF and reader.format_version >= 3
+    expected = _ENSEMBLE_OF[cls] if nested else WeightedMembers
+    message = f"a fitted {expected.__name__} was expected"
+    if nested:
+        _expect(isinstance(node, dict) and node.get("__kind__") == "estimator", where, message)
+        decoded = _decode_estimator(node, reader, fitted=True, where=where)
+    else:
+        decoded = _decode(node, reader, where)
+    _expect(type(decoded) is expected, where, message)
+    return decoded
+
+
+def _nest_ensemble(estimator, attributes, where):
+    """An SSL predictor's ``ensemble_`` as fit leaves it: a SemiSupervisedEnsembleClassifier / ...Regressor that
+    holds the predictor's ``embedder_``, ``members_`` and ``weights_`` (the same objects).
+
+    Files of format 3 write those three once, within ``ensemble_``: taken from it, and the attributes that both
+    hold checked to agree. Files of formats 1 and 2 held the internal WeightedMembers as ``ensemble_`` and the
+    three on the predictor: the ensemble estimator is built around them, with the predictor's parameters (as
+    ``fit`` builds it) and fitted attributes.
+    """
+    ensemble = estimator.ensemble_
+    public = _ENSEMBLE_OF[type(estimator)]
+    shared = [key for key in public._fitted_attributes if key not in ("ensemble_", "held_out_loss_")]
+    if isinstance(ensemble, WeightedMembers):  # formats 1 and 2
+        needed = [key for key in shared if key != "feature_names_in_"]
+        _expect(all(key in attributes for key in needed), where, f"an ensemble needs the fitted {needed}")
+        members, ensemble = ensemble, estimator._ensemble()
+        for key in shared:
+            if hasattr(estimator, key):
+                setattr(ensemble, key, getattr(estimator, key))
+        ensemble.held_out_loss_ = getattr(members, "held_out_loss_", None)
+        ensemble.ensemble_ = members
+        estimator.ensemble_ = ensemble
+        return
+    for key in _ENSEMBLE_ALIASES:
+        if key not in attributes:
+            setattr(estimator, key, getattr(ensemble, key))
+    if estimator.strategy != "ensemble":
+        return  # the ensemble_ of an earlier fit, which nothing reads
+    for key in shared:
+        ours, theirs = getattr(estimator, key, None), getattr(ensemble, key, None)
+        if isinstance(ours, np.ndarray) or isinstance(theirs, np.ndarray):
+            same = isinstance(ours, np.ndarray) and isinstance(theirs, np.ndarray) and np.array_equal(ours, theirs)
+        else:
+            same = ours is theirs or (type(ours) is type(theirs) and ours == theirs)
+        _expect(bool(same), where, f"ensemble_.{key} disagrees with {key}")
 
 
 def _check_value(key, value, where):

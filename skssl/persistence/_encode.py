@@ -14,6 +14,7 @@ import torch
 
 from .._compat import FITTED_NAME, sklearn_fitted_state
 from ._schema import (
+    _ENSEMBLE_ALIASES,
     _ESTIMATORS,
     _LOCAL_PATH_PARAMETERS,
     _NUMERIC_KINDS,
@@ -147,12 +148,18 @@ def _encode_estimator(estimator, writer, *, fitted, where):
             f"{where}: {name} has fitted attributes that its _fitted_attributes does not declare: {undeclared}; "
             "they would not be saved. Declare them (and document them) in the class."
         )
+    # SSLClassifier / SSLRegressor(strategy="ensemble"): embedder_, members_ and weights_ are their ensemble_'s,
+    # written once, within it.
+    ensemble = state.get("ensemble_")
+    nested = type(ensemble) in _ESTIMATORS.values()
     attributes = {}
     for key in declared:
         if key not in state or key in _SKIPPED:
             continue
         value = state[key]
-        if key == "embedder_" and value is not None:
+        if nested and key in _ENSEMBLE_ALIASES and value is getattr(ensemble, key, None):
+            continue
+        if type(value) in _ESTIMATORS.values():  # a fitted embedder_, or the ensemble_ of an SSL predictor
             attributes[key] = _encode_estimator(value, writer, fitted=True, where=f"{where}.{key}")
         else:
             attributes[key] = _encode(value, writer, f"{where}.{key}")

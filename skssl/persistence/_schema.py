@@ -13,14 +13,30 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from .. import _ensemble
 from ..contrastive import ContrastiveEmbedder
 from ..masked import MaskedAutoencoder
+from ..semi_supervised import SemiSupervisedEnsembleClassifier, SemiSupervisedEnsembleRegressor
 from ..supervised import SSLClassifier, SSLRegressor
 from ..vae import VAEEmbedder
 
 # The only classes a file may name. Exact classes, not subclasses: a subclass may change behaviour (e.g. swap the
 # corruption) that the file cannot record, so it would load as something else.
 _ESTIMATORS = {
-    cls.__name__: cls for cls in (ContrastiveEmbedder, MaskedAutoencoder, VAEEmbedder, SSLClassifier, SSLRegressor)
+    cls.__name__: cls
+    for cls in (
+        ContrastiveEmbedder,
+        MaskedAutoencoder,
+        VAEEmbedder,
+        SSLClassifier,
+        SSLRegressor,
+        SemiSupervisedEnsembleClassifier,
+        SemiSupervisedEnsembleRegressor,
+    )
 }
+# The ensemble estimator that SSLClassifier / SSLRegressor(strategy="ensemble") hold as ``ensemble_`` (format 3 on;
+# files of formats 1 and 2 held the internal WeightedMembers there, wrapped at load, _decode.py).
+_ENSEMBLE_OF = {SSLClassifier: SemiSupervisedEnsembleClassifier, SSLRegressor: SemiSupervisedEnsembleRegressor}
+# Fitted attributes of SSLClassifier / SSLRegressor that are the same objects as their ensemble_'s after a fit
+# (format 3 on): written once, within ensemble_, and set from it at load when the file does not hold them.
+_ENSEMBLE_ALIASES = ("embedder_", "members_", "weights_")
 # Estimators that may appear as a (parameters-only) wrapper of a nested ``embedder`` parameter.
 _WRAPPERS = {"FrozenEstimator": FrozenEstimator}
 # scikit-learn objects inside the ensemble of SSLClassifier / SSLRegressor(strategy="ensemble"); their fitted
@@ -31,8 +47,11 @@ _SKLEARN = {"PCA": PCA, "LogisticRegression": LogisticRegression, "Ridge": Ridge
 # rather than silently dropping something its predictions might need.
 _OBJECTS = {
     cls.__name__: (cls, cls._init_args, cls._fitted_attributes)
-    for cls in (_ensemble.SemiSupervisedEnsemble, _ensemble.GeneViews, _ensemble.LinearMember, _ensemble.GraphMember)
+    for cls in (_ensemble.WeightedMembers, _ensemble.GeneViews, _ensemble.LinearMember, _ensemble.GraphMember)
 }
+# Files of formats 1 and 2 named WeightedMembers (the ensemble's fitted members and weights) SemiSupervisedEnsemble:
+# renamed before the class names are checked (_renamed_objects).
+_FORMAT_2_OBJECT_RENAMES = {"SemiSupervisedEnsemble": "WeightedMembers"}
 # Files of format 1 kept SSLRegressor's target scaling in private attributes: renamed at load.
 _FORMAT_1_RENAMES = {"SSLRegressor": {"_y_mean": "y_mean_", "_y_scale": "y_scale_"}}
 # ... and the embedder's widths on the supervised estimators, which no prediction reads and 0.2 no longer sets:
@@ -100,6 +119,24 @@ def _check_class_names(node, where):
             )
     for key, value in node.items():
         _check_class_names(value, f"{where}.{key}")
+
+
+def _renamed_objects(spec, format_version):
+    """``spec`` with the objects that files of format ``format_version`` name otherwise under their present names
+    (in place; no recursion: the description may be nested deeply before its depth is checked)."""
+    if not isinstance(format_version, int) or format_version > 2:
+        return spec
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("class")
+            if node.get("__kind__") == "object" and isinstance(name, str) and name in _FORMAT_2_OBJECT_RENAMES:
+                node["class"] = _FORMAT_2_OBJECT_RENAMES[name]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return spec
 
 
 def _expect(condition, where, message):
