@@ -247,8 +247,10 @@ _STRATEGY_PARAMETERS = (
         ``random_state`` and ``verbose`` and kept as ``ensemble_``. Members read views of all rows of ``X``
         (labeled and unlabeled) and are trained on the labeled rows; their predictions are averaged with weights
         chosen on held-out predictions of the labeled rows. ``"finetune"``: the reference study's protocol,
-        pre-training then fine-tuning the encoder with a head (the parameters from ``finetune`` to ``verbose``
-        apply to it only). Memory: ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never
+        pre-training then fine-tuning the encoder with a head (``pretrain``, ``finetune``, ``encoder_lr_ratio``,
+        ``head_hidden_dims`` and the training parameters from ``dropout`` to ``tol`` apply to it only;
+        ``class_weight``, ``random_state`` and ``verbose`` serve both strategies, and ``device`` is also where the
+        ensemble's embedder pre-trains when its own ``device`` is "auto"). Memory: ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never
         whole. """
     + DENSE_MEMORY.replace("\n    ", "\n        ")
     + """
