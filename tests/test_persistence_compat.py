@@ -37,14 +37,19 @@ REGRESSORS = ["reg_finetune_vae"]
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
-@pytest.fixture(scope="module")
-def expected():
-    with np.load(os.path.join(DATA, "expected.npz")) as stored:
+def _expected_outputs(directory):
+    """The outputs that the code which wrote the fixtures of ``directory`` gave (its ``expected.npz``)."""
+    with np.load(os.path.join(directory, "expected.npz")) as stored:
         return dict(stored)
 
 
-def _path(name):
-    return os.path.join(DATA, f"{name}.skssl")
+@pytest.fixture(scope="module")
+def expected():
+    return _expected_outputs(DATA)
+
+
+def _path(name, directory=DATA):
+    return os.path.join(directory, f"{name}.skssl")
 
 
 @pytest.mark.parametrize("name", EMBEDDERS + CLASSIFIERS + REGRESSORS)
@@ -201,24 +206,19 @@ ENSEMBLES_2 = [
 
 @pytest.fixture(scope="module")
 def expected_2():
-    with np.load(os.path.join(DATA_2, "expected.npz")) as stored:
-        return dict(stored)
-
-
-def _path_2(name):
-    return os.path.join(DATA_2, f"{name}.skssl")
+    return _expected_outputs(DATA_2)
 
 
 @pytest.mark.parametrize("name", ENSEMBLES_2)
 def test_format_2_ensemble_loads_upgraded_and_predicts_exactly_as_before(name, expected_2, tmp_path):
-    info = read_model_info(_path_2(name))
+    info = read_model_info(_path(name, DATA_2))
     assert info["format_version"] == 2 and info["versions"]["skssl"] == "0.2.1"
     assert info["metadata"] == {"fixture": name}
-    with zipfile.ZipFile(_path_2(name)) as archive:
+    with zipfile.ZipFile(_path(name, DATA_2)) as archive:
         assert json.loads(archive.read("meta.json"))["estimator"]["attributes"]["ensemble_"]["class"] == (
             "SemiSupervisedEnsemble"
         )
-    model = load_model(_path_2(name))
+    model = load_model(_path(name, DATA_2))
     X = pd.DataFrame(expected_2["X"], columns=model.feature_names_in_)  # fitted with gene names
     regression = name.startswith("reg")
     assert type(model) is (SSLRegressor if regression else SSLClassifier)
@@ -246,7 +246,7 @@ def test_format_2_ensemble_loads_upgraded_and_predicts_exactly_as_before(name, e
 
 
 def test_format_2_prefit_parameter_comes_back_fitted_and_shared(expected_2):
-    model = load_model(_path_2("clf_ensemble_prefit"))
+    model = load_model(_path("clf_ensemble_prefit", DATA_2))
     assert model.prefit and model.ensemble_.embedder is model.embedder
     X = pd.DataFrame(expected_2["X"], columns=model.feature_names_in_)
     np.testing.assert_array_equal(model.embedder.transform(X), model.embedder_.transform(X))
@@ -259,6 +259,6 @@ def test_only_formats_1_and_2_name_the_old_ensemble_object(tmp_path):
     def declare_format_3(meta, tensors):
         meta["format_version"] = 3
 
-    path = _rewrite(_path_2("clf_ensemble"), tmp_path / "relabelled.skssl", declare_format_3)
+    path = _rewrite(_path("clf_ensemble", DATA_2), tmp_path / "relabelled.skssl", declare_format_3)
     with pytest.raises(ValueError, match="class 'SemiSupervisedEnsemble' is not allowed"):
         load_model(path)
