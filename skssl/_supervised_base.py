@@ -250,8 +250,8 @@ _STRATEGY_PARAMETERS = (
         pre-training then fine-tuning the encoder with a head (``pretrain``, ``finetune``, ``encoder_lr_ratio``,
         ``head_hidden_dims`` and the training parameters from ``dropout`` to ``tol`` apply to it only;
         ``class_weight``, ``random_state`` and ``verbose`` serve both strategies, and ``device`` is also where the
-        ensemble's embedder pre-trains when its own ``device`` is "auto"). Memory: ``"finetune"`` reads sparse and memory-mapped input one batch at a time, never
-        whole. """
+        ensemble's embedder pre-trains when its own ``device`` is "auto"). Memory: ``"finetune"`` reads sparse and
+        memory-mapped input one batch at a time, never whole. """
     + DENSE_MEMORY.replace("\n    ", "\n        ")
     + """
     """
