@@ -102,7 +102,7 @@ class EncoderModule(nn.Module):
         return EncoderPath(self.preprocess, self.encoder)
 
 
-class EncoderPath(nn.Module):
+class EncoderPath(EncoderModule):
     """Raw features -> embedding through ``preprocess`` then ``encoder``: the part of an embedder's module that its
     ``embed`` uses (see ``encoder_path()`` of the masked and contrastive modules), sharing their layers."""
 
@@ -110,9 +110,6 @@ class EncoderPath(nn.Module):
         super().__init__()
         self.preprocess = preprocess
         self.encoder = encoder
-
-    def embed(self, x):
-        return self.encoder(self.preprocess(x))
 
     def forward(self, x):
         return self.embed(x)
